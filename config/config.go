@@ -1,0 +1,432 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
+)
+
+// Repo modes (DESIGN.md "One tree, three kinds of repo").
+const (
+	ModeMirror = "mirror" // periodic full sync of the upstream repo
+	ModeProxy  = "proxy"  // fetched on first request, then cached
+	ModeHosted = "hosted" // published through the API
+)
+
+// Config is the whole configuration of one mirrord process.
+type Config struct {
+	Listen   string            `mapstructure:"listen" yaml:"listen"`
+	DataDir  string            `mapstructure:"data_dir" yaml:"data_dir"`
+	Log      Log               `mapstructure:"log" yaml:"log"`
+	Cache    Cache             `mapstructure:"cache" yaml:"cache"`
+	Upstream Upstream          `mapstructure:"upstream" yaml:"upstream"`
+	Sync     Sync              `mapstructure:"sync" yaml:"sync"`
+	Hosted   Hosted            `mapstructure:"hosted" yaml:"hosted"`
+	API      API               `mapstructure:"api" yaml:"api"`
+	Distros  map[string]Distro `mapstructure:"distros" yaml:"distros"`
+
+	// File is the config file that was read, "" when running on defaults.
+	File string `mapstructure:"-" yaml:"-"`
+}
+
+// Log selects the log level and format.
+type Log struct {
+	Level  string `mapstructure:"level" yaml:"level"`   // debug, info, warn, error
+	Format string `mapstructure:"format" yaml:"format"` // text or json
+}
+
+// Cache bounds the pull-through cache.
+type Cache struct {
+	MaxSize      ByteSize      `mapstructure:"max_size" yaml:"max_size"`
+	DBMaxAge     time.Duration `mapstructure:"db_max_age" yaml:"db_max_age"`
+	KeepVersions int           `mapstructure:"keep_versions" yaml:"keep_versions"`
+	FillOnAbort  bool          `mapstructure:"fill_on_abort" yaml:"fill_on_abort"`
+	NegativeTTL  time.Duration `mapstructure:"negative_ttl" yaml:"negative_ttl"`
+}
+
+// Upstream tunes the HTTP client that talks to upstream mirrors.
+type Upstream struct {
+	Retries        int           `mapstructure:"retries" yaml:"retries"`
+	ConnectTimeout time.Duration `mapstructure:"connect_timeout" yaml:"connect_timeout"`
+	HeaderTimeout  time.Duration `mapstructure:"header_timeout" yaml:"header_timeout"`
+	StallTimeout   time.Duration `mapstructure:"stall_timeout" yaml:"stall_timeout"`
+}
+
+// Sync tunes mirror-mode repos.
+type Sync struct {
+	Concurrency int           `mapstructure:"concurrency" yaml:"concurrency"`
+	PruneAfter  time.Duration `mapstructure:"prune_after" yaml:"prune_after"`
+}
+
+// Hosted tunes the publish queue of hosted repos.
+type Hosted struct {
+	Workers   int           `mapstructure:"workers" yaml:"workers"`
+	Debounce  time.Duration `mapstructure:"debounce" yaml:"debounce"`
+	MaxDelay  time.Duration `mapstructure:"max_delay" yaml:"max_delay"`
+	MaxUpload ByteSize      `mapstructure:"max_upload" yaml:"max_upload"`
+	Retention time.Duration `mapstructure:"retention" yaml:"retention"`
+}
+
+// API configures the REST API.
+type API struct {
+	Tokens []Token `mapstructure:"tokens" yaml:"tokens"`
+}
+
+// Token allows writes to the repos it names ("distro/repo"). Only the
+// token's sha256 is kept, so a leaked config file leaks no secret.
+type Token struct {
+	Name   string   `mapstructure:"name" yaml:"name"`
+	SHA256 string   `mapstructure:"sha256" yaml:"sha256"`
+	Repos  []string `mapstructure:"repos" yaml:"repos"`
+}
+
+// Distro is one upstream distribution: its URL layout, arches, mirrors and repos.
+type Distro struct {
+	Layout    string          `mapstructure:"layout" yaml:"layout"`
+	Arch      []string        `mapstructure:"arch" yaml:"arch"`
+	Upstreams []string        `mapstructure:"upstreams" yaml:"upstreams"`
+	Repos     map[string]Repo `mapstructure:"repos" yaml:"repos"`
+}
+
+// Repo is one repository of a distro.
+type Repo struct {
+	Mode         string        `mapstructure:"mode" yaml:"mode"`
+	SyncInterval time.Duration `mapstructure:"sync_interval" yaml:"sync_interval,omitempty"`
+	// Upstreams overrides the distro's mirror list for this repo.
+	Upstreams []string `mapstructure:"upstreams" yaml:"upstreams,omitempty"`
+}
+
+// defaults is the one table of every scalar key and its default. Viper only
+// reads an environment variable for a key it knows, so every key that may be
+// set from MIRRORD_* must be listed here.
+var defaults = []struct {
+	key string
+	val any
+}{
+	{"listen", "127.0.0.1:8080"},
+	{"data_dir", "./data"},
+	{"log.level", "info"},
+	{"log.format", "text"},
+	{"cache.max_size", "50GiB"},
+	{"cache.db_max_age", "60s"},
+	{"cache.keep_versions", 3},
+	{"cache.fill_on_abort", true},
+	{"cache.negative_ttl", "5s"},
+	{"upstream.retries", 2},
+	{"upstream.connect_timeout", "5s"},
+	{"upstream.header_timeout", "8s"},
+	{"upstream.stall_timeout", "8s"},
+	{"sync.concurrency", 4},
+	{"sync.prune_after", "24h"},
+	{"hosted.workers", 4},
+	{"hosted.debounce", "2s"},
+	{"hosted.max_delay", "30s"},
+	{"hosted.max_upload", "2GiB"},
+	{"hosted.retention", "24h"},
+}
+
+// DefaultDistros is used when the configuration names no distros at all:
+// Arch Linux proxied from public mirrors, plus a hosted repo "local".
+func DefaultDistros() map[string]Distro {
+	return map[string]Distro{
+		"archlinux": {
+			Layout: "$repo/os/$arch",
+			Arch:   []string{"x86_64"},
+			Upstreams: []string{
+				"https://geo.mirror.pkgbuild.com/$repo/os/$arch",
+				"https://mirrors.kernel.org/archlinux/$repo/os/$arch",
+			},
+			Repos: map[string]Repo{
+				"core":     {Mode: ModeProxy},
+				"extra":    {Mode: ModeProxy},
+				"multilib": {Mode: ModeProxy},
+				"local":    {Mode: ModeHosted},
+			},
+		},
+	}
+}
+
+// Flags registers the flags that override config keys. serve, sync and
+// config share them.
+func Flags(fs *pflag.FlagSet) {
+	fs.String("config", os.Getenv("MIRRORD_CONFIG"), "config file (YAML); env MIRRORD_CONFIG")
+	fs.String("listen", "", "address to listen on (config key listen)")
+	fs.String("data-dir", "", "data directory (config key data_dir)")
+}
+
+// Load reads the configuration: defaults < file < MIRRORD_* env < flags.
+// fs may be nil. The result is validated; the error names every problem.
+func Load(fs *pflag.FlagSet) (*Config, error) {
+	path := ""
+	if fs != nil {
+		if f := fs.Lookup("config"); f != nil {
+			path = f.Value.String()
+		}
+	}
+	v := viper.New()
+	for _, d := range defaults {
+		v.SetDefault(d.key, d.val)
+	}
+	v.SetEnvPrefix("MIRRORD")
+	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
+	v.AutomaticEnv()
+	if fs != nil {
+		for key, flag := range map[string]string{"listen": "listen", "data_dir": "data-dir"} {
+			if f := fs.Lookup(flag); f != nil && f.Changed {
+				if err := v.BindPFlag(key, f); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	where := "defaults"
+	if path != "" {
+		where = path
+		v.SetConfigFile(path)
+		v.SetConfigType("yaml")
+		if err := v.ReadInConfig(); err != nil {
+			return nil, fmt.Errorf("config %s: %w", path, err)
+		}
+	}
+	var c Config
+	hook := mapstructure.ComposeDecodeHookFunc(
+		mapstructure.TextUnmarshallerHookFunc(),
+		mapstructure.StringToTimeDurationHookFunc(),
+		mapstructure.StringToSliceHookFunc(","),
+	)
+	if err := v.UnmarshalExact(&c, viper.DecodeHook(hook), func(dc *mapstructure.DecoderConfig) {
+		dc.ErrorUnused = true
+	}); err != nil {
+		return nil, fmt.Errorf("config %s: %w", where, err)
+	}
+	if !v.IsSet("distros") {
+		c.Distros = DefaultDistros()
+	}
+	c.File = path
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("config %s:\n%w", where, err)
+	}
+	return &c, nil
+}
+
+// Validate checks the whole configuration and returns every problem at
+// once, each naming its key.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	if c.Listen == "" {
+		bad("listen", "must not be empty")
+	}
+	if c.DataDir == "" {
+		bad("data_dir", "must not be empty")
+	} else if err := checkWritableDir(c.DataDir); err != nil {
+		bad("data_dir", "%v", err)
+	}
+	if !oneOf(c.Log.Level, "debug", "info", "warn", "error") {
+		bad("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)
+	}
+	if !oneOf(c.Log.Format, "text", "json") {
+		bad("log.format", "%q is not one of text, json", c.Log.Format)
+	}
+	if c.Cache.MaxSize <= 0 {
+		bad("cache.max_size", "must be positive")
+	}
+	positive := map[string]time.Duration{
+		"cache.db_max_age": c.Cache.DBMaxAge, "upstream.connect_timeout": c.Upstream.ConnectTimeout,
+		"upstream.header_timeout": c.Upstream.HeaderTimeout, "upstream.stall_timeout": c.Upstream.StallTimeout,
+		"hosted.debounce": c.Hosted.Debounce, "hosted.max_delay": c.Hosted.MaxDelay,
+	}
+	for _, k := range sortedKeys(positive) {
+		if positive[k] <= 0 {
+			bad(k, "must be a positive duration such as 30s")
+		}
+	}
+	if c.Cache.KeepVersions < 1 {
+		bad("cache.keep_versions", "must be at least 1")
+	}
+	if c.Upstream.Retries < 0 || c.Upstream.Retries > 10 {
+		bad("upstream.retries", "must be between 0 and 10")
+	}
+	if c.Sync.Concurrency < 1 || c.Sync.Concurrency > 64 {
+		bad("sync.concurrency", "must be between 1 and 64")
+	}
+	if c.Hosted.Workers < 1 || c.Hosted.Workers > 256 {
+		bad("hosted.workers", "must be between 1 and 256")
+	}
+	if c.Hosted.MaxUpload <= 0 {
+		bad("hosted.max_upload", "must be positive")
+	}
+	if c.Hosted.MaxDelay < c.Hosted.Debounce {
+		bad("hosted.max_delay", "must not be shorter than hosted.debounce")
+	}
+	if len(c.Distros) == 0 {
+		bad("distros", "at least one distro is needed")
+	}
+	for _, dn := range sortedKeys(c.Distros) {
+		c.validateDistro(dn, bad)
+	}
+	for i, t := range c.API.Tokens {
+		key := fmt.Sprintf("api.tokens[%d]", i)
+		if t.Name == "" {
+			bad(key+".name", "must not be empty")
+		}
+		if len(t.SHA256) != 64 || strings.Trim(strings.ToLower(t.SHA256), "0123456789abcdef") != "" {
+			bad(key+".sha256", "must be the 64 hex digits of the token's sha256 (sha256sum of the token)")
+		}
+		for _, r := range t.Repos {
+			d, repo, ok := strings.Cut(r, "/")
+			if !ok {
+				bad(key+".repos", "%q is not DISTRO/REPO", r)
+				continue
+			}
+			if _, ok := c.Distros[d].Repos[repo]; !ok {
+				bad(key+".repos", "%q names no configured repo", r)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// reserved are the first path segments that mirrord's own endpoints use.
+var reserved = []string{"api", "metrics", "healthz", "readyz", "static", "ui"}
+
+func (c *Config) validateDistro(dn string, bad func(key, format string, args ...any)) {
+	d := c.Distros[dn]
+	key := "distros." + dn
+	if !validName(dn) {
+		bad(key, "distro name %q may only use letters, digits, '.', '_', '-'", dn)
+	}
+	if oneOf(dn, reserved...) {
+		bad(key, "distro name %q is reserved for mirrord's own endpoints", dn)
+	}
+	if err := checkLayout(d.Layout); err != nil {
+		bad(key+".layout", "%v", err)
+	} else if !strings.Contains(d.Layout, "$repo") && len(d.Repos) > 1 {
+		bad(key+".layout", "a layout without $repo allows only one repo, got %d", len(d.Repos))
+	}
+	if len(d.Arch) == 0 {
+		bad(key+".arch", "at least one architecture is needed")
+	}
+	seen := map[string]bool{}
+	for _, a := range d.Arch {
+		if !validName(a) || a == "any" {
+			bad(key+".arch", "%q is not an architecture name", a)
+		}
+		if seen[a] {
+			bad(key+".arch", "%q is listed twice", a)
+		}
+		seen[a] = true
+	}
+	if len(d.Repos) == 0 {
+		bad(key+".repos", "at least one repo is needed")
+	}
+	for _, u := range d.Upstreams {
+		checkUpstream(key+".upstreams", u, bad)
+	}
+	for _, rn := range sortedKeys(d.Repos) {
+		r := d.Repos[rn]
+		rkey := key + ".repos." + rn
+		if !validName(rn) {
+			bad(rkey, "repo name %q may only use letters, digits, '.', '_', '-'", rn)
+		}
+		switch r.Mode {
+		case ModeMirror, ModeProxy:
+			if len(d.Upstreams) == 0 && len(r.Upstreams) == 0 {
+				bad(rkey+".upstreams", "a %s repo needs upstreams (here or on the distro)", r.Mode)
+			}
+		case ModeHosted:
+			if len(r.Upstreams) > 0 {
+				bad(rkey+".upstreams", "a hosted repo has no upstreams")
+			}
+		default:
+			bad(rkey+".mode", "%q is not one of mirror, proxy, hosted", r.Mode)
+		}
+		if r.Mode == ModeMirror && r.SyncInterval != 0 && r.SyncInterval < time.Minute {
+			bad(rkey+".sync_interval", "must be at least 1m")
+		}
+		for _, u := range r.Upstreams {
+			checkUpstream(rkey+".upstreams", u, bad)
+		}
+	}
+}
+
+func checkUpstream(key, u string, bad func(key, format string, args ...any)) {
+	if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+		bad(key, "%q must be an http:// or https:// URL template", u)
+	}
+}
+
+// checkLayout accepts relative templates like "$repo/os/$arch" or "$arch/$repo".
+func checkLayout(l string) error {
+	if l == "" {
+		return errors.New("must not be empty (Arch uses \"$repo/os/$arch\")")
+	}
+	if !strings.Contains(l, "$arch") {
+		return fmt.Errorf("%q must contain $arch", l)
+	}
+	for _, seg := range strings.Split(l, "/") {
+		if seg == "$repo" || seg == "$arch" {
+			continue
+		}
+		if !validName(seg) || seg == "." || seg == ".." {
+			return fmt.Errorf("%q: segment %q must be $repo, $arch or a plain name", l, seg)
+		}
+	}
+	return nil
+}
+
+// validName allows the characters of pacman repo and arch names.
+func validName(s string) bool {
+	if s == "" || len(s) > 64 || s[0] == '.' || s[0] == '-' {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// checkWritableDir creates dir if needed and proves it is writable, so that
+// a bad data_dir fails at start rather than on the first cache fill.
+func checkWritableDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("cannot create: %w", err)
+	}
+	f, err := os.CreateTemp(dir, ".mirrord-probe-*")
+	if err != nil {
+		return fmt.Errorf("not writable: %w", err)
+	}
+	name := f.Name()
+	f.Close()
+	return os.Remove(name)
+}
+
+func oneOf(s string, set ...string) bool {
+	for _, x := range set {
+		if s == x {
+			return true
+		}
+	}
+	return false
+}
+
+func sortedKeys[M ~map[string]V, V any](m M) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
