@@ -1,0 +1,479 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	stdsync "sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// ErrNotFound is returned for a path that is not in the tree or a key that
+// is not in the key-value store.
+var ErrNotFound = errors.New("not found")
+
+// Layout of the data directory.
+const (
+	treeDir = "tree" // the served files: a valid mirror layout
+	metaDir = "meta" // badger
+	tmpDir  = "tmp"  // downloads and uploads in progress; wiped at start
+)
+
+// Meta is what the store knows of one file in the tree.
+type Meta struct {
+	Size         int64     `json:"size"`
+	SHA256       string    `json:"sha256,omitempty"`
+	ETag         string    `json:"etag,omitempty"`
+	LastModified time.Time `json:"last_modified,omitzero"` // upstream's, also the file's mtime
+	FetchedAt    time.Time `json:"fetched_at,omitzero"`    // last fetch or revalidation
+	LastAccess   time.Time `json:"last_access,omitzero"`
+}
+
+// Options configures Open.
+type Options struct {
+	// MaxSize bounds the bytes of evictable files; 0 means no bound.
+	MaxSize int64
+	// Evictable says whether a tree path may be evicted (package files of
+	// proxy repos); nil means nothing is.
+	Evictable func(rel string) bool
+	// FlushInterval is how often batched access times reach badger and
+	// eviction runs; default 30s.
+	FlushInterval time.Duration
+	Logger        *slog.Logger
+	Registerer    prometheus.Registerer
+}
+
+// entry is the in-memory record of one indexed file. meta is replaced
+// whole (copy on write) so that readers never see a torn Meta; lastAccess
+// is separate so that a cache hit costs one atomic store.
+type entry struct {
+	meta       atomic.Pointer[Meta]
+	lastAccess atomic.Int64 // unix nanoseconds, written by Touch
+	flushed    atomic.Int64 // lastAccess value last written to badger
+}
+
+// Store is the data directory. All methods are safe for concurrent use.
+type Store struct {
+	dir     string
+	root    *os.Root // the data directory: every path goes through it, so nothing escapes
+	tree    *os.Root // root's tree/ folder
+	db      *badger.DB
+	opts    Options
+	log     *slog.Logger
+	metrics *metrics
+
+	index   stdsync.Map // tree path -> *entry
+	size    atomic.Int64
+	files   atomic.Int64
+	evictMu stdsync.Mutex // one eviction pass at a time; held across removals, never on the request path
+}
+
+// Open opens or creates the data directory, wipes leftovers of a crash
+// from tmp/, and reconciles the index with the tree.
+func Open(dir string, opts Options) (*Store, error) {
+	if opts.FlushInterval <= 0 {
+		opts.FlushInterval = 30 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Registerer == nil {
+		opts.Registerer = prometheus.NewRegistry()
+	}
+	for _, d := range []string{treeDir, metaDir} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			return nil, fmt.Errorf("open store: %w", err)
+		}
+	}
+	// A temp file is only ever an unfinished write: nothing in tmp/ survives a restart.
+	if err := os.RemoveAll(filepath.Join(dir, tmpDir)); err != nil {
+		return nil, fmt.Errorf("open store: clean %s: %w", tmpDir, err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, tmpDir), 0o755); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	tree, err := root.OpenRoot(treeDir)
+	if err != nil {
+		root.Close()
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	db, err := badger.Open(badgerOptions(filepath.Join(dir, metaDir), opts.Logger))
+	if err != nil {
+		tree.Close()
+		root.Close()
+		return nil, fmt.Errorf("open metadata in %s: %w", filepath.Join(dir, metaDir), err)
+	}
+	s := &Store{dir: dir, root: root, tree: tree, db: db, opts: opts, log: opts.Logger}
+	s.metrics = newMetrics(opts.Registerer, s)
+	if err := s.load(); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func badgerOptions(dir string, log *slog.Logger) badger.Options {
+	// Metadata is small (a few hundred bytes a file): small tables and
+	// caches keep badger's memory far below its defaults.
+	return badger.DefaultOptions(dir).
+		WithLogger(badgerLogger{log.With("component", "badger")}).
+		WithMemTableSize(8 << 20).
+		WithNumMemtables(2).
+		WithBaseTableSize(2 << 20).
+		WithBlockCacheSize(8 << 20).
+		WithIndexCacheSize(4 << 20).
+		WithValueLogFileSize(64 << 20).
+		WithNumCompactors(2).
+		WithMetricsEnabled(false)
+}
+
+// load fills the index from badger and the tree: metadata without a file is
+// dropped, a file without metadata (placed by hand) is indexed from stat.
+func (s *Store) load() error {
+	known := map[string]Meta{}
+	err := s.scan(filePrefix, func(key string, val []byte) error {
+		var m Meta
+		if err := json.Unmarshal(val, &m); err != nil {
+			s.log.Warn("dropping unreadable metadata", "file", key, "err", err)
+			return nil
+		}
+		known[key] = m
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("load metadata: %w", err)
+	}
+	err = fs.WalkDir(s.tree.FS(), ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		m, ok := known[p]
+		if !ok || m.Size != info.Size() {
+			m = Meta{Size: info.Size(), LastModified: info.ModTime(), FetchedAt: info.ModTime()}
+		}
+		delete(known, p)
+		s.put(p, m)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("index tree: %w", err)
+	}
+	for p := range known {
+		if err := s.Delete(filePrefix + p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// put records m in the index (not in badger) and keeps the totals right.
+func (s *Store) put(rel string, m Meta) {
+	e := &entry{}
+	if v, loaded := s.index.LoadOrStore(rel, e); loaded {
+		e = v.(*entry)
+	} else {
+		s.files.Add(1)
+	}
+	if old := e.meta.Swap(&m); old != nil {
+		s.size.Add(-old.Size)
+	}
+	s.size.Add(m.Size)
+	at := m.LastAccess.UnixNano()
+	if m.LastAccess.IsZero() {
+		at = m.FetchedAt.UnixNano()
+	}
+	e.lastAccess.Store(at)
+	e.flushed.Store(at)
+}
+
+// Close flushes batched access times and closes the metadata database.
+func (s *Store) Close() error {
+	ferr := s.flushAccess()
+	err := s.db.Close()
+	s.tree.Close()
+	s.root.Close()
+	return errors.Join(ferr, err)
+}
+
+// CleanPath checks that rel is a clean relative tree path: no leading '/',
+// no '.', '..' or empty segment, no NUL or backslash. Callers resolve URLs
+// through it; the os.Root below it is the second fence.
+func CleanPath(rel string) error {
+	if rel == "" || len(rel) > 1024 || strings.HasPrefix(rel, "/") || strings.ContainsAny(rel, "\x00\\") {
+		return fmt.Errorf("invalid tree path %q", rel)
+	}
+	for _, seg := range strings.Split(rel, "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return fmt.Errorf("invalid tree path %q", rel)
+		}
+	}
+	return nil
+}
+
+// CreateTemp creates a file in tmp/ for a write that Commit will publish.
+// The caller removes it (os.Remove) if it does not commit it.
+func (s *Store) CreateTemp(pattern string) (*os.File, error) {
+	return os.CreateTemp(filepath.Join(s.dir, tmpDir), strings.ReplaceAll(pattern, "/", "_"))
+}
+
+// Commit publishes a temp file made by CreateTemp at rel: fsync the file,
+// set its mtime to m.LastModified, rename it into the tree, fsync the
+// folder, then record m. The caller keeps f open (readers may still use it)
+// and closes it. m.Size is taken from the file.
+func (s *Store) Commit(f *os.File, rel string, m Meta) error {
+	if err := CleanPath(rel); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("commit %s: sync: %w", rel, err)
+	}
+	info, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("commit %s: %w", rel, err)
+	}
+	m.Size = info.Size()
+	if m.FetchedAt.IsZero() {
+		m.FetchedAt = time.Now()
+	}
+	tmpRel := tmpDir + "/" + filepath.Base(f.Name())
+	if !m.LastModified.IsZero() {
+		if err := s.root.Chtimes(tmpRel, m.LastModified, m.LastModified); err != nil {
+			return fmt.Errorf("commit %s: %w", rel, err)
+		}
+	} else {
+		m.LastModified = info.ModTime()
+	}
+	if err := s.tree.MkdirAll(path.Dir(rel), 0o755); err != nil {
+		return fmt.Errorf("commit %s: %w", rel, err)
+	}
+	if err := s.root.Rename(tmpRel, treeDir+"/"+rel); err != nil {
+		return fmt.Errorf("commit %s: %w", rel, err)
+	}
+	if err := s.syncDir(path.Dir(rel)); err != nil {
+		return fmt.Errorf("commit %s: %w", rel, err)
+	}
+	return s.SetMeta(rel, m)
+}
+
+// WriteFile writes data to rel atomically (temp, fsync, rename).
+func (s *Store) WriteFile(rel string, data []byte, m Meta) error {
+	f, err := s.CreateTemp("write-*")
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if _, err := f.Write(data); err != nil {
+		os.Remove(f.Name())
+		return fmt.Errorf("write %s: %w", rel, err)
+	}
+	if err := s.Commit(f, rel, m); err != nil {
+		os.Remove(f.Name())
+		return err
+	}
+	return nil
+}
+
+// Symlink points rel at target (relative to rel's folder), replacing what
+// was there atomically, as repo-add's {repo}.db -> {repo}.db.tar.gz.
+func (s *Store) Symlink(target, rel string) error {
+	if err := CleanPath(rel); err != nil {
+		return err
+	}
+	if err := CleanPath(path.Join(path.Dir(rel), target)); err != nil || strings.Contains(target, "/") {
+		return fmt.Errorf("symlink %s: target %q must be a file in the same folder", rel, target)
+	}
+	tmp := fmt.Sprintf("%s/link-%d", tmpDir, time.Now().UnixNano())
+	if err := s.root.Symlink(target, tmp); err != nil {
+		return fmt.Errorf("symlink %s: %w", rel, err)
+	}
+	if err := s.tree.MkdirAll(path.Dir(rel), 0o755); err != nil {
+		return fmt.Errorf("symlink %s: %w", rel, err)
+	}
+	if err := s.root.Rename(tmp, treeDir+"/"+rel); err != nil {
+		s.root.Remove(tmp)
+		return fmt.Errorf("symlink %s: %w", rel, err)
+	}
+	return s.syncDir(path.Dir(rel))
+}
+
+func (s *Store) syncDir(rel string) error {
+	d, err := s.tree.Open(rel)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// SetMeta records m for rel, in the index and in badger.
+func (s *Store) SetMeta(rel string, m Meta) error {
+	val, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	if err := s.Put(filePrefix+rel, val); err != nil {
+		return fmt.Errorf("record %s: %w", rel, err)
+	}
+	s.put(rel, m)
+	return nil
+}
+
+// Stat returns what the index knows of rel. A file placed in the tree by
+// hand after start is found on disk and indexed.
+func (s *Store) Stat(rel string) (Meta, error) {
+	if v, ok := s.index.Load(rel); ok {
+		e := v.(*entry)
+		m := *e.meta.Load()
+		m.LastAccess = time.Unix(0, e.lastAccess.Load())
+		return m, nil
+	}
+	if err := CleanPath(rel); err != nil {
+		return Meta{}, ErrNotFound
+	}
+	info, err := s.tree.Stat(rel)
+	if err != nil || !info.Mode().IsRegular() {
+		return Meta{}, ErrNotFound
+	}
+	m := Meta{Size: info.Size(), LastModified: info.ModTime(), FetchedAt: info.ModTime()}
+	s.put(rel, m)
+	return m, nil
+}
+
+// Open opens rel for reading through the tree's os.Root, so that neither
+// '..' nor a symlink can lead outside the tree. It does not touch.
+func (s *Store) Open(rel string) (*os.File, error) {
+	if err := CleanPath(rel); err != nil {
+		return nil, ErrNotFound
+	}
+	f, err := s.tree.Open(rel)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, ErrNotFound
+		}
+		return nil, err
+	}
+	return f, nil
+}
+
+// Lstat reports on rel without following a final symlink.
+func (s *Store) Lstat(rel string) (fs.FileInfo, error) {
+	if rel == "" {
+		return s.tree.Stat(".")
+	}
+	if err := CleanPath(rel); err != nil {
+		return nil, ErrNotFound
+	}
+	return s.tree.Lstat(rel)
+}
+
+// ReadDir lists a folder of the tree ("" is the top).
+func (s *Store) ReadDir(rel string) ([]fs.DirEntry, error) {
+	if rel == "" {
+		rel = "."
+	} else if err := CleanPath(rel); err != nil {
+		return nil, ErrNotFound
+	}
+	return fs.ReadDir(s.tree.FS(), rel)
+}
+
+// Touch records an access to rel in memory only; the next flush writes it.
+// A cache hit therefore costs an atomic store, not a badger write.
+func (s *Store) Touch(rel string) {
+	if v, ok := s.index.Load(rel); ok {
+		v.(*entry).lastAccess.Store(time.Now().UnixNano())
+	}
+}
+
+// Remove deletes rel from the tree and its metadata.
+func (s *Store) Remove(rel string) error {
+	if err := CleanPath(rel); err != nil {
+		return err
+	}
+	err := s.tree.Remove(rel)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove %s: %w", rel, err)
+	}
+	if v, ok := s.index.LoadAndDelete(rel); ok {
+		s.size.Add(-v.(*entry).meta.Load().Size)
+		s.files.Add(-1)
+	}
+	return s.Delete(filePrefix + rel)
+}
+
+// Size is the total size of the indexed files.
+func (s *Store) Size() int64 { return s.size.Load() }
+
+// Files is the number of indexed files.
+func (s *Store) Files() int64 { return s.files.Load() }
+
+// Run flushes access times and evicts every FlushInterval until ctx ends.
+func (s *Store) Run(ctx context.Context) error {
+	t := time.NewTicker(s.opts.FlushInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if err := s.flushAccess(); err != nil {
+				s.log.Error("flush access times", "err", err)
+			}
+			if _, err := s.Evict(); err != nil {
+				s.log.Error("evict", "err", err)
+			}
+		}
+	}
+}
+
+// flushAccess writes the access times that changed since the last flush,
+// in one badger transaction batch.
+func (s *Store) flushAccess() error {
+	wb := s.db.NewWriteBatch()
+	defer wb.Cancel()
+	var err error
+	s.index.Range(func(k, v any) bool {
+		e := v.(*entry)
+		at := e.lastAccess.Load()
+		if at == e.flushed.Load() {
+			return true
+		}
+		m := *e.meta.Load()
+		m.LastAccess = time.Unix(0, at)
+		val, merr := json.Marshal(m)
+		if merr != nil {
+			err = merr
+			return false
+		}
+		if err = wb.Set([]byte(filePrefix+k.(string)), val); err != nil {
+			return false
+		}
+		e.flushed.Store(at)
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	return wb.Flush()
+}
