@@ -1,0 +1,138 @@
+// Command mirrord serves a tree of pacman repositories: mirrored, proxied
+// and hosted. See README.md for the commands and docs/ARCHITECTURE.md for
+// how the pieces fit.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/pflag"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/mirrord/mirrord/config"
+	"github.com/mirrord/mirrord/internal/proxy"
+	"github.com/mirrord/mirrord/internal/store"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "mirrord:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	if len(args) == 0 {
+		return errors.New(usage)
+	}
+	switch cmd, rest := args[0], args[1:]; cmd {
+	case "serve":
+		return serve(rest)
+	case "config":
+		return printConfig(rest)
+	case "version", "--version":
+		fmt.Println("mirrord", version())
+		return nil
+	case "help", "-h", "--help":
+		fmt.Println(usage)
+		return nil
+	default:
+		return fmt.Errorf("unknown command %q\n%s", cmd, usage)
+	}
+}
+
+const usage = `usage:
+  mirrord serve   [--config FILE] [--listen ADDR] [--data-dir DIR]
+  mirrord config  [--config FILE]     print the effective config
+  mirrord version`
+
+// loadConfig parses the flags shared by the subcommands and loads the config.
+func loadConfig(name string, args []string) (*config.Config, error) {
+	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
+	config.Flags(fs)
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	return config.Load(fs)
+}
+
+func printConfig(args []string) error {
+	cfg, err := loadConfig("config", args)
+	if err != nil {
+		return err
+	}
+	out, err := cfg.Redacted().YAML()
+	if err != nil {
+		return err
+	}
+	_, err = os.Stdout.Write(out)
+	return err
+}
+
+func serve(args []string) error {
+	cfg, err := loadConfig("serve", args)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg.Log)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfo())
+
+	st, err := store.Open(cfg.DataDir, store.Options{
+		MaxSize:    int64(cfg.Cache.MaxSize),
+		Evictable:  evictable(cfg),
+		Logger:     log.With("component", "store"),
+		Registerer: reg,
+	})
+	if err != nil {
+		return err
+	}
+	defer st.Close() // after the server has drained: badger closes cleanly
+
+	ready := newReadiness()
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.Handle("GET /readyz", ready)
+	mux.Handle("/", proxy.New(cfg, st, proxy.Options{Logger: log.With("component", "proxy"), Registerer: reg}))
+	srv := newServer(cfg.Listen, proxy.Guard(mux), log)
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return st.Run(ctx) })
+	g.Go(func() error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-ctx.Done()
+		ready.set(false)
+		sdNotify("STOPPING=1")
+		log.Info("shutting down")
+		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		return srv.Shutdown(sctx) // in-flight responses finish first
+	})
+	ready.set(true)
+	sdNotify("READY=1")
+	log.Info("serving", "listen", ln.Addr().String(), "data_dir", cfg.DataDir, "config", cfg.File, "version", version())
+	return g.Wait()
+}

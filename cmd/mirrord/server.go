@@ -1,0 +1,107 @@
+package main
+
+import (
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"runtime/debug"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mirrord/mirrord/config"
+	"github.com/mirrord/mirrord/internal/proxy"
+)
+
+// versionString is set at build time: -ldflags "-X main.versionString=v1.2.3".
+var versionString = ""
+
+func version() string {
+	if versionString != "" {
+		return versionString
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}
+
+func buildInfo() prometheus.Collector {
+	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "mirrord_build_info",
+		Help: "Always 1; the version label says which mirrord runs.",
+	}, []string{"version"})
+	g.WithLabelValues(version()).Set(1)
+	return g
+}
+
+func newLogger(c config.Log) *slog.Logger {
+	var level slog.Level
+	level.UnmarshalText([]byte(c.Level)) // validated by config
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+// newServer sets timeouts so that slow-header and idle clients cannot pin
+// connections. There is no overall write timeout: a package download on a
+// slow link may rightly take long; stalls are bounded by the fetch side.
+func newServer(addr string, h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Addr:              addr,
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.With("component", "http").Handler(), slog.LevelDebug),
+	}
+}
+
+// evictable says which tree paths the cache may evict: package files and
+// their signatures in proxy repos. Mirror and hosted repos are never evicted.
+func evictable(cfg *config.Config) func(rel string) bool {
+	router := proxy.NewRouter(cfg)
+	return func(rel string) bool {
+		t, err := router.Resolve("/" + rel)
+		return err == nil && t.Mode == config.ModeProxy && !t.Mutable()
+	}
+}
+
+// readiness is /readyz: 200 while serving, 503 before start and while
+// shutting down, so that a load balancer drains us first.
+type readiness struct{ ok atomic.Bool }
+
+func newReadiness() *readiness { return &readiness{} }
+
+func (r *readiness) set(ok bool) { r.ok.Store(ok) }
+
+func (r *readiness) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
+	if !r.ok.Load() {
+		http.Error(w, "not ready", http.StatusServiceUnavailable)
+		return
+	}
+	w.Write([]byte("ready\n"))
+}
+
+// sdNotify tells systemd (Type=notify) about our state; a no-op when not
+// started by systemd.
+func sdNotify(state string) {
+	sock := os.Getenv("NOTIFY_SOCKET")
+	if sock == "" {
+		return
+	}
+	if strings.HasPrefix(sock, "@") {
+		sock = "\x00" + sock[1:]
+	}
+	conn, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	conn.Write([]byte(state))
+}

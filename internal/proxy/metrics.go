@@ -1,0 +1,57 @@
+package proxy
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mirrord/mirrord/config"
+)
+
+// Request results, the label values of mirrord_requests_total.
+const (
+	resultHit         = "hit"         // served from the tree
+	resultMiss        = "miss"        // fetched from upstream by this request
+	resultCoalesced   = "coalesced"   // joined a fetch already in flight
+	resultRevalidated = "revalidated" // mutable file checked upstream (304 or new copy)
+	resultStale       = "stale"       // upstream failed, the old copy was served
+	resultNotFound    = "not_found"
+	resultError       = "error"
+)
+
+var results = []string{resultHit, resultMiss, resultCoalesced, resultRevalidated, resultStale, resultNotFound, resultError}
+
+type metrics struct {
+	requests *prometheus.CounterVec
+	bytes    *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer, cfg *config.Config) *metrics {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mirrord_requests_total",
+			Help: "Requests for files of the tree, by repo and result (hit, miss, coalesced, revalidated, stale, not_found, error).",
+		}, []string{"repo", "result"}),
+		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mirrord_served_bytes_total",
+			Help: "Body bytes sent to clients, by repo.",
+		}, []string{"repo"}),
+	}
+	reg.MustRegister(m.requests, m.bytes)
+	for dn, d := range cfg.Distros {
+		for rn := range d.Repos {
+			repo := dn + "/" + rn
+			m.bytes.WithLabelValues(repo)
+			for _, r := range results {
+				m.requests.WithLabelValues(repo, r)
+			}
+		}
+	}
+	return m
+}
+
+func (m *metrics) request(t Target, result string) {
+	m.requests.WithLabelValues(t.Distro+"/"+t.Repo, result).Inc()
+}
+
+func (m *metrics) served(t Target, n int64) {
+	m.bytes.WithLabelValues(t.Distro + "/" + t.Repo).Add(float64(n))
+}

@@ -1,0 +1,155 @@
+package proxy
+
+import (
+	"errors"
+	"slices"
+	"strings"
+
+	"github.com/mirrord/mirrord/config"
+)
+
+// errBadPath is a request path that no configured repo can contain: it is
+// refused before anything touches the filesystem.
+var errBadPath = errors.New("bad path")
+
+// Target is a resolved request for one file of one repo.
+type Target struct {
+	Distro, Repo, Arch, File string
+	Mode                     string // config.ModeMirror, ModeProxy or ModeHosted
+	Rel                      string // path in the tree, e.g. "archlinux/core/os/x86_64/core.db"
+}
+
+// Mutable reports whether the file can change upstream under the same
+// name: databases, their signatures and the sync stamps. Everything else
+// (packages and their .sig) is immutable by name.
+func (t Target) Mutable() bool { return IsMutable(t.Repo, t.File) }
+
+// IsMutable is Target.Mutable for a repo and a file name.
+func IsMutable(repo, file string) bool {
+	if file == "lastupdate" || file == "lastsync" {
+		return true
+	}
+	base := strings.TrimSuffix(file, ".sig")
+	for _, db := range []string{repo + ".db", repo + ".files"} {
+		if base == db || strings.HasPrefix(base, db+".tar") {
+			return true
+		}
+	}
+	// Anything that is not a package is treated as mutable, so that it is
+	// revalidated rather than cached forever.
+	return !strings.Contains(base, ".pkg.tar")
+}
+
+// Router resolves URL paths against the configured distros, repos and
+// arches only: anything else is errBadPath.
+type Router struct {
+	distros map[string]distroRoute
+}
+
+type distroRoute struct {
+	layout []string // segments of the layout, e.g. ["$repo", "os", "$arch"]
+	arches []string
+	repos  map[string]string // repo -> mode
+}
+
+// NewRouter prepares path resolution for cfg.
+func NewRouter(cfg *config.Config) *Router {
+	r := &Router{distros: map[string]distroRoute{}}
+	for name, d := range cfg.Distros {
+		dr := distroRoute{layout: strings.Split(d.Layout, "/"), arches: d.Arch, repos: map[string]string{}}
+		for rn, repo := range d.Repos {
+			dr.repos[rn] = repo.Mode
+		}
+		r.distros[name] = dr
+	}
+	return r
+}
+
+// CheckPath refuses paths that are never valid, whatever is configured:
+// empty, '.' or '..' segments, doubled or encoded slashes, NUL, backslash,
+// control characters. rawPath is the path as the client sent it.
+func CheckPath(path, rawPath string) error {
+	if !strings.HasPrefix(path, "/") || len(path) > 1024 {
+		return errBadPath
+	}
+	lower := strings.ToLower(rawPath)
+	for _, enc := range []string{"%2f", "%5c", "%00", "%2e"} {
+		if strings.Contains(lower, enc) {
+			return errBadPath
+		}
+	}
+	for i := 0; i < len(path); i++ {
+		if c := path[i]; c < 0x20 || c == 0x7f || c == '\\' {
+			return errBadPath
+		}
+	}
+	segs := strings.Split(path[1:], "/")
+	for i, s := range segs {
+		last := i == len(segs)-1
+		if s == "." || s == ".." || (s == "" && !last) {
+			return errBadPath
+		}
+	}
+	return nil
+}
+
+// Resolve maps a URL path to a Target. It returns errBadPath for anything
+// that is not a file of a configured repo and arch.
+func (r *Router) Resolve(path string) (Target, error) {
+	segs := strings.Split(strings.TrimPrefix(path, "/"), "/")
+	if len(segs) < 2 {
+		return Target{}, errBadPath
+	}
+	d, ok := r.distros[segs[0]]
+	if !ok || len(segs) != len(d.layout)+2 {
+		return Target{}, errBadPath
+	}
+	t := Target{Distro: segs[0], File: segs[len(segs)-1]}
+	for i, l := range d.layout {
+		s := segs[i+1]
+		switch l {
+		case "$repo":
+			if _, ok := d.repos[s]; !ok {
+				return Target{}, errBadPath
+			}
+			t.Repo = s
+		case "$arch":
+			if !slices.Contains(d.arches, s) {
+				return Target{}, errBadPath
+			}
+			t.Arch = s
+		default:
+			if s != l {
+				return Target{}, errBadPath
+			}
+		}
+	}
+	if t.Repo == "" { // a layout without $repo has exactly one repo
+		for name := range d.repos {
+			t.Repo = name
+		}
+	}
+	if !validFile(t.File) {
+		return Target{}, errBadPath
+	}
+	t.Mode = d.repos[t.Repo]
+	t.Rel = strings.Join(segs, "/")
+	return t, nil
+}
+
+// validFile allows the names that appear in a repo folder: packages
+// (with ':' for an epoch), signatures, databases; no hidden files.
+func validFile(f string) bool {
+	if f == "" || len(f) > 255 || f[0] == '.' || f[0] == '-' {
+		return false
+	}
+	for _, c := range []byte(f) {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case c == '.', c == '_', c == '-', c == '+', c == '@', c == ':', c == '~':
+		default:
+			return false
+		}
+	}
+	return true
+}
