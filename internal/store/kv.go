@@ -68,7 +68,13 @@ func (s *Store) scan(prefix string, fn func(key string, val []byte) error) error
 // chatty, so it goes to Debug.
 type badgerLogger struct{ log *slog.Logger }
 
-func (l badgerLogger) Errorf(f string, a ...any)   { l.log.Error(strings.TrimSpace(fmt.Sprintf(f, a...))) }
-func (l badgerLogger) Warningf(f string, a ...any) { l.log.Warn(strings.TrimSpace(fmt.Sprintf(f, a...))) }
-func (l badgerLogger) Infof(f string, a ...any)    { l.log.Debug(strings.TrimSpace(fmt.Sprintf(f, a...))) }
-func (l badgerLogger) Debugf(f string, a ...any)   { l.log.Debug(strings.TrimSpace(fmt.Sprintf(f, a...))) }
+func (l badgerLogger) Errorf(f string, a ...any) {
+	l.log.Error(strings.TrimSpace(fmt.Sprintf(f, a...)))
+}
+func (l badgerLogger) Warningf(f string, a ...any) {
+	l.log.Warn(strings.TrimSpace(fmt.Sprintf(f, a...)))
+}
+func (l badgerLogger) Infof(f string, a ...any) { l.log.Debug(strings.TrimSpace(fmt.Sprintf(f, a...))) }
+func (l badgerLogger) Debugf(f string, a ...any) {
+	l.log.Debug(strings.TrimSpace(fmt.Sprintf(f, a...)))
+}
