@@ -3,7 +3,9 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -11,6 +13,7 @@ import (
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
+	"golang.org/x/sys/unix"
 )
 
 // Repo modes (DESIGN.md "One tree, three kinds of repo").
@@ -397,19 +400,32 @@ func validName(s string) bool {
 	return true
 }
 
-// checkWritableDir creates dir if needed and proves it is writable, so that
-// a bad data_dir fails at start rather than on the first cache fill.
+// checkWritableDir proves that dir exists and is writable, or could be
+// created: its nearest existing parent is a writable folder. It creates
+// nothing, so that `mirrord config` has no side effects; a bad data_dir
+// still fails at start rather than on the first cache fill.
 func checkWritableDir(dir string) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("cannot create: %w", err)
+	p := filepath.Clean(dir)
+	for {
+		info, err := os.Stat(p)
+		if err == nil {
+			if !info.IsDir() {
+				return fmt.Errorf("%s is not a folder", p)
+			}
+			if err := unix.Access(p, unix.W_OK|unix.X_OK); err != nil {
+				return fmt.Errorf("%s is not writable: %w", p, err)
+			}
+			return nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		parent := filepath.Dir(p)
+		if parent == p {
+			return err
+		}
+		p = parent
 	}
-	f, err := os.CreateTemp(dir, ".mirrord-probe-*")
-	if err != nil {
-		return fmt.Errorf("not writable: %w", err)
-	}
-	name := f.Name()
-	f.Close()
-	return os.Remove(name)
 }
 
 func oneOf(s string, set ...string) bool {

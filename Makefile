@@ -1,0 +1,45 @@
+# mirrord — `make` or `make help` lists the targets.
+GO       ?= go
+BIN      ?= bin/mirrord
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -s -w -X main.versionString=$(VERSION)
+PREFIX   ?= /usr
+FUZZTIME ?= 10s
+
+.PHONY: help build run test test-short bench fuzz lint install clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
+
+build: ## build bin/mirrord
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/mirrord
+
+run: build ## serve on the defaults (127.0.0.1:8080, ./data)
+	./$(BIN) serve
+
+test: ## all tests with the race detector, integration tests included (needs pacman, repo-add, bsdtar)
+	$(GO) test -race -timeout 30m ./...
+
+test-short: ## unit tests only, no race detector
+	$(GO) test -short ./...
+
+bench: ## benchmarks, with ratios against the baselines (repo-add, nginx)
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+	@if [ -x scripts/bench-db.sh ]; then scripts/bench-db.sh; fi
+
+fuzz: ## every fuzz target for FUZZTIME (default 10s)
+	scripts/fuzz.sh $(FUZZTIME)
+
+lint: ## go vet and a gofmt check
+	$(GO) vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+install: build ## install the binary, the systemd unit and the example config under DESTDIR/PREFIX
+	install -Dm755 $(BIN) $(DESTDIR)$(PREFIX)/bin/mirrord
+	install -Dm644 systemd/mirrord.service $(DESTDIR)$(PREFIX)/lib/systemd/system/mirrord.service
+	install -Dm644 systemd/mirrord.sysusers $(DESTDIR)$(PREFIX)/lib/sysusers.d/mirrord.conf
+	install -Dm644 systemd/mirrord.tmpfiles $(DESTDIR)$(PREFIX)/lib/tmpfiles.d/mirrord.conf
+	install -Dm644 config/mirrord.example.yaml $(DESTDIR)/etc/mirrord/mirrord.example.yaml
+
+clean: ## remove build output
+	rm -rf bin
