@@ -21,8 +21,11 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/mirrord/mirrord/config"
+	"github.com/mirrord/mirrord/internal/fetch"
+	"github.com/mirrord/mirrord/internal/lockfree"
 	"github.com/mirrord/mirrord/internal/proxy"
 	"github.com/mirrord/mirrord/internal/store"
+	"github.com/mirrord/mirrord/internal/upstream"
 )
 
 func main() {
@@ -89,23 +92,44 @@ func serve(args []string) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfo())
 
+	var tree *proxy.Handler // set below, before the store's eviction loop runs
 	st, err := store.Open(cfg.DataDir, store.Options{
-		MaxSize:    int64(cfg.Cache.MaxSize),
-		Evictable:  evictable(cfg),
-		Logger:     log.With("component", "store"),
-		Registerer: reg,
+		MaxSize:      int64(cfg.Cache.MaxSize),
+		Evictable:    evictable(cfg),
+		KeepVersions: cfg.Cache.KeepVersions,
+		Pinned:       func(rel string) bool { return tree.Pinned(rel) },
+		Logger:       log.With("component", "store"),
+		Registerer:   reg,
 	})
 	if err != nil {
 		return err
 	}
 	defer st.Close() // after the server has drained: badger closes cleanly
 
+	up, err := upstream.NewClient(upstream.Options{
+		Retries:        cfg.Upstream.Retries,
+		ConnectTimeout: cfg.Upstream.ConnectTimeout,
+		HeaderTimeout:  cfg.Upstream.HeaderTimeout,
+		StallTimeout:   cfg.Upstream.StallTimeout,
+		UserAgent:      "mirrord/" + version(),
+		Logger:         log.With("component", "upstream"),
+	}, reg)
+	if err != nil {
+		return err
+	}
+	defer up.Close()
+	fetcher := fetch.New(st, &lockfree.Group{}, reg) // shared by proxy and sync: one download per file
+	tree, err = proxy.New(cfg, st, proxy.Options{Fetcher: fetcher, Upstream: up, Logger: log.With("component", "proxy"), Registerer: reg})
+	if err != nil {
+		return err
+	}
+
 	ready := newReadiness()
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.Handle("GET /readyz", ready)
-	mux.Handle("/", proxy.New(cfg, st, proxy.Options{Logger: log.With("component", "proxy"), Registerer: reg}))
+	mux.Handle("/", tree)
 	srv := newServer(cfg.Listen, proxy.Guard(mux), log)
 
 	ln, err := net.Listen("tcp", cfg.Listen)
@@ -129,7 +153,9 @@ func serve(args []string) error {
 		log.Info("shutting down")
 		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		return srv.Shutdown(sctx) // in-flight responses finish first
+		err := srv.Shutdown(sctx) // in-flight responses finish first
+		tree.Shutdown(sctx)       // then fills nobody waits for any more
+		return err
 	})
 	ready.set(true)
 	sdNotify("READY=1")

@@ -1,46 +1,89 @@
 package proxy
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mirrord/mirrord/config"
+	"github.com/mirrord/mirrord/internal/fetch"
+	"github.com/mirrord/mirrord/internal/lockfree"
 	"github.com/mirrord/mirrord/internal/store"
+	"github.com/mirrord/mirrord/internal/upstream"
 )
 
 // Handler serves the tree.
 type Handler struct {
 	router  *Router
 	store   *store.Store
+	fetcher *fetch.Fetcher
+	flights *lockfree.Group                // the fetcher's
+	mirrors map[string]*upstream.MirrorSet // "distro/repo" -> its mirrors; nil map: no upstream at all
+	cache   config.Cache
 	log     *slog.Logger
 	metrics *metrics
+	dbs     dbIndexes
+	missing negativeCache
 }
 
 // Options configures New.
 type Options struct {
+	// Fetcher brings misses into the tree; it is shared with the mirror
+	// sync so that a client joins a download the sync started. Nil: a
+	// private one.
+	Fetcher *fetch.Fetcher
+	// Upstream fetches misses; nil serves only what is in the tree.
+	Upstream   *upstream.Client
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 }
 
 // New builds the tree handler for cfg over st.
-func New(cfg *config.Config, st *store.Store, opts Options) *Handler {
+func New(cfg *config.Config, st *store.Store, opts Options) (*Handler, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	if opts.Registerer == nil {
 		opts.Registerer = prometheus.NewRegistry()
 	}
-	return &Handler{
+	if opts.Fetcher == nil {
+		opts.Fetcher = fetch.New(st, &lockfree.Group{}, opts.Registerer)
+	}
+	h := &Handler{
 		router:  NewRouter(cfg),
 		store:   st,
+		fetcher: opts.Fetcher,
+		flights: opts.Fetcher.Flights(),
+		cache:   cfg.Cache,
 		log:     opts.Logger,
-		metrics: newMetrics(opts.Registerer, cfg),
+		mirrors: map[string]*upstream.MirrorSet{},
 	}
+	h.dbs.store = st
+	h.dbs.log = opts.Logger
+	if opts.Upstream != nil {
+		for dn, d := range cfg.Distros {
+			for rn, r := range d.Repos {
+				if r.Mode == config.ModeHosted {
+					continue
+				}
+				ms, err := opts.Upstream.Mirrors(cfg.UpstreamsFor(dn, rn))
+				if err != nil {
+					return nil, fmt.Errorf("mirrors of %s/%s: %w", dn, rn, err)
+				}
+				h.mirrors[dn+"/"+rn] = ms
+				opts.Fetcher.Label(dn + "/" + rn)
+			}
+		}
+	}
+	h.metrics = newMetrics(opts.Registerer, cfg, h.flights)
+	return h, nil
 }
 
 // ServeHTTP serves GET and HEAD of files in the tree.
@@ -55,15 +98,33 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		httpError(w, "not found", http.StatusNotFound)
 		return
 	}
-	if h.serveHit(w, r, t) {
+	ms := h.mirrors[t.Distro+"/"+t.Repo]
+	switch {
+	case ms == nil || t.Mode == config.ModeHosted:
+		// Hosted, or no upstream configured: the tree is all there is.
+	case t.Mode == config.ModeMirror && t.Mutable():
+		// A mirror's databases change only through the sync, which swaps
+		// them in consistently; never fetch one behind its back.
+	case t.Mutable():
+		h.serveMutable(w, r, t, ms)
+		return
+	default:
+		// Packages: hit, or fetch (also in mirror repos, as a fallback
+		// for a file the sync has not fetched yet).
+		if h.serveHit(w, r, t, resultHit) {
+			return
+		}
+		h.serveMiss(w, r, t, ms)
 		return
 	}
-	h.metrics.request(t, resultNotFound)
-	httpError(w, "not found", http.StatusNotFound)
+	if !h.serveHit(w, r, t, resultHit) {
+		h.metrics.request(t, resultNotFound)
+		httpError(w, "not found", http.StatusNotFound)
+	}
 }
 
 // serveHit serves t from the tree if it is there; false means a miss.
-func (h *Handler) serveHit(w http.ResponseWriter, r *http.Request, t Target) bool {
+func (h *Handler) serveHit(w http.ResponseWriter, r *http.Request, t Target, result string) bool {
 	f, err := h.store.Open(t.Rel)
 	if err != nil {
 		if !errors.Is(err, store.ErrNotFound) {
@@ -77,12 +138,221 @@ func (h *Handler) serveHit(w http.ResponseWriter, r *http.Request, t Target) boo
 		return false
 	}
 	h.store.Touch(t.Rel)
-	h.metrics.request(t, resultHit)
+	h.metrics.request(t, result)
 	setFileHeaders(w.Header(), t)
 	cw := &countingWriter{ResponseWriter: w}
 	http.ServeContent(cw, r, "", info.ModTime(), f)
 	h.metrics.served(t, cw.n)
 	return true
+}
+
+// serveMutable serves a database, signature or sync stamp of a proxy
+// repo: from the tree while younger than cache.db_max_age, else after a
+// coalesced revalidation, or stale if upstream fails.
+func (h *Handler) serveMutable(w http.ResponseWriter, r *http.Request, t Target, ms *upstream.MirrorSet) {
+	meta, err := h.store.Stat(t.Rel)
+	cached := err == nil
+	if cached && time.Since(meta.FetchedAt) < h.cache.DBMaxAge {
+		h.serveHit(w, r, t, resultHit)
+		return
+	}
+	if !cached && h.missing.has(t.Rel) {
+		h.metrics.request(t, resultNotFound)
+		httpError(w, "not found", http.StatusNotFound)
+		return
+	}
+	f, leader := h.fetcher.Do(r.Context(), h.job(t, ms))
+	result := resultRevalidated
+	if !cached {
+		result = resultMiss
+		if !leader {
+			result = resultCoalesced
+		}
+	}
+	err = h.serveFlight(w, r, t, f, result)
+	if err == nil {
+		return
+	}
+	if cached && !errors.Is(err, errResponseStarted) {
+		// stale-if-error: upstream failed or lost the file; the last good
+		// copy is better than nothing (PACMAN.md §8).
+		age := time.Since(meta.FetchedAt).Truncate(time.Second)
+		w.Header().Set("Age", fmt.Sprint(int64(age.Seconds())))
+		w.Header().Set("Warning", `110 mirrord "Response is Stale"`)
+		h.log.Warn("serving stale copy", "file", t.Rel, "age_seconds", age.Seconds(), "err", err)
+		h.serveHit(w, r, t, resultStale)
+		return
+	}
+	h.failed(w, t, err)
+}
+
+// serveMiss fetches an immutable file: the request joins the flight for
+// it or starts one, then streams the growing file.
+func (h *Handler) serveMiss(w http.ResponseWriter, r *http.Request, t Target, ms *upstream.MirrorSet) {
+	if h.missing.has(t.Rel) {
+		h.metrics.request(t, resultNotFound)
+		httpError(w, "not found", http.StatusNotFound)
+		return
+	}
+	if r.Method == http.MethodHead && h.flights.Lookup(t.Rel) == nil {
+		h.serveHeadMiss(w, r, t, ms)
+		return
+	}
+	f, leader := h.fetcher.Do(r.Context(), h.job(t, ms))
+	result := resultMiss
+	if !leader {
+		result = resultCoalesced
+	}
+	if err := h.serveFlight(w, r, t, f, result); err != nil {
+		h.failed(w, t, err)
+	}
+}
+
+// serveHeadMiss answers a HEAD for a file that is neither cached nor in
+// flight by asking upstream with HEAD: a HEAD must not download the file.
+func (h *Handler) serveHeadMiss(w http.ResponseWriter, r *http.Request, t Target, ms *upstream.MirrorSet) {
+	resp, err := ms.Fetch(r.Context(), upstream.Request{Method: http.MethodHead, Repo: t.Repo, Arch: t.Arch, File: t.File})
+	if err != nil {
+		h.failed(w, t, err)
+		return
+	}
+	resp.Body.Close()
+	h.metrics.request(t, resultMiss)
+	setFileHeaders(w.Header(), t)
+	if resp.Size >= 0 {
+		w.Header().Set("Content-Length", fmt.Sprint(resp.Size))
+	}
+	if !resp.LastModified.IsZero() {
+		w.Header().Set("Last-Modified", resp.LastModified.UTC().Format(http.TimeFormat))
+	}
+	w.Header().Set("Accept-Ranges", "bytes")
+	w.WriteHeader(http.StatusOK)
+}
+
+// errResponseStarted means the response headers were already sent when
+// the flight failed: the only honest end is to break the connection.
+var errResponseStarted = errors.New("response started")
+
+// serveFlight streams a flight's file to one client. It returns an error
+// only while nothing has been written, so the caller can still choose the
+// answer (an error status, or a stale copy).
+func (h *Handler) serveFlight(w http.ResponseWriter, r *http.Request, t Target, f *lockfree.Flight, result string) error {
+	rd := f.NewReader(r.Context())
+	defer func() {
+		rd.Close()
+		if !h.cache.FillOnAbort && f.Readers() == 0 {
+			select {
+			case <-f.Done():
+			default:
+				f.Abort(nil) // nobody reads and the cache does not want it
+			}
+		}
+	}()
+	meta, err := rd.Wait()
+	if errors.Is(err, lockfree.ErrNoFile) {
+		// The fill found the file in the tree (a 304, or a flight that
+		// finished just before ours): serve it from there.
+		if h.serveHit(w, r, t, result) {
+			return nil
+		}
+		return fmt.Errorf("%s vanished from the tree", t.Rel)
+	}
+	if err != nil {
+		return err
+	}
+	h.metrics.request(t, result)
+	setFileHeaders(w.Header(), t)
+	if meta.Size < 0 && (r.Header.Get("Range") != "" || r.Method == http.MethodHead) {
+		// Upstream sent no length: a Range or a HEAD needs the whole file.
+		select {
+		case <-f.Done():
+		case <-r.Context().Done():
+			return nil
+		}
+		if err := f.Err(); err != nil {
+			return err
+		}
+		h.serveHit(w, r, t, result)
+		return nil
+	}
+	// Headers go out at once, before the first body byte: pacman gives up
+	// on a server that sends nothing for 10 s.
+	cw := &countingWriter{ResponseWriter: w, flushHeader: true}
+	er := &errReader{r: rd}
+	if meta.Size < 0 {
+		// Unknown length: stream it chunked, as upstream did.
+		if !meta.ModTime.IsZero() {
+			w.Header().Set("Last-Modified", meta.ModTime.UTC().Format(http.TimeFormat))
+		}
+		w.WriteHeader(http.StatusOK)
+		io.Copy(cw, er)
+	} else {
+		http.ServeContent(cw, r, "", meta.ModTime, er)
+	}
+	h.metrics.served(t, cw.n)
+	if er.err != nil && !errors.Is(er.err, io.EOF) && r.Context().Err() == nil {
+		// The transfer broke after the headers went out: a short body
+		// must never look complete, so the connection is cut.
+		h.log.Warn("transfer broke mid-body", "file", t.Rel, "bytes", cw.n, "err", er.err)
+		panic(http.ErrAbortHandler)
+	}
+	return nil
+}
+
+// job describes the fetch of t for the fetcher.
+func (h *Handler) job(t Target, ms *upstream.MirrorSet) fetch.Job {
+	j := fetch.Job{
+		Rel:     t.Rel,
+		Repo:    t.Distro + "/" + t.Repo,
+		Mirrors: ms,
+		Request: upstream.Request{Repo: t.Repo, Arch: t.Arch, File: t.File, Resumable: !t.Mutable()},
+	}
+	if t.Mutable() {
+		j.MaxAge = h.cache.DBMaxAge
+		if isDB(t) {
+			j.OnCommit = func() { h.dbs.invalidate(t) }
+		}
+	} else {
+		j.Expect = func() (fetch.Expect, bool) { return h.dbs.expect(t) }
+	}
+	return j
+}
+
+// failed answers a request whose fetch failed before any byte was sent.
+func (h *Handler) failed(w http.ResponseWriter, t Target, err error) {
+	switch {
+	case errors.Is(err, upstream.ErrNotFound):
+		h.missing.add(t.Rel, h.cache.NegativeTTL)
+		h.metrics.request(t, resultNotFound)
+		h.log.Debug("not found upstream", "file", t.Rel)
+		httpError(w, "not found", http.StatusNotFound)
+	case errors.Is(err, fetch.ErrVerify):
+		h.metrics.request(t, resultError)
+		h.log.Warn("upstream sent a bad file", "file", t.Rel, "err", err)
+		httpError(w, "upstream sent a bad file", http.StatusBadGateway)
+	default:
+		h.metrics.request(t, resultError)
+		h.log.Warn("fetch", "file", t.Rel, "err", err)
+		httpError(w, "upstream unavailable", http.StatusBadGateway)
+	}
+}
+
+// Shutdown aborts every fill in progress and waits for them to end, so that
+// the store can close under no writer.
+func (h *Handler) Shutdown(ctx context.Context) {
+	var flights []*lockfree.Flight
+	h.flights.Range(func(_ string, f *lockfree.Flight) bool {
+		f.Abort(errors.New("shutting down"))
+		flights = append(flights, f)
+		return true
+	})
+	for _, f := range flights {
+		select {
+		case <-f.Done():
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 // Guard refuses requests whose path is never valid (see CheckPath) with
@@ -102,18 +372,26 @@ func Guard(next http.Handler) http.Handler {
 // Content-Type is explicit so that ServeContent never sniffs, and no
 // Content-Encoding is ever set: pacman checksums the bytes as sent.
 func setFileHeaders(hd http.Header, t Target) {
-	hd.Set("Content-Type", "application/octet-stream")
-	if !t.Mutable() {
-		hd.Set("Cache-Control", "public, max-age=31536000, immutable")
+	hd["Content-Type"] = contentTypeOctet
+	if t.Mutable() {
+		hd["Cache-Control"] = cacheNoCache
 	} else {
-		hd.Set("Cache-Control", "no-cache")
+		hd["Cache-Control"] = cacheImmutable
 	}
 }
+
+// Shared header values: assigning a slice costs no allocation per request.
+var (
+	contentTypeOctet = []string{"application/octet-stream"}
+	cacheNoCache     = []string{"no-cache"}
+	cacheImmutable   = []string{"public, max-age=31536000, immutable"}
+)
 
 // httpError writes a short plain-text error: pacman only reads the status.
 func httpError(w http.ResponseWriter, msg string, code int) {
 	hd := w.Header()
 	hd.Del("Content-Length")
+	hd.Del("Cache-Control")
 	hd.Set("Content-Type", "text/plain; charset=utf-8")
 	hd.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(code)
@@ -124,7 +402,15 @@ func httpError(w http.ResponseWriter, msg string, code int) {
 // file still uses sendfile(2).
 type countingWriter struct {
 	http.ResponseWriter
-	n int64
+	n           int64
+	flushHeader bool // flush right after WriteHeader
+}
+
+func (c *countingWriter) WriteHeader(code int) {
+	c.ResponseWriter.WriteHeader(code)
+	if c.flushHeader {
+		http.NewResponseController(c.ResponseWriter).Flush()
+	}
 }
 
 func (c *countingWriter) Write(p []byte) (int, error) {
@@ -140,3 +426,19 @@ func (c *countingWriter) ReadFrom(r io.Reader) (int64, error) {
 }
 
 func (c *countingWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
+
+// errReader remembers the first read error, which ServeContent swallows.
+type errReader struct {
+	r   *lockfree.Reader
+	err error
+}
+
+func (e *errReader) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err != nil && e.err == nil {
+		e.err = err
+	}
+	return n, err
+}
+
+func (e *errReader) Seek(off int64, whence int) (int64, error) { return e.r.Seek(off, whence) }

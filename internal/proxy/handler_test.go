@@ -50,8 +50,11 @@ func newTestServer(t *testing.T) (*httptest.Server, string) {
 	os.Symlink(filepath.Join(dir, "secret"), filepath.Join(repo, "abs-1-1-any.pkg.tar.zst"))
 	os.Symlink("../../../../../secret", filepath.Join(repo, "rel-1-1-any.pkg.tar.zst"))
 	os.Symlink("/etc/passwd", filepath.Join(repo, "passwd-1-1-any.pkg.tar.zst"))
-	h := Guard(New(testConfig(dir), st, Options{}))
-	srv := httptest.NewServer(h)
+	h, err := New(testConfig(dir), st, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(Guard(h))
 	t.Cleanup(srv.Close)
 	return srv, dir
 }

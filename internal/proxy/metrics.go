@@ -4,6 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mirrord/mirrord/config"
+	"github.com/mirrord/mirrord/internal/lockfree"
 )
 
 // Request results, the label values of mirrord_requests_total.
@@ -24,7 +25,7 @@ type metrics struct {
 	bytes    *prometheus.CounterVec
 }
 
-func newMetrics(reg prometheus.Registerer, cfg *config.Config) *metrics {
+func newMetrics(reg prometheus.Registerer, cfg *config.Config, flights *lockfree.Group) *metrics {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mirrord_requests_total",
@@ -35,7 +36,20 @@ func newMetrics(reg prometheus.Registerer, cfg *config.Config) *metrics {
 			Help: "Body bytes sent to clients, by repo.",
 		}, []string{"repo"}),
 	}
-	reg.MustRegister(m.requests, m.bytes)
+	reg.MustRegister(m.requests, m.bytes,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "mirrord_inflight_fetches",
+			Help: "Upstream fetches in progress (one per file, however many clients wait for it).",
+		}, func() float64 { return float64(flights.Len()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "mirrord_inflight_readers",
+			Help: "Clients streaming a file that is still being fetched.",
+		}, func() float64 {
+			n := 0
+			flights.Range(func(_ string, f *lockfree.Flight) bool { n += f.Readers(); return true })
+			return float64(n)
+		}),
+	)
 	for dn, d := range cfg.Distros {
 		for rn := range d.Repos {
 			repo := dn + "/" + rn

@@ -47,6 +47,12 @@ type Options struct {
 	// Evictable says whether a tree path may be evicted (package files of
 	// proxy repos); nil means nothing is.
 	Evictable func(rel string) bool
+	// KeepVersions keeps at most this many versions per package name and
+	// folder among the evictable files; 0 keeps all.
+	KeepVersions int
+	// Pinned says whether a file is named by its repo's current database,
+	// which protects it from the KeepVersions rule. Nil pins nothing.
+	Pinned func(rel string) bool
 	// FlushInterval is how often batched access times reach badger and
 	// eviction runs; default 30s.
 	FlushInterval time.Duration

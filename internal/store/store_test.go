@@ -185,6 +185,36 @@ func TestEvictLRU(t *testing.T) {
 	}
 }
 
+func TestEvictKeepVersions(t *testing.T) {
+	s := open(t, t.TempDir(), Options{
+		KeepVersions: 2,
+		Evictable:    func(rel string) bool { return strings.Contains(rel, ".pkg.tar") },
+		Pinned:       func(rel string) bool { return strings.HasSuffix(rel, "/foo-1.0-1-x86_64.pkg.tar.zst") },
+	})
+	for _, name := range []string{
+		"foo-1.0-1-x86_64.pkg.tar.zst", "foo-1.0-1-x86_64.pkg.tar.zst.sig", "foo-1.1-1-x86_64.pkg.tar.zst",
+		"foo-1:0.1-1-x86_64.pkg.tar.zst", "foo-1.2-1-x86_64.pkg.tar.zst", "foo-1.2-1-x86_64.pkg.tar.zst.sig",
+		"foo-0.9-1-x86_64.pkg.tar.zst", "foo-0.9-1-x86_64.pkg.tar.zst.sig", "bar-1-1-any.pkg.tar.zst", "foo.db",
+	} {
+		s.WriteFile("r/"+name, []byte("x"), Meta{})
+	}
+	if _, err := s.Evict(); err != nil {
+		t.Fatal(err)
+	}
+	// Newest two by vercmp: 1:0.1-1 (epoch) and 1.2-1; 1.0-1 is pinned.
+	for name, want := range map[string]bool{
+		"foo-1:0.1-1-x86_64.pkg.tar.zst": true, "foo-1.2-1-x86_64.pkg.tar.zst": true, "foo-1.2-1-x86_64.pkg.tar.zst.sig": true,
+		"foo-1.0-1-x86_64.pkg.tar.zst": true, "foo-1.0-1-x86_64.pkg.tar.zst.sig": true,
+		"foo-1.1-1-x86_64.pkg.tar.zst": false, "foo-0.9-1-x86_64.pkg.tar.zst": false, "foo-0.9-1-x86_64.pkg.tar.zst.sig": false,
+		"bar-1-1-any.pkg.tar.zst": true, "foo.db": true,
+	} {
+		_, err := s.Stat("r/" + name)
+		if got := err == nil; got != want {
+			t.Errorf("after Evict, %s present = %v, want %v", name, got, want)
+		}
+	}
+}
+
 func TestKV(t *testing.T) {
 	s := open(t, t.TempDir(), Options{})
 	s.Put("job/2", []byte("b"))
