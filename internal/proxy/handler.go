@@ -80,6 +80,13 @@ func New(cfg *config.Config, st *store.Store, opts Options) (*Handler, error) {
 				h.mirrors[dn+"/"+rn] = ms
 				opts.Fetcher.Label(dn + "/" + rn)
 			}
+			if len(d.Upstreams) > 0 { // for the base files (lastupdate, lastsync)
+				ms, err := opts.Upstream.Mirrors(d.Upstreams)
+				if err != nil {
+					return nil, fmt.Errorf("mirrors of %s: %w", dn, err)
+				}
+				h.mirrors[dn+"/"] = ms
+			}
 		}
 	}
 	h.metrics = newMetrics(opts.Registerer, cfg, h.flights)

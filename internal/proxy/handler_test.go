@@ -202,6 +202,8 @@ func TestResolve(t *testing.T) {
 		{path: "/archlinux/core/os/x86_64/core.db", want: Target{Distro: "archlinux", Repo: "core", Arch: "x86_64", File: "core.db", Mode: config.ModeProxy, Rel: "archlinux/core/os/x86_64/core.db"}},
 		{path: "/alarm/aarch64/core/core.db", want: Target{Distro: "alarm", Repo: "core", Arch: "aarch64", File: "core.db", Mode: config.ModeProxy, Rel: "alarm/aarch64/core/core.db"}},
 		{path: "/archlinux/local/os/x86_64/a-1:2.0-1-any.pkg.tar.zst", want: Target{Distro: "archlinux", Repo: "local", Arch: "x86_64", File: "a-1:2.0-1-any.pkg.tar.zst", Mode: config.ModeHosted, Rel: "archlinux/local/os/x86_64/a-1:2.0-1-any.pkg.tar.zst"}},
+		{path: "/archlinux/lastupdate", want: Target{Distro: "archlinux", File: "lastupdate", Mode: config.ModeProxy, Rel: "archlinux/lastupdate"}},
+		{path: "/archlinux/core.db", wantErr: true},
 		{path: "/alarm/core/aarch64/core.db", wantErr: true}, // the ARM layout is $arch/$repo
 		{path: "/archlinux/core/os/aarch64/core.db", wantErr: true},
 		{path: "/archlinux/core/os/x86_64/", wantErr: true},

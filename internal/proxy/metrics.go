@@ -51,7 +51,7 @@ func newMetrics(reg prometheus.Registerer, cfg *config.Config, flights *lockfree
 		}),
 	)
 	for dn, d := range cfg.Distros {
-		for rn := range d.Repos {
+		for _, rn := range append(repoNames(d), "") {
 			repo := dn + "/" + rn
 			m.bytes.WithLabelValues(repo)
 			for _, r := range results {
@@ -68,4 +68,12 @@ func (m *metrics) request(t Target, result string) {
 
 func (m *metrics) served(t Target, n int64) {
 	m.bytes.WithLabelValues(t.Distro + "/" + t.Repo).Add(float64(n))
+}
+
+func repoNames(d config.Distro) []string {
+	var names []string
+	for rn := range d.Repos {
+		names = append(names, rn)
+	}
+	return names
 }

@@ -65,6 +65,21 @@ func NewRouter(cfg *config.Config) *Router {
 	return r
 }
 
+// baseMode is how the distro's base files are kept: written by the sync
+// when any repo is a mirror, else proxied when any repo is, else hosted.
+func (d distroRoute) baseMode() string {
+	mode := config.ModeHosted
+	for _, m := range d.repos {
+		if m == config.ModeMirror {
+			return m
+		}
+		if m == config.ModeProxy {
+			mode = m
+		}
+	}
+	return mode
+}
+
 // CheckPath refuses paths that are never valid, whatever is configured:
 // empty, '.' or '..' segments, doubled or encoded slashes, NUL, backslash,
 // control characters. rawPath is the path as the client sent it.
@@ -101,7 +116,15 @@ func (r *Router) Resolve(path string) (Target, error) {
 		return Target{}, errBadPath
 	}
 	d, ok := r.distros[segs[0]]
-	if !ok || len(segs) != len(d.layout)+2 {
+	if !ok {
+		return Target{}, errBadPath
+	}
+	if len(segs) == 2 && (segs[1] == "lastupdate" || segs[1] == "lastsync") {
+		// The mirror's sync stamps live at the distro's base, as on an
+		// Arch mirror; they belong to no repo.
+		return Target{Distro: segs[0], File: segs[1], Mode: d.baseMode(), Rel: segs[0] + "/" + segs[1]}, nil
+	}
+	if len(segs) != len(d.layout)+2 {
 		return Target{}, errBadPath
 	}
 	t := Target{Distro: segs[0], File: segs[len(segs)-1]}
