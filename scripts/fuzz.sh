@@ -8,7 +8,7 @@ status=0
 for pkg in $(go list ./...); do
 	for target in $(go test -list '^Fuzz' "$pkg" | grep '^Fuzz' || true); do
 		echo "fuzz $pkg $target ($fuzztime)"
-		if ! go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" "$pkg" >/tmp/mirrord-fuzz.log 2>&1; then
+		if ! go test -run "^$" -fuzz "^${target}$" -fuzztime "$fuzztime" -fuzzminimizetime 3s "$pkg" >/tmp/mirrord-fuzz.log 2>&1; then
 			cat /tmp/mirrord-fuzz.log
 			status=1
 		fi

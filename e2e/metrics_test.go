@@ -1,0 +1,59 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+)
+
+// TestMetricsDocumented checks that every metric a running mirrord exports
+// is in the README's metrics table, and that the table names no metric
+// that does not exist, so that the two never drift.
+func TestMetricsDocumented(t *testing.T) {
+	up := newUpstream(t)
+	d := startDaemon(t, "", fmt.Sprintf(`
+distros:
+  archlinux:
+    layout: $repo/os/$arch
+    arch: [x86_64]
+    upstreams: ["http://%s/$repo/os/$arch"]
+    repos:
+      core: {mode: proxy}
+      mirrored: {mode: mirror}
+      local: {mode: hosted}
+`, up.Addr()))
+	_, body, _ := d.get("/metrics")
+	exported := map[string]bool{}
+	sc := bufio.NewScanner(bytes.NewReader(body))
+	for sc.Scan() {
+		if f := strings.Fields(sc.Text()); len(f) >= 3 && f[0] == "#" && f[1] == "TYPE" && strings.HasPrefix(f[2], "mirrord_") {
+			exported[f[2]] = true
+		}
+	}
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	documented := map[string]bool{}
+	for _, line := range strings.Split(string(readme), "\n") {
+		if strings.HasPrefix(line, "| `mirrord_") {
+			documented[strings.Trim(strings.Fields(line)[1], "`")] = true
+		}
+	}
+	for name := range exported {
+		if !documented[name] {
+			t.Errorf("metric %s is exported but not in README.md's metrics table", name)
+		}
+	}
+	for name := range documented {
+		if !exported[name] {
+			t.Errorf("README.md documents %s, which mirrord does not export", name)
+		}
+	}
+	if len(exported) < 5 {
+		t.Errorf("only %d mirrord_ metrics exported", len(exported))
+	}
+}
