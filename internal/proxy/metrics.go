@@ -23,6 +23,14 @@ var results = []string{resultHit, resultMiss, resultCoalesced, resultRevalidated
 type metrics struct {
 	requests *prometheus.CounterVec
 	bytes    *prometheus.CounterVec
+	repos    map[repoKey]*repoCounters // read-only after newMetrics: no lock, no allocation per request
+}
+
+type repoKey struct{ distro, repo string }
+
+type repoCounters struct {
+	results map[string]prometheus.Counter
+	bytes   prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, cfg *config.Config, flights *lockfree.Group) *metrics {
@@ -35,6 +43,7 @@ func newMetrics(reg prometheus.Registerer, cfg *config.Config, flights *lockfree
 			Name: "mirrord_served_bytes_total",
 			Help: "Body bytes sent to clients, by repo.",
 		}, []string{"repo"}),
+		repos: map[repoKey]*repoCounters{},
 	}
 	reg.MustRegister(m.requests, m.bytes,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -51,29 +60,30 @@ func newMetrics(reg prometheus.Registerer, cfg *config.Config, flights *lockfree
 		}),
 	)
 	for dn, d := range cfg.Distros {
-		for _, rn := range append(repoNames(d), "") {
-			repo := dn + "/" + rn
-			m.bytes.WithLabelValues(repo)
+		names := []string{""} // the distro's base files
+		for rn := range d.Repos {
+			names = append(names, rn)
+		}
+		for _, rn := range names {
+			label := dn + "/" + rn
+			rc := &repoCounters{results: map[string]prometheus.Counter{}, bytes: m.bytes.WithLabelValues(label)}
 			for _, r := range results {
-				m.requests.WithLabelValues(repo, r)
+				rc.results[r] = m.requests.WithLabelValues(label, r)
 			}
+			m.repos[repoKey{dn, rn}] = rc
 		}
 	}
 	return m
 }
 
 func (m *metrics) request(t Target, result string) {
-	m.requests.WithLabelValues(t.Distro+"/"+t.Repo, result).Inc()
+	if rc := m.repos[repoKey{t.Distro, t.Repo}]; rc != nil {
+		rc.results[result].Inc()
+	}
 }
 
 func (m *metrics) served(t Target, n int64) {
-	m.bytes.WithLabelValues(t.Distro + "/" + t.Repo).Add(float64(n))
-}
-
-func repoNames(d config.Distro) []string {
-	var names []string
-	for rn := range d.Repos {
-		names = append(names, rn)
+	if rc := m.repos[repoKey{t.Distro, t.Repo}]; rc != nil {
+		rc.bytes.Add(float64(n))
 	}
-	return names
 }

@@ -109,40 +109,46 @@ func CheckPath(path, rawPath string) error {
 }
 
 // Resolve maps a URL path to a Target. It returns errBadPath for anything
-// that is not a file of a configured repo and arch.
+// that is not a file of a configured repo and arch. It does not allocate:
+// it runs on every request.
 func (r *Router) Resolve(path string) (Target, error) {
-	segs := strings.Split(strings.TrimPrefix(path, "/"), "/")
-	if len(segs) < 2 {
-		return Target{}, errBadPath
-	}
-	d, ok := r.distros[segs[0]]
+	rest, ok := strings.CutPrefix(path, "/")
 	if !ok {
 		return Target{}, errBadPath
 	}
-	if len(segs) == 2 && (segs[1] == "lastupdate" || segs[1] == "lastsync") {
-		// The mirror's sync stamps live at the distro's base, as on an
-		// Arch mirror; they belong to no repo.
-		return Target{Distro: segs[0], File: segs[1], Mode: d.baseMode(), Rel: segs[0] + "/" + segs[1]}, nil
-	}
-	if len(segs) != len(d.layout)+2 {
+	distro, rest, ok := strings.Cut(rest, "/")
+	if !ok {
 		return Target{}, errBadPath
 	}
-	t := Target{Distro: segs[0], File: segs[len(segs)-1]}
-	for i, l := range d.layout {
-		s := segs[i+1]
+	d, ok := r.distros[distro]
+	if !ok {
+		return Target{}, errBadPath
+	}
+	if rest == "lastupdate" || rest == "lastsync" {
+		// The mirror's sync stamps live at the distro's base, as on an
+		// Arch mirror; they belong to no repo.
+		return Target{Distro: distro, File: rest, Mode: d.baseMode(), Rel: path[1:]}, nil
+	}
+	t := Target{Distro: distro}
+	for _, l := range d.layout {
+		var seg string
+		seg, rest, ok = strings.Cut(rest, "/")
+		if !ok {
+			return Target{}, errBadPath
+		}
 		switch l {
 		case "$repo":
-			if _, ok := d.repos[s]; !ok {
+			if _, ok := d.repos[seg]; !ok {
 				return Target{}, errBadPath
 			}
-			t.Repo = s
+			t.Repo = seg
 		case "$arch":
-			if !slices.Contains(d.arches, s) {
+			if !slices.Contains(d.arches, seg) {
 				return Target{}, errBadPath
 			}
-			t.Arch = s
+			t.Arch = seg
 		default:
-			if s != l {
+			if seg != l {
 				return Target{}, errBadPath
 			}
 		}
@@ -152,11 +158,12 @@ func (r *Router) Resolve(path string) (Target, error) {
 			t.Repo = name
 		}
 	}
-	if !validFile(t.File) {
+	if !validFile(rest) { // also refuses a deeper path: '/' is not a file character
 		return Target{}, errBadPath
 	}
+	t.File = rest
 	t.Mode = d.repos[t.Repo]
-	t.Rel = strings.Join(segs, "/")
+	t.Rel = path[1:]
 	return t, nil
 }
 

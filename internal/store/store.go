@@ -13,6 +13,7 @@ import (
 	"strings"
 	stdsync "sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -80,6 +81,7 @@ type Store struct {
 	metrics *metrics
 
 	index   stdsync.Map // tree path -> *entry
+	dirs    stdsync.Map // tree folder -> *os.Root, opened on first use (see Open)
 	size    atomic.Int64
 	files   atomic.Int64
 	evictMu stdsync.Mutex // one eviction pass at a time; held across removals, never on the request path
@@ -218,6 +220,10 @@ func (s *Store) put(rel string, m Meta) {
 func (s *Store) Close() error {
 	ferr := s.flushAccess()
 	err := s.db.Close()
+	s.dirs.Range(func(k, v any) bool {
+		v.(*os.Root).Close()
+		return true
+	})
 	s.tree.Close()
 	s.root.Close()
 	return errors.Join(ferr, err)
@@ -367,15 +373,50 @@ func (s *Store) Stat(rel string) (Meta, error) {
 	return m, nil
 }
 
-// Open opens rel for reading through the tree's os.Root, so that neither
-// '..' nor a symlink can lead outside the tree. It does not touch.
+// Open opens rel for reading through an os.Root, so that neither '..'
+// nor a symlink can lead outside the tree. It does not touch.
+//
+// Each folder's os.Root is opened once and kept: opening "a/b/c/d/f"
+// through the tree's root costs an openat and a close per folder, through
+// the folder's own root a single openat, which matters on the hit path.
 func (s *Store) Open(rel string) (*os.File, error) {
 	if err := CleanPath(rel); err != nil {
 		return nil, ErrNotFound
 	}
-	f, err := s.tree.Open(rel)
+	dir, name := path.Split(rel)
+	if dir == "" {
+		return s.open(s.tree, name)
+	}
+	dir = dir[:len(dir)-1]
+	if v, ok := s.dirs.Load(dir); ok {
+		f, err := s.open(v.(*os.Root), name)
+		if err == nil || !errors.Is(err, ErrNotFound) {
+			return f, err
+		}
+		// The folder may have been removed and made again since its root
+		// was opened: forget it and look once more.
+		if s.dirs.CompareAndDelete(dir, v) {
+			v.(*os.Root).Close()
+		}
+	}
+	root, err := s.tree.OpenRoot(dir)
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+			return nil, ErrNotFound
+		}
+		return nil, err
+	}
+	if v, loaded := s.dirs.LoadOrStore(dir, root); loaded {
+		root.Close()
+		root = v.(*os.Root)
+	}
+	return s.open(root, name)
+}
+
+func (s *Store) open(root *os.Root, name string) (*os.File, error) {
+	f, err := root.Open(name)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
 			return nil, ErrNotFound
 		}
 		return nil, err

@@ -113,6 +113,27 @@ func TestOpenStaysInTree(t *testing.T) {
 	}
 }
 
+func TestOpenAfterFolderRecreated(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, Options{})
+	s.WriteFile("a/b/f1", []byte("one"), Meta{})
+	f, err := s.Open("a/b/f1") // caches a/b's root
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	os.RemoveAll(filepath.Join(dir, "tree/a/b"))
+	s.WriteFile("a/b/f2", []byte("two"), Meta{})
+	f, err = s.Open("a/b/f2")
+	if err != nil {
+		t.Fatalf("Open in a folder made again = %v", err)
+	}
+	f.Close()
+	if _, err := s.Open("a/b/f1"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Open of a removed file = %v, want ErrNotFound", err)
+	}
+}
+
 func TestSymlink(t *testing.T) {
 	s := open(t, t.TempDir(), Options{})
 	s.WriteFile("r/os/x/r.db.tar.gz", []byte("db1"), Meta{})
