@@ -41,6 +41,10 @@ const pkgDir = "/core/os/x86_64/" // the upstream's path of the repo folder
 // newEnv starts n upstream mirrors over one shared directory and a proxy
 // for distro "archlinux" repo "core" (proxy mode) in front of them.
 func newEnv(t *testing.T, n int, cache config.Cache) *env {
+	return newEnvWith(t, n, cache, upstream.Options{StallTimeout: 30 * time.Second})
+}
+
+func newEnvWith(t *testing.T, n int, cache config.Cache, upOpts upstream.Options) *env {
 	t.Helper()
 	root := t.TempDir()
 	os.MkdirAll(filepath.Join(root, pkgDir), 0o755)
@@ -54,7 +58,6 @@ func newEnv(t *testing.T, n int, cache config.Cache) *env {
 	if cache.DBMaxAge == 0 {
 		cache.DBMaxAge = time.Hour
 	}
-	cache.FillOnAbort = true
 	cfg := &config.Config{
 		DataDir: e.dataDir,
 		Cache:   cache,
@@ -67,7 +70,8 @@ func newEnv(t *testing.T, n int, cache config.Cache) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	up, err := upstream.NewClient(upstream.Options{Retries: 0, StallTimeout: 30 * time.Second, Cooldown: time.Millisecond}, nil)
+	upOpts.Cooldown = time.Millisecond
+	up, err := upstream.NewClient(upOpts, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +179,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 const pkg = "hello-1.0-1-x86_64.pkg.tar.zst"
 
 func TestMissThenHit(t *testing.T) {
-	e := newEnv(t, 1, config.Cache{})
+	e := newEnv(t, 1, config.Cache{FillOnAbort: true})
 	data := e.put(pkg, 300_000)
 	for i := range 3 {
 		code, body, hdr, err := e.getSettled(pkg)
@@ -199,7 +203,7 @@ func TestMissThenHit(t *testing.T) {
 }
 
 func TestManyClientsOneFetch(t *testing.T) {
-	e := newEnv(t, 1, config.Cache{})
+	e := newEnv(t, 1, config.Cache{FillOnAbort: true})
 	size := 8 << 20
 	if raceEnabled {
 		size = 1 << 20
@@ -242,7 +246,7 @@ func TestManyClientsOneFetch(t *testing.T) {
 }
 
 func TestSlowReaderDoesNotSlowOthers(t *testing.T) {
-	e := newEnv(t, 1, config.Cache{})
+	e := newEnv(t, 1, config.Cache{FillOnAbort: true})
 	data := e.put(pkg, 16<<20)
 	gate := make(chan struct{})
 	e.upstreams[0].SetFault(pkgDir+pkg, faultserver.Fault{Gate: gate, GateAfter: 1})
@@ -289,7 +293,7 @@ func TestBrokenUpstreamNeverCached(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e := newEnv(t, 1, config.Cache{})
+			e := newEnv(t, 1, config.Cache{FillOnAbort: true})
 			data := e.put(pkg, 300_000)
 			e.putDB(map[string][]byte{pkg: data})
 			if code, _, _, err := e.getSettled("core.db"); code != 200 || err != nil {
@@ -321,7 +325,7 @@ func TestBrokenUpstreamNeverCached(t *testing.T) {
 }
 
 func TestFailoverToHealthyMirror(t *testing.T) {
-	e := newEnv(t, 2, config.Cache{})
+	e := newEnv(t, 2, config.Cache{FillOnAbort: true})
 	data := e.put(pkg, 2<<20)
 	e.putDB(map[string][]byte{pkg: data})
 	e.getSettled("core.db")
@@ -354,7 +358,7 @@ func TestFailoverToHealthyMirror(t *testing.T) {
 }
 
 func TestChunkedUpstream(t *testing.T) {
-	e := newEnv(t, 1, config.Cache{})
+	e := newEnv(t, 1, config.Cache{FillOnAbort: true})
 	data := e.put(pkg, 1<<20)
 	e.upstreams[0].SetFault(pkgDir+pkg, faultserver.Fault{Chunked: true})
 	var wg stdsync.WaitGroup
@@ -376,7 +380,7 @@ func TestChunkedUpstream(t *testing.T) {
 }
 
 func TestRangeOnInFlightFile(t *testing.T) {
-	e := newEnv(t, 1, config.Cache{})
+	e := newEnv(t, 1, config.Cache{FillOnAbort: true})
 	data := e.put(pkg, 4<<20)
 	gate := make(chan struct{})
 	e.upstreams[0].SetFault(pkgDir+pkg, faultserver.Fault{Gate: gate, GateAfter: 2 << 20})
@@ -404,7 +408,7 @@ func TestRangeOnInFlightFile(t *testing.T) {
 }
 
 func TestNotFoundIsCachedBriefly(t *testing.T) {
-	e := newEnv(t, 1, config.Cache{NegativeTTL: time.Hour})
+	e := newEnv(t, 1, config.Cache{FillOnAbort: true, NegativeTTL: time.Hour})
 	for range 3 {
 		if code, _, _, _ := e.get(pkg + ".sig"); code != 404 {
 			t.Fatalf("GET missing sig = %d, want 404", code)
@@ -416,7 +420,7 @@ func TestNotFoundIsCachedBriefly(t *testing.T) {
 }
 
 func TestHeadMissDoesNotDownload(t *testing.T) {
-	e := newEnv(t, 1, config.Cache{})
+	e := newEnv(t, 1, config.Cache{FillOnAbort: true})
 	data := e.put(pkg, 1<<20)
 	resp, err := http.Head(e.url(pkg))
 	if err != nil {
@@ -434,7 +438,7 @@ func TestHeadMissDoesNotDownload(t *testing.T) {
 }
 
 func TestDatabaseRevalidation(t *testing.T) {
-	e := newEnv(t, 1, config.Cache{DBMaxAge: time.Hour})
+	e := newEnv(t, 1, config.Cache{FillOnAbort: true, DBMaxAge: time.Hour})
 	for _, f := range []string{"core.db", "core.files", "core.files.sig"} {
 		e.put(f, 1000)
 	}
@@ -484,7 +488,7 @@ func TestDatabaseRevalidation(t *testing.T) {
 }
 
 func TestClientIfModifiedSinceOnDB(t *testing.T) {
-	e := newEnv(t, 1, config.Cache{})
+	e := newEnv(t, 1, config.Cache{FillOnAbort: true})
 	e.put("core.db", 500)
 	_, _, hdr, _ := e.get("core.db")
 	code, _, _, _ := e.get("core.db", "If-Modified-Since", hdr.Get("Last-Modified"))
@@ -501,7 +505,7 @@ func TestCacheKeyIsWholePath(t *testing.T) {
 	os.WriteFile(filepath.Join(x86.Root(), "core/os/x86_64/core.db"), []byte("x86_64 db"), 0o644)
 	os.WriteFile(filepath.Join(arm.Root(), "aarch64/core/core.db"), []byte("aarch64 db"), 0o644)
 	dir := t.TempDir()
-	cfg := &config.Config{DataDir: dir, Cache: config.Cache{DBMaxAge: time.Hour}, Distros: map[string]config.Distro{
+	cfg := &config.Config{DataDir: dir, Cache: config.Cache{FillOnAbort: true, DBMaxAge: time.Hour}, Distros: map[string]config.Distro{
 		"archlinux": {Layout: "$repo/os/$arch", Arch: []string{"x86_64"}, Upstreams: []string{"http://" + x86.Addr() + "/$repo/os/$arch"},
 			Repos: map[string]config.Repo{"core": {Mode: config.ModeProxy}}},
 		"archlinuxarm": {Layout: "$arch/$repo", Arch: []string{"aarch64"}, Upstreams: []string{"http://" + arm.Addr() + "/$arch/$repo"},
@@ -528,5 +532,69 @@ func TestCacheKeyIsWholePath(t *testing.T) {
 				t.Errorf("GET %s = %q, want %q", path, body, want)
 			}
 		}
+	}
+}
+
+func TestFillOutlivesClient(t *testing.T) {
+	for _, fillOnAbort := range []bool{true, false} {
+		t.Run(fmt.Sprintf("fill_on_abort=%v", fillOnAbort), func(t *testing.T) {
+			e := newEnv(t, 1, config.Cache{FillOnAbort: fillOnAbort})
+			data := e.put(pkg, 1<<20)
+			gate := make(chan struct{})
+			e.upstreams[0].SetFault(pkgDir+pkg, faultserver.Fault{Gate: gate, GateAfter: 1 << 18})
+			resp, err := http.Get(e.url(pkg))
+			if err != nil {
+				t.Fatal(err)
+			}
+			key := "archlinux/core/os/x86_64/" + pkg
+			f := e.h.flights.Lookup(key)
+			if f == nil {
+				t.Fatal("no flight while the gate holds the body")
+			}
+			resp.Body.Close() // the only client hangs up mid-transfer
+			waitFor(t, "the client to leave", func() bool { return f.Readers() == 0 })
+			close(gate)
+			<-f.Done()
+			cached, err := os.ReadFile(filepath.Join(e.dataDir, "tree", key))
+			if fillOnAbort && (err != nil || !bytes.Equal(cached, data)) {
+				t.Errorf("fill_on_abort: the file was not cached whole (%v)", err)
+			}
+			if !fillOnAbort && err == nil {
+				t.Error("fill_on_abort=false: a fill nobody read was finished and cached")
+			}
+		})
+	}
+}
+
+func TestStallFailsOver(t *testing.T) {
+	e := newEnvWith(t, 2, config.Cache{FillOnAbort: true}, upstream.Options{StallTimeout: 300 * time.Millisecond})
+	data := e.put(pkg, 1<<20)
+	gate := make(chan struct{}) // never opened: that mirror stalls for good
+	defer close(gate)
+	first := e.h.mirrors["archlinux/core"].Health()[0].Mirror
+	for _, u := range e.upstreams {
+		if u.Addr() == first {
+			u.SetFault(pkgDir+pkg, faultserver.Fault{Gate: gate, GateAfter: 100_000})
+		}
+	}
+	code, body, _, err := e.getSettled(pkg)
+	if err != nil || code != 200 || !bytes.Equal(body, data) {
+		t.Fatalf("GET with a stalled first mirror = %d, %d bytes, %v; want the file", code, len(body), err)
+	}
+}
+
+func TestNewDBExpiresItsSig(t *testing.T) {
+	e := newEnv(t, 1, config.Cache{FillOnAbort: true, DBMaxAge: time.Hour})
+	e.put("core.db", 100)
+	e.put("core.db.sig", 10)
+	e.getSettled("core.db")
+	e.getSettled("core.db.sig")
+	// A new db arrives (forced revalidation); its sig must be asked for again.
+	newSig := e.put("core.db.sig", 12)
+	e.put("core.db", 200)
+	e.h.expire("archlinux/core/os/x86_64/core.db")
+	e.getSettled("core.db")
+	if _, body, _, _ := e.getSettled("core.db.sig"); !bytes.Equal(body, newSig) {
+		t.Errorf("after a new db, the old sig was served (%d bytes, want %d)", len(body), len(newSig))
 	}
 }

@@ -316,13 +316,30 @@ func (h *Handler) job(t Target, ms *upstream.MirrorSet) fetch.Job {
 	}
 	if t.Mutable() {
 		j.MaxAge = h.cache.DBMaxAge
-		if isDB(t) {
-			j.OnCommit = func() { h.dbs.invalidate(t) }
+		j.OnCommit = func() {
+			if isDB(t) {
+				h.dbs.invalidate(t)
+			}
+			if !strings.HasSuffix(t.Rel, ".sig") {
+				h.expire(t.Rel + ".sig")
+			}
 		}
 	} else {
 		j.Expect = func() (fetch.Expect, bool) { return h.dbs.expect(t) }
 	}
 	return j
+}
+
+// expire makes a cached file due for revalidation. A new db makes its
+// cached .sig suspect: pacman must never get a new db with the old one's
+// signature, so the pair is revalidated together.
+func (h *Handler) expire(rel string) {
+	if m, err := h.store.Stat(rel); err == nil {
+		m.FetchedAt = time.Time{}
+		if err := h.store.SetMeta(rel, m); err != nil {
+			h.log.Warn("expire cached file", "file", rel, "err", err)
+		}
+	}
 }
 
 // failed answers a request whose fetch failed before any byte was sent.
