@@ -25,6 +25,7 @@ import (
 	"github.com/mirrord/mirrord/internal/lockfree"
 	"github.com/mirrord/mirrord/internal/proxy"
 	"github.com/mirrord/mirrord/internal/store"
+	"github.com/mirrord/mirrord/internal/sync"
 	"github.com/mirrord/mirrord/internal/upstream"
 )
 
@@ -42,6 +43,8 @@ func run(args []string) error {
 	switch cmd, rest := args[0], args[1:]; cmd {
 	case "serve":
 		return serve(rest)
+	case "sync":
+		return syncCommand(rest)
 	case "config":
 		return printConfig(rest)
 	case "version", "--version":
@@ -57,6 +60,7 @@ func run(args []string) error {
 
 const usage = `usage:
   mirrord serve   [--config FILE] [--listen ADDR] [--data-dir DIR]
+  mirrord sync    [--config FILE] [DISTRO[/REPO]...]   one-shot sync with progress
   mirrord config  [--config FILE]     print the effective config
   mirrord version`
 
@@ -124,6 +128,12 @@ func serve(args []string) error {
 		return err
 	}
 
+	sched, err := sync.New(cfg, st, sync.Options{Fetcher: fetcher, Upstream: up, OnPublish: tree.Invalidate,
+		Logger: log.With("component", "sync"), Registerer: reg})
+	if err != nil {
+		return err
+	}
+
 	ready := newReadiness()
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
@@ -140,6 +150,7 @@ func serve(args []string) error {
 	defer stop()
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return st.Run(ctx) })
+	g.Go(func() error { return sched.Run(ctx) })
 	g.Go(func() error {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			return err

@@ -46,6 +46,11 @@ func (d *dbIndexes) expect(t Target) (fetch.Expect, bool) {
 // invalidate drops the index of t's folder after its db changed.
 func (d *dbIndexes) invalidate(t Target) { d.m.Delete(path.Dir(t.Rel)) }
 
+// Invalidate tells the proxy that a file in the tree was replaced behind
+// its back (the mirror sync published a new db): what it knows of that
+// folder's database is dropped and read again on next use.
+func (h *Handler) Invalidate(rel string) { h.dbs.m.Delete(path.Dir(rel)) }
+
 func (d *dbIndexes) load(rel string) *map[string]fetch.Expect {
 	f, err := d.store.Open(rel)
 	if err != nil {

@@ -1,0 +1,158 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/pflag"
+
+	"github.com/mirrord/mirrord/config"
+	"github.com/mirrord/mirrord/internal/fetch"
+	"github.com/mirrord/mirrord/internal/lockfree"
+	"github.com/mirrord/mirrord/internal/store"
+	"github.com/mirrord/mirrord/internal/sync"
+	"github.com/mirrord/mirrord/internal/upstream"
+)
+
+// syncCommand is `mirrord sync [--config FILE] [DISTRO[/REPO]...]`: one
+// sync of the named mirror repos (all of them when none is named), with a
+// progress bar on a terminal and log lines otherwise.
+func syncCommand(args []string) error {
+	fs := pflag.NewFlagSet("sync", pflag.ContinueOnError)
+	config.Flags(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := config.Load(fs)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg.Log)
+	reg := prometheus.NewRegistry() // nobody scrapes a one-shot run; the collectors still need a home
+	st, err := store.Open(cfg.DataDir, store.Options{Logger: log.With("component", "store"), Registerer: reg})
+	if err != nil {
+		// badger locks its folder: a running `mirrord serve` holds it.
+		return fmt.Errorf("%w (if mirrord serve runs on this data dir, ask it instead: POST /api/v1/sync/DISTRO[/REPO])", err)
+	}
+	defer st.Close()
+	up, err := upstream.NewClient(upstream.Options{
+		Retries:        cfg.Upstream.Retries,
+		ConnectTimeout: cfg.Upstream.ConnectTimeout,
+		HeaderTimeout:  cfg.Upstream.HeaderTimeout,
+		StallTimeout:   cfg.Upstream.StallTimeout,
+		UserAgent:      "mirrord/" + version(),
+		Logger:         log.With("component", "upstream"),
+	}, reg)
+	if err != nil {
+		return err
+	}
+	defer up.Close()
+	flights := &lockfree.Group{}
+	sched, err := sync.New(cfg, st, sync.Options{Fetcher: fetch.New(st, flights, reg), Upstream: up,
+		Logger: log.With("component", "sync"), Registerer: reg})
+	if err != nil {
+		return err
+	}
+	var targets [][2]string
+	for _, a := range fs.Args() {
+		d, r, _ := strings.Cut(a, "/")
+		if _, err := sched.Repos(d, r); err != nil || d == "" {
+			return fmt.Errorf("%s: %w", a, sync.ErrUnknownRepo)
+		}
+		targets = append(targets, [2]string{d, r})
+	}
+	if len(targets) == 0 {
+		targets = [][2]string{{"", ""}}
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if isTerminal(os.Stderr) {
+		stopBar, barDone := make(chan struct{}), make(chan struct{})
+		defer func() { close(stopBar); <-barDone }() // the bar ends its line before we return
+		go func() { drawProgress(os.Stderr, sched, stopBar); close(barDone) }()
+	}
+	var errs []error
+	for _, t := range targets {
+		if err := sched.Sync(ctx, t[0], t[1]); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	// Fills run detached from ctx: end them before the store closes.
+	flights.Range(func(_ string, f *lockfree.Flight) bool {
+		f.Abort(errors.New("sync stopped"))
+		<-f.Done()
+		return true
+	})
+	return errors.Join(errs...)
+}
+
+func isTerminal(f *os.File) bool {
+	info, err := f.Stat()
+	return err == nil && info.Mode()&os.ModeCharDevice != 0
+}
+
+// drawProgress redraws the status line of the running sync five times a
+// second until stop is closed.
+func drawProgress(w io.Writer, sched *sync.Scheduler, stop <-chan struct{}) {
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	type sample struct {
+		at    time.Time
+		bytes int64
+	}
+	var first sample
+	drawn := false
+	for {
+		select {
+		case <-stop:
+			if drawn {
+				fmt.Fprintln(w)
+			}
+			return
+		case now := <-tick.C:
+			for _, st := range sched.States() {
+				if !st.Running || st.Progress == nil {
+					continue
+				}
+				p := st.Progress
+				if first.at.IsZero() || p.BytesDone < first.bytes {
+					first = sample{now, p.BytesDone}
+				}
+				rate := 0.0
+				if d := now.Sub(first.at).Seconds(); d > 0.5 {
+					rate = float64(p.BytesDone-first.bytes) / d
+				}
+				eta := "--:--"
+				if rate > 0 && p.BytesTotal > p.BytesDone {
+					s := int(float64(p.BytesTotal-p.BytesDone) / rate)
+					eta = fmt.Sprintf("%02d:%02d", s/60, s%60)
+				}
+				fmt.Fprintf(w, "\r\033[K%s  %d/%d files  %s/%s  %s/s  ETA %s", st.Repo, p.FilesDone, p.FilesTotal,
+					human(p.BytesDone), human(p.BytesTotal), human(int64(rate)), eta)
+				drawn = true
+			}
+		}
+	}
+}
+
+func human(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

@@ -1,0 +1,539 @@
+package sync
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	stdsync "sync"
+	"sync/atomic"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/mirrord/mirrord/internal/alpm"
+	"github.com/mirrord/mirrord/internal/fetch"
+	"github.com/mirrord/mirrord/internal/store"
+	"github.com/mirrord/mirrord/internal/upstream"
+)
+
+// errBadBytes is a mirror's answer that cannot be what it claims: a
+// database that does not parse, a length that disagrees. Like
+// fetch.ErrVerify it makes the sync ask the mirrors one by one.
+var errBadBytes = errors.New("bad bytes")
+
+func isBadBytes(err error) bool {
+	return errors.Is(err, errBadBytes) || errors.Is(err, fetch.ErrVerify)
+}
+
+// run is one sync attempt of one repo.
+type run struct {
+	s    *Scheduler
+	r    *repo
+	prev State // the state before this attempt
+
+	files, bytes atomic.Int64 // brought into the tree by this run
+	unchanged    bool         // upstream's lastupdate had not moved
+
+	mu   stdsync.Mutex       // guards bad and good
+	bad  map[string]bool     // templates that sent bad bytes during this run
+	good *upstream.MirrorSet // r.mirrors without the bad ones; nil: r.mirrors
+}
+
+// do syncs every arch of the repo and returns upstream's lastupdate as
+// read before anything else, so that a change upstream during the sync is
+// seen by the next one.
+func (rn *run) do(ctx context.Context) (string, error) {
+	lu := rn.lastupdate(ctx)
+	if lu != "" && lu == rn.prev.LastUpdate && !rn.prev.LastSuccess.IsZero() && rn.dbsPresent() {
+		rn.unchanged = true
+		return lu, rn.prune()
+	}
+	var errs []error
+	for _, arch := range rn.r.arches {
+		if err := rn.syncArch(ctx, arch); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", arch, err))
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	// Pruning depends only on what was published, so it runs even when
+	// an arch failed: a stuck upstream must not make the tree grow.
+	if err := rn.prune(); err != nil {
+		errs = append(errs, err)
+	}
+	return lu, errors.Join(errs...)
+}
+
+// lastupdate returns upstream's lastupdate, or "" when it has none or
+// cannot be read: then every db is checked with a conditional GET.
+func (rn *run) lastupdate(ctx context.Context) string {
+	resp, err := rn.r.mirrors.Fetch(ctx, upstream.Request{File: "lastupdate"})
+	if err != nil {
+		rn.s.log.Debug("no lastupdate upstream", "repo", rn.r.key, "err", err)
+		return ""
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64))
+	v := strings.TrimSpace(string(b))
+	if err != nil || v == "" || strings.Trim(v, "0123456789") != "" {
+		return ""
+	}
+	return v
+}
+
+func (rn *run) dir(arch string) string { return rn.s.cfg.RepoDir(rn.r.distro, rn.r.name, arch) }
+
+func (rn *run) dbsPresent() bool {
+	for _, arch := range rn.r.arches {
+		if _, err := rn.s.store.Stat(rn.dir(arch) + "/" + rn.r.name + ".db"); err != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// staged is a database (or signature) fetched into tmp/, not yet published.
+type staged struct {
+	rel       string
+	tmp       *os.File // nil unless a new copy was fetched
+	meta      store.Meta
+	db        *alpm.DB // parsed, for .db and .files
+	unchanged bool     // 304 to the validators of the copy we published
+	absent    bool     // 404 from every mirror
+}
+
+func (st *staged) discard() {
+	if st.tmp != nil {
+		st.tmp.Close()
+		os.Remove(st.tmp.Name())
+		st.tmp = nil
+	}
+}
+
+// syncArch brings one repo folder up to date: dbs staged, packages and
+// signatures fetched and verified, then dbs published.
+func (rn *run) syncArch(ctx context.Context, arch string) error {
+	dir := rn.dir(arch)
+	name := rn.r.name
+	db, err := rn.stage(ctx, arch, dir+"/"+name+".db", true)
+	if err != nil {
+		return err
+	}
+	defer db.discard()
+	if db.absent {
+		return fmt.Errorf("upstream has no %s.db: keeping ours", name)
+	}
+	files, err := rn.stage(ctx, arch, dir+"/"+name+".files", true)
+	if err != nil {
+		return err
+	}
+	defer files.discard()
+	if files.absent {
+		rn.s.log.Warn("upstream has no files db; keeping ours", "repo", rn.r.key, "file", files.rel)
+	}
+	var dbSig, filesSig *staged
+	// A db's signature changes with it; for an unchanged db the one in
+	// the tree is already right (it is published before its db).
+	if db.tmp != nil {
+		if dbSig, err = rn.stage(ctx, arch, db.rel+".sig", false); err != nil {
+			return err
+		}
+		defer dbSig.discard()
+	}
+	if files.tmp != nil {
+		if filesSig, err = rn.stage(ctx, arch, files.rel+".sig", false); err != nil {
+			return err
+		}
+		defer filesSig.discard()
+	}
+	changed := db.tmp != nil
+	if changed {
+		if err := rn.download(ctx, arch, dir, db.db); err != nil {
+			return err
+		}
+	}
+	// Publish: each db after its signature, the .db last, so that a crash
+	// anywhere leaves the old .db in place and the next sync redoes it.
+	for _, p := range [][2]*staged{{files, filesSig}, {db, dbSig}} {
+		if err := rn.publish(p[0], p[1]); err != nil {
+			return err
+		}
+	}
+	if changed {
+		return rn.markUnreferenced(dir, db.db)
+	}
+	return nil
+}
+
+// stage fetches rel into tmp/: conditionally when the tree holds the copy
+// this sync published, so an unchanged db costs one 304. With parse set it
+// must read as a database, or it counts as bad bytes.
+func (rn *run) stage(ctx context.Context, arch, rel string, parse bool) (*staged, error) {
+	file := rel[strings.LastIndexByte(rel, '/')+1:]
+	req := upstream.Request{Repo: rn.r.name, Arch: arch, File: file}
+	if m, err := rn.s.store.Stat(rel); err == nil && rn.published(rel, m) {
+		req.IfModifiedSince, req.IfNoneMatch = m.LastModified, m.ETag
+	}
+	st := &staged{rel: rel}
+	err := rn.withMirrors(func(ms *upstream.MirrorSet) error {
+		st.discard()
+		st.unchanged, st.absent = false, false
+		resp, err := ms.Fetch(ctx, req)
+		switch {
+		case errors.Is(err, upstream.ErrNotModified):
+			st.unchanged = true
+			return nil
+		case errors.Is(err, upstream.ErrNotFound):
+			st.absent = true
+			return nil
+		case err != nil:
+			return err
+		}
+		defer resp.Body.Close()
+		if st.tmp, err = rn.s.store.CreateTemp("sync-*"); err != nil {
+			return err
+		}
+		sum := sha256.New()
+		n, err := io.Copy(io.MultiWriter(st.tmp, sum), resp.Body)
+		if err != nil {
+			return fmt.Errorf("fetch %s: %w", rel, err)
+		}
+		if resp.Size >= 0 && n != resp.Size {
+			return fmt.Errorf("%w: %s from %s: %d bytes, Content-Length %d", errBadBytes, rel, resp.Mirror, n, resp.Size)
+		}
+		st.meta = store.Meta{SHA256: hex.EncodeToString(sum.Sum(nil)), ETag: resp.ETag, LastModified: resp.LastModified}
+		if parse {
+			if _, err := st.tmp.Seek(0, io.SeekStart); err != nil {
+				return err
+			}
+			if st.db, err = alpm.ReadDB(bufio.NewReaderSize(st.tmp, 64<<10)); err != nil {
+				return fmt.Errorf("%w: %s from %s: %v", errBadBytes, rel, resp.Mirror, err)
+			}
+			st.db = &alpm.DB{Packages: slimPackages(st.db.Packages), Compression: st.db.Compression}
+		}
+		return nil
+	})
+	if err != nil {
+		st.discard()
+		return nil, err
+	}
+	return st, nil
+}
+
+// slimPackages keeps of each package only what the sync needs, so a
+// parsed .files db does not hold its file lists while packages download.
+func slimPackages(pkgs []*alpm.Package) []*alpm.Package {
+	out := make([]*alpm.Package, len(pkgs))
+	for i, p := range pkgs {
+		out[i] = &alpm.Package{Filename: p.Filename, Name: p.Name, Version: p.Version, CSize: p.CSize, SHA256Sum: p.SHA256Sum, PGPSig: p.PGPSig}
+	}
+	return out
+}
+
+// published reports whether the tree's copy of rel is the one a sync
+// published: a db cached while the repo was in proxy mode is not, and
+// must not stop a full check with a 304.
+func (rn *run) published(rel string, m store.Meta) bool {
+	v, err := rn.s.store.Get(keyDB + rel)
+	return err == nil && m.SHA256 != "" && string(v) == m.SHA256
+}
+
+// publish moves a staged db and its signature into the tree: the
+// signature first, then the db, each an atomic rename.
+//
+// Between the two renames (a fsync of the folder and a metadata write,
+// well under a millisecond on local disks) a client could get a new .sig
+// with the old .db. The larger window is the client's own: pacman fetches
+// .db, then .db.sig in a second request, and a swap between its two
+// requests mismatches them whatever the order of ours. Putting the db last
+// keeps the crash case simple: until the .db is renamed, the tree still
+// says "old", and the next sync redoes everything.
+func (rn *run) publish(db, sig *staged) error {
+	if db.tmp == nil {
+		return nil
+	}
+	if sig != nil {
+		switch {
+		case sig.tmp != nil:
+			if err := rn.commit(sig); err != nil {
+				return err
+			}
+		case sig.absent:
+			// The new db is unsigned: an old signature would only make
+			// pacman reject it.
+			if err := rn.s.store.Remove(sig.rel); err != nil {
+				return err
+			}
+		}
+	}
+	if err := rn.commit(db); err != nil {
+		return err
+	}
+	if err := rn.s.store.Put(keyDB+db.rel, []byte(db.meta.SHA256)); err != nil {
+		return fmt.Errorf("record %s: %w", db.rel, err)
+	}
+	// repo-add's layout: {repo}.db.tar.gz beside {repo}.db (a link here).
+	if ext := db.db.Compression.Ext(); ext != "" {
+		link := db.rel + ".tar" + ext
+		if _, err := rn.s.store.Lstat(link); err != nil {
+			if err := rn.s.store.Symlink(db.rel[strings.LastIndexByte(db.rel, '/')+1:], link); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (rn *run) commit(st *staged) error {
+	if err := rn.s.store.Commit(st.tmp, st.rel, st.meta); err != nil {
+		return err
+	}
+	st.tmp.Close()
+	st.tmp = nil
+	if rn.s.onPublish != nil {
+		rn.s.onPublish(st.rel)
+	}
+	return nil
+}
+
+// want is one file a db names: a package, or its signature.
+type want struct {
+	file   string
+	expect *fetch.Expect // nil for signatures: upstream's length is all we know
+	sig    []byte        // a signature the db carries in %PGPSIG%
+}
+
+// download brings every file db names into dir, at most sync.concurrency
+// at a time. The first failure stops the rest: what was verified stays in
+// the tree for the next attempt.
+func (rn *run) download(ctx context.Context, arch, dir string, db *alpm.DB) error {
+	var todo []want
+	var total int64
+	for _, p := range db.Packages {
+		e := fetch.Expect{Size: p.CSize, SHA256: p.SHA256Sum}
+		ok, err := rn.have(dir+"/"+p.Filename, e)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			todo = append(todo, want{file: p.Filename, expect: &e})
+			total += p.CSize
+		}
+		sigFile := p.Filename + ".sig"
+		if _, err := rn.s.store.Stat(dir + "/" + sigFile); err == nil {
+			continue
+		}
+		if p.PGPSig != "" {
+			// The db carries the signature: it is the .sig file's bytes,
+			// so no request is needed.
+			sig, err := base64.StdEncoding.DecodeString(p.PGPSig)
+			if err == nil {
+				todo = append(todo, want{file: sigFile, sig: sig})
+				continue
+			}
+		}
+		if _, err := rn.s.store.Get(keyNoSig + dir + "/" + sigFile); err == nil {
+			continue
+		}
+		todo = append(todo, want{file: sigFile})
+	}
+	rn.r.filesTotal.Add(int64(len(todo)))
+	rn.r.bytesTotal.Add(total)
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(rn.s.cfg.Sync.Concurrency)
+	for _, w := range todo {
+		if gctx.Err() != nil {
+			break
+		}
+		g.Go(func() error { return rn.get(gctx, arch, dir, w) })
+	}
+	return g.Wait()
+}
+
+// get brings one wanted file into the tree.
+func (rn *run) get(ctx context.Context, arch, dir string, w want) error {
+	rel := dir + "/" + w.file
+	if w.sig != nil {
+		now := rn.s.now()
+		if err := rn.s.store.WriteFile(rel, w.sig, store.Meta{LastModified: now, FetchedAt: now}); err != nil {
+			return err
+		}
+		rn.done(int64(len(w.sig)), true)
+		return nil
+	}
+	job := fetch.Job{Rel: rel, Repo: rn.r.key, Request: upstream.Request{Repo: rn.r.name, Arch: arch, File: w.file, Resumable: true}}
+	if w.expect != nil {
+		e := *w.expect
+		job.Expect = func() (fetch.Expect, bool) { return e, true }
+	}
+	err := rn.withMirrors(func(ms *upstream.MirrorSet) error {
+		job.Mirrors = ms
+		fl, leader := rn.s.fetcher.Do(ctx, job)
+		rn.r.inflight.Store(rel, fl)
+		defer rn.r.inflight.Delete(rel)
+		select {
+		case <-fl.Done():
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if err := fl.Err(); err != nil {
+			return err
+		}
+		if w.expect != nil {
+			// A flight we joined (the proxy's) may have been checked
+			// against an older db, or by length only.
+			ok, err := rn.have(rel, *w.expect)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				return fmt.Errorf("%w: %s in the tree does not match the database", fetch.ErrVerify, rel)
+			}
+		}
+		_, began := fl.Meta()
+		rn.done(fl.Written(), leader && began)
+		return nil
+	})
+	if w.expect == nil && errors.Is(err, upstream.ErrNotFound) {
+		// Upstream has no signature for this package: remember it, so
+		// that every later sync does not ask again.
+		return rn.s.store.Put(keyNoSig+rel, []byte("1"))
+	}
+	return err
+}
+
+// done counts a finished file; fetched says the bytes came from upstream
+// for this sync (not from a flight of the proxy's, nor from the tree).
+func (rn *run) done(n int64, fetched bool) {
+	rn.r.filesDone.Add(1)
+	rn.r.bytesDone.Add(n)
+	if fetched {
+		rn.files.Add(1)
+		rn.bytes.Add(n)
+	}
+}
+
+// have reports whether the tree holds rel as the db describes it. A file
+// committed by the store records its sha256; one without (placed by hand,
+// or committed just before a crash) is hashed once. A file of the name
+// but other content is removed, so that it is fetched again.
+func (rn *run) have(rel string, e fetch.Expect) (bool, error) {
+	m, err := rn.s.store.Stat(rel)
+	if err != nil {
+		return false, nil
+	}
+	if m.Size == e.Size && (e.SHA256 == "" || m.SHA256 == e.SHA256) {
+		return true, nil
+	}
+	if m.Size == e.Size && m.SHA256 == "" {
+		sum, err := rn.hash(rel)
+		if err != nil {
+			return false, err
+		}
+		if sum == e.SHA256 {
+			m.SHA256 = sum
+			return true, rn.s.store.SetMeta(rel, m)
+		}
+	}
+	rn.s.log.Warn("file in the tree differs from the database; fetching it again", "repo", rn.r.key, "file", rel)
+	return false, rn.s.store.Remove(rel)
+}
+
+func (rn *run) hash(rel string) (string, error) {
+	f, err := rn.s.store.Open(rel)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("hash %s: %w", rel, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// withMirrors runs fn with the repo's mirrors. When a mirror sent bad
+// bytes the set cannot say which one did (a resumed body may even mix
+// two), so fn runs again with each mirror alone: the ones that send bad
+// bytes again are left out for the rest of this sync, and the file comes
+// from the first that sends good bytes.
+func (rn *run) withMirrors(fn func(ms *upstream.MirrorSet) error) error {
+	ms, err := rn.goodSet()
+	if err != nil {
+		return err
+	}
+	err = fn(ms)
+	if !isBadBytes(err) {
+		return err
+	}
+	if len(rn.r.templates) == 1 {
+		return err
+	}
+	for _, t := range rn.r.templates {
+		if rn.isBad(t) {
+			continue
+		}
+		if err = fn(rn.r.singles[t]); err == nil {
+			return nil
+		}
+		if isBadBytes(err) {
+			rn.markBad(t, err)
+		}
+	}
+	return err
+}
+
+func (rn *run) goodSet() (*upstream.MirrorSet, error) {
+	rn.mu.Lock()
+	defer rn.mu.Unlock()
+	if len(rn.bad) == 0 {
+		return rn.r.mirrors, nil
+	}
+	if rn.good == nil {
+		return nil, fmt.Errorf("every mirror of %s sent bad bytes", rn.r.key)
+	}
+	return rn.good, nil
+}
+
+func (rn *run) isBad(t string) bool {
+	rn.mu.Lock()
+	defer rn.mu.Unlock()
+	return rn.bad[t]
+}
+
+func (rn *run) markBad(t string, err error) {
+	rn.mu.Lock()
+	defer rn.mu.Unlock()
+	if rn.bad[t] {
+		return
+	}
+	if rn.bad == nil {
+		rn.bad = map[string]bool{}
+	}
+	rn.bad[t] = true
+	rn.s.log.Warn("mirror sent bad bytes; not used for the rest of this sync", "repo", rn.r.key, "mirror", t, "err", err)
+	var rest []string
+	for _, x := range rn.r.templates {
+		if !rn.bad[x] {
+			rest = append(rest, x)
+		}
+	}
+	rn.good = nil
+	if len(rest) > 0 {
+		rn.good, _ = rn.s.up.Mirrors(rest) // the templates parsed once already
+	}
+}
+
+// isRepoFile reports whether name is a package or a package signature:
+// the only files pruning may delete.
+func isRepoFile(name string) bool {
+	return alpm.IsPackageFile(strings.TrimSuffix(name, ".sig"))
+}

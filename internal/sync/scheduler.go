@@ -1,0 +1,448 @@
+package sync
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sort"
+	"strconv"
+	"strings"
+	stdsync "sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mirrord/mirrord/config"
+	"github.com/mirrord/mirrord/internal/fetch"
+	"github.com/mirrord/mirrord/internal/lockfree"
+	"github.com/mirrord/mirrord/internal/store"
+	"github.com/mirrord/mirrord/internal/upstream"
+)
+
+// ErrUnknownRepo is a sync asked for a repo that is not a configured
+// mirror-mode repo.
+var ErrUnknownRepo = errors.New("not a mirror repo")
+
+// DefaultInterval is the sync_interval of a mirror repo that sets none:
+// Arch asks tier-2 mirrors to sync hourly at most.
+const DefaultInterval = time.Hour
+
+// KV keys, all under the "sync/" prefix of the store.
+const (
+	keyState = "sync/state/" // + distro/repo: the repo's State as JSON
+	keyDB    = "sync/db/"    // + tree path of a db: sha256 of the copy the sync published
+	keyUnref = "sync/unref/" // + tree path: unix time since when no db names the file
+	keyNoSig = "sync/nosig/" // + tree path of a .sig that upstream does not have
+)
+
+// Options configures New.
+type Options struct {
+	// Fetcher downloads packages; main shares it with the proxy so that a
+	// client joins the sync's download and the sync reuses the proxy's
+	// cached files. Nil: a private one.
+	Fetcher *fetch.Fetcher
+	// Upstream builds the mirror sets of the repos. Required.
+	Upstream *upstream.Client
+	// OnPublish, if set, runs after a db file was published in the tree
+	// (e.g. to drop the proxy's parsed index of it).
+	OnPublish  func(rel string)
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+	// Now is the clock for timestamps and pruning; default time.Now. Tests
+	// inject one to prune without sleeping.
+	Now func() time.Time
+}
+
+// Scheduler runs the syncs of every mirror-mode repo: periodically from
+// Run, on demand from Trigger, or at once from Sync. At most one sync of a
+// repo runs at a time.
+type Scheduler struct {
+	cfg       *config.Config
+	store     *store.Store
+	fetcher   *fetch.Fetcher
+	up        *upstream.Client
+	onPublish func(string)
+	log       *slog.Logger
+	now       func() time.Time
+	metrics   *metrics
+	repos     map[string]*repo // "distro/repo" -> repo; fixed after New
+	order     []string         // keys of repos, sorted
+
+	// afterSync, if set (tests only), runs after every scheduled sync.
+	afterSync func(key string, err error)
+}
+
+// repo is one mirror repo and its runtime state.
+type repo struct {
+	distro, name, key string
+	arches            []string
+	templates         []string
+	mirrors           *upstream.MirrorSet            // every template, health shared by all syncs
+	singles           map[string]*upstream.MirrorSet // each template alone, when there are several
+	interval          time.Duration
+
+	sem     chan struct{} // holds one token while a sync runs
+	trigger chan struct{} // cap 1: a pending on-demand sync
+
+	mu    stdsync.Mutex // guards state; never held across I/O
+	state State
+
+	// progress of the running sync, read by Status; reset at each start.
+	filesDone, filesTotal, bytesDone, bytesTotal atomic.Int64
+	inflight                                     stdsync.Map // tree path -> *lockfree.Flight
+}
+
+// State is what the scheduler knows of one repo: persisted in the store's
+// KV (without Running and Progress) and shown by Status.
+type State struct {
+	Repo            string    `json:"repo"` // distro/repo
+	Running         bool      `json:"running"`
+	LastAttempt     time.Time `json:"last_attempt,omitzero"`
+	LastSuccess     time.Time `json:"last_success,omitzero"`
+	DurationSeconds float64   `json:"duration_seconds"` // of the last attempt
+	Files           int64     `json:"files"`            // fetched by the last attempt
+	Bytes           int64     `json:"bytes"`            // fetched by the last attempt
+	Failures        int64     `json:"failures"`         // consecutive failed attempts
+	LastError       string    `json:"last_error,omitempty"`
+	LastUpdate      string    `json:"lastupdate,omitempty"` // upstream's lastupdate at the last success
+	Progress        *Progress `json:"progress,omitempty"`
+}
+
+// Progress is the state of a running sync.
+type Progress struct {
+	FilesDone  int64 `json:"files_done"`
+	FilesTotal int64 `json:"files_total"`
+	BytesDone  int64 `json:"bytes_done"` // including partial downloads
+	BytesTotal int64 `json:"bytes_total"`
+}
+
+// New prepares the syncs of cfg's mirror repos and loads their state.
+func New(cfg *config.Config, st *store.Store, opts Options) (*Scheduler, error) {
+	if opts.Upstream == nil {
+		return nil, errors.New("sync: no upstream client")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Fetcher == nil {
+		opts.Fetcher = fetch.New(st, &lockfree.Group{}, opts.Registerer)
+	}
+	s := &Scheduler{cfg: cfg, store: st, fetcher: opts.Fetcher, up: opts.Upstream, onPublish: opts.OnPublish,
+		log: opts.Logger, now: opts.Now, repos: map[string]*repo{}}
+	for dn, d := range cfg.Distros {
+		for rn, rc := range d.Repos {
+			if rc.Mode != config.ModeMirror {
+				continue
+			}
+			templates := cfg.UpstreamsFor(dn, rn)
+			ms, err := opts.Upstream.Mirrors(templates)
+			if err != nil {
+				return nil, fmt.Errorf("mirrors of %s/%s: %w", dn, rn, err)
+			}
+			r := &repo{distro: dn, name: rn, key: dn + "/" + rn, arches: d.Arch, templates: templates, mirrors: ms,
+				interval: rc.SyncInterval, sem: make(chan struct{}, 1), trigger: make(chan struct{}, 1)}
+			if r.interval <= 0 {
+				r.interval = DefaultInterval
+			}
+			if len(templates) > 1 {
+				r.singles = map[string]*upstream.MirrorSet{}
+				for _, t := range templates {
+					if r.singles[t], err = opts.Upstream.Mirrors([]string{t}); err != nil {
+						return nil, fmt.Errorf("mirrors of %s/%s: %w", dn, rn, err)
+					}
+				}
+			}
+			r.state.Repo = r.key
+			if val, err := st.Get(keyState + r.key); err == nil {
+				if err := json.Unmarshal(val, &r.state); err != nil {
+					s.log.Warn("dropping unreadable sync state", "repo", r.key, "err", err)
+				}
+				r.state.Repo, r.state.Running, r.state.Progress = r.key, false, nil
+			} else if !errors.Is(err, store.ErrNotFound) {
+				return nil, fmt.Errorf("load sync state of %s: %w", r.key, err)
+			}
+			s.repos[r.key] = r
+			s.order = append(s.order, r.key)
+			opts.Fetcher.Label(r.key)
+		}
+	}
+	sort.Strings(s.order)
+	s.metrics = newMetrics(opts.Registerer, s.order)
+	for _, k := range s.order {
+		if t := s.repos[k].state.LastSuccess; !t.IsZero() {
+			s.metrics.lastSuccess.WithLabelValues(k).Set(float64(t.Unix()))
+		}
+	}
+	return s, nil
+}
+
+// Repos returns the mirror repos ("distro/repo") that distro and repo
+// name, in order: all of them for distro "", every mirror repo of the
+// distro for repo "". It fails with ErrUnknownRepo when none matches.
+func (s *Scheduler) Repos(distro, repo string) ([]string, error) {
+	var keys []string
+	for _, k := range s.order {
+		r := s.repos[k]
+		if (distro == "" || r.distro == distro) && (repo == "" || r.name == repo) {
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) == 0 {
+		return nil, fmt.Errorf("%s: %w", strings.TrimSuffix(distro+"/"+repo, "/"), ErrUnknownRepo)
+	}
+	return keys, nil
+}
+
+// Trigger asks for a sync of distro/repo (every mirror repo of distro when
+// repo is "") as soon as possible and returns at once. A sync already
+// pending is not queued twice; one running is followed by another.
+func (s *Scheduler) Trigger(distro, repo string) error {
+	if distro == "" {
+		return fmt.Errorf("no distro: %w", ErrUnknownRepo)
+	}
+	keys, err := s.Repos(distro, repo)
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		select {
+		case s.repos[k].trigger <- struct{}{}:
+		default: // one is pending already
+		}
+	}
+	return nil
+}
+
+// Run syncs every mirror repo every sync_interval, with jitter, and when
+// triggered, until ctx ends. A repo never synced, or overdue, syncs soon
+// after start. Run returns once every sync it started has returned.
+func (s *Scheduler) Run(ctx context.Context) error {
+	var wg stdsync.WaitGroup
+	for _, k := range s.order {
+		r := s.repos[k]
+		wg.Go(func() { s.loop(ctx, r) })
+	}
+	wg.Wait()
+	return nil
+}
+
+// loop is the schedule of one repo; it exits when ctx ends.
+func (s *Scheduler) loop(ctx context.Context, r *repo) {
+	r.mu.Lock()
+	last := r.state.LastSuccess
+	r.mu.Unlock()
+	var first time.Duration
+	if !last.IsZero() {
+		// Overdue repos of a restarted daemon do not all start at once.
+		first = max(0, last.Add(r.interval).Sub(s.now())) + jitter(min(r.interval/10, 30*time.Second))
+	}
+	timer := time.NewTimer(first)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		case <-r.trigger:
+			timer.Stop()
+		}
+		err := s.syncRepo(ctx, r)
+		if err != nil && ctx.Err() == nil {
+			s.log.Warn("sync failed; serving the previous state", "repo", r.key, "err", err)
+		}
+		if s.afterSync != nil {
+			s.afterSync(r.key, err)
+		}
+		// ±10% spreads the repos and the mirrors of many machines over
+		// the hour instead of hitting upstream on the same second.
+		timer.Reset(r.interval - r.interval/10 + jitter(r.interval/5))
+	}
+}
+
+func jitter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	return rand.N(d)
+}
+
+// Sync syncs distro/repo (every mirror repo of distro when repo is "",
+// every mirror repo when both are "") now and waits for it, after any
+// sync of the same repo that is running. It returns the errors of the
+// repos that failed, joined.
+func (s *Scheduler) Sync(ctx context.Context, distro, repo string) error {
+	keys, err := s.Repos(distro, repo)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, k := range keys {
+		if err := s.syncRepo(ctx, s.repos[k]); err != nil {
+			errs = append(errs, fmt.Errorf("sync %s: %w", k, err))
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Status returns every mirror repo's State, in repo order, with the
+// progress of the running syncs. It is JSON-marshalable.
+func (s *Scheduler) Status() any { return s.States() }
+
+// States is Status with its concrete type.
+func (s *Scheduler) States() []State {
+	out := make([]State, 0, len(s.order))
+	for _, k := range s.order {
+		r := s.repos[k]
+		r.mu.Lock()
+		st := r.state
+		r.mu.Unlock()
+		if st.Running {
+			p := &Progress{FilesDone: r.filesDone.Load(), FilesTotal: r.filesTotal.Load(),
+				BytesDone: r.bytesDone.Load(), BytesTotal: r.bytesTotal.Load()}
+			r.inflight.Range(func(_, v any) bool {
+				p.BytesDone += v.(*lockfree.Flight).Written()
+				return true
+			})
+			st.Progress = p
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+// syncRepo runs one sync of r, after any running one, and records its
+// outcome in the state, the KV and the metrics.
+func (s *Scheduler) syncRepo(ctx context.Context, r *repo) error {
+	select {
+	case r.sem <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-r.sem }()
+
+	select {
+	case <-r.trigger: // this sync answers a trigger that arrived meanwhile
+	default:
+	}
+	r.filesDone.Store(0)
+	r.filesTotal.Store(0)
+	r.bytesDone.Store(0)
+	r.bytesTotal.Store(0)
+	start := time.Now()
+	r.mu.Lock()
+	r.state.Running = true
+	r.state.LastAttempt = s.now()
+	prev := r.state
+	r.mu.Unlock()
+	s.saveState(r)
+	s.log.Info("sync started", "repo", r.key)
+
+	run := &run{s: s, r: r, prev: prev}
+	lastupdate, err := run.do(ctx)
+	took := time.Since(start)
+
+	r.mu.Lock()
+	st := &r.state
+	st.Running = false
+	st.DurationSeconds = took.Seconds()
+	st.Files, st.Bytes = run.files.Load(), run.bytes.Load()
+	if err == nil {
+		st.LastSuccess, st.LastError, st.Failures = s.now(), "", 0
+		st.LastUpdate = lastupdate
+	} else {
+		st.LastError = err.Error()
+		st.Failures++
+	}
+	success := st.LastSuccess
+	r.mu.Unlock()
+	s.saveState(r)
+
+	m := s.metrics
+	m.duration.WithLabelValues(r.key).Set(took.Seconds())
+	m.files.WithLabelValues(r.key).Add(float64(run.files.Load()))
+	m.bytes.WithLabelValues(r.key).Add(float64(run.bytes.Load()))
+	if err != nil {
+		m.failures.WithLabelValues(r.key).Inc()
+		return err
+	}
+	m.lastSuccess.WithLabelValues(r.key).Set(float64(success.Unix()))
+	if err := s.writeStamps(r.distro); err != nil {
+		return err
+	}
+	s.log.Info("sync done", "repo", r.key, "files", run.files.Load(), "bytes", run.bytes.Load(),
+		"duration_seconds", took.Seconds(), "unchanged", run.unchanged)
+	return nil
+}
+
+func (s *Scheduler) saveState(r *repo) {
+	r.mu.Lock()
+	st := r.state
+	r.mu.Unlock()
+	st.Running, st.Progress = false, nil
+	val, _ := json.Marshal(st)
+	if err := s.store.Put(keyState+r.key, val); err != nil {
+		// The state is a record, not a requirement: the tree stays right.
+		s.log.Warn("save sync state", "repo", r.key, "err", err)
+	}
+}
+
+// writeStamps writes the distro's lastsync (now) and lastupdate at its
+// base, as Arch mirrors do. lastupdate is the oldest of the upstream
+// values its mirror repos last synced to, and is written only when every
+// one of them has synced: a downstream mirror that polls it must never be
+// told "up to date" while one of our repos lags behind.
+func (s *Scheduler) writeStamps(distro string) error {
+	now := s.now()
+	stamp := store.Meta{LastModified: now, FetchedAt: now}
+	if err := s.store.WriteFile(distro+"/lastsync", fmt.Appendf(nil, "%d\n", now.Unix()), stamp); err != nil {
+		return err
+	}
+	oldest := int64(-1)
+	for _, k := range s.order {
+		r := s.repos[k]
+		if r.distro != distro {
+			continue
+		}
+		r.mu.Lock()
+		lu := r.state.LastUpdate
+		r.mu.Unlock()
+		v, err := strconv.ParseInt(lu, 10, 64)
+		if err != nil {
+			return nil // a repo without a known lastupdate: write none
+		}
+		if oldest < 0 || v < oldest {
+			oldest = v
+		}
+	}
+	if oldest < 0 {
+		return nil
+	}
+	if cur, err := s.readTree(distro + "/lastupdate"); err == nil && strings.TrimSpace(string(cur)) == strconv.FormatInt(oldest, 10) {
+		return nil // unchanged: keep its mtime for If-Modified-Since
+	}
+	return s.store.WriteFile(distro+"/lastupdate", fmt.Appendf(nil, "%d\n", oldest), stamp)
+}
+
+func (s *Scheduler) readTree(rel string) ([]byte, error) {
+	f, err := s.store.Open(rel)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	buf := make([]byte, 64)
+	n, err := f.Read(buf)
+	if n > 0 {
+		return buf[:n], nil
+	}
+	return nil, err
+}
