@@ -1,0 +1,321 @@
+#!/usr/bin/env bash
+# bench-proxy.sh: the proxy benchmarks of docs/BENCHMARKS.md, mirrord and
+# nginx side by side on the same files, with ratios mirrord/nginx.
+#
+#   1. cache hits: 200 files of 50 KiB (wrk, rotating over them) and one
+#      200 MB file (mirrord-load), from mirrord's cache vs nginx static;
+#   2. cold coalescing: 50 clients at once on one uncached 100 MB file
+#      behind a 20 MB/s upstream, mirrord vs nginx proxy_cache_lock;
+#   3. memory: mirrord's peak RSS (VmHWM) while 500 clients download cold
+#      and hot files of 20 MB and 100 MB.
+#
+#   scripts/bench-proxy.sh                 everything, about 2.5 minutes
+#   HIT_SECONDS=5 scripts/bench-proxy.sh   shorter hit runs
+#
+# Everything listens on 127.0.0.1, on ports BASE_PORT..BASE_PORT+5.
+# Needs nginx, wrk, curl and jq.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+HIT_SECONDS=${HIT_SECONDS:-10}
+HIT_CONNS=${HIT_CONNS:-64}
+BASE_PORT=${BASE_PORT:-18480}
+p_up=$BASE_PORT              # upstream, unthrottled: fills mirrord's cache for the hit runs
+p_slow=$((BASE_PORT + 1))    # upstream at 20 MB/s per response
+p_hit=$((BASE_PORT + 2))     # mirrord for hits
+p_cold=$((BASE_PORT + 3))    # mirrord, fresh, for the cold and memory runs
+p_nginx=$((BASE_PORT + 4))   # nginx static
+p_ncache=$((BASE_PORT + 5))  # nginx proxy_cache in front of the slow upstream
+
+for tool in nginx wrk curl jq; do
+	if ! command -v "$tool" >/dev/null; then
+		echo "bench-proxy: $tool not found" >&2
+		exit 1
+	fi
+done
+
+work=$(mktemp -d /tmp/bench-proxy.XXXXXX)
+chmod 755 "$work" # nginx workers may run as nobody
+pids=()
+cleanup() {
+	for pid in "${pids[@]}"; do
+		kill "$pid" 2>/dev/null || true
+	done
+	wait 2>/dev/null || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log() { printf '\n== %s\n' "$*" >&2; }
+
+# --- build ---------------------------------------------------------------
+log "build"
+mkdir -p "$root/bin"
+(cd "$root" && CGO_ENABLED=0 go build -trimpath -o bin/mirrord ./cmd/mirrord &&
+	CGO_ENABLED=0 go build -trimpath -o bin/mirrord-load ./cmd/mirrord-load)
+mirrord=$root/bin/mirrord
+load=$root/bin/mirrord-load
+
+# --- the tree -------------------------------------------------------------
+# src/ is the upstream mirror and nginx's root; URL paths are the same on
+# every server: /archlinux/core/os/x86_64/FILE.
+log "tree"
+dir=$work/src/archlinux/core/os/x86_64
+mkdir -p "$dir"
+for i in $(seq -w 0 199); do
+	head -c 51200 /dev/urandom >"$dir/small$i-1.0-1-x86_64.pkg.tar.zst"
+done
+head -c 200000000 /dev/urandom >"$dir/big-1.0-1-x86_64.pkg.tar.zst"
+head -c 100000000 /dev/urandom >"$dir/cold-1.0-1-x86_64.pkg.tar.zst"
+head -c 20000000 /dev/urandom >"$dir/mem20-1.0-1-x86_64.pkg.tar.zst"
+cp "$dir/cold-1.0-1-x86_64.pkg.tar.zst" "$dir/mem100-1.0-1-x86_64.pkg.tar.zst"
+path=/archlinux/core/os/x86_64
+
+# --- servers --------------------------------------------------------------
+start_upstream() { # port rate
+	"$load" upstream --root "$work/src/archlinux" --listen "127.0.0.1:$1" --rate "$2" >"$work/upstream-$1.out" 2>&1 &
+	pids+=($!)
+}
+
+start_mirrord() { # port upstream-port name; sets mirrord_pid
+	mkdir -p "$work/$3"
+	cat >"$work/$3/mirrord.yaml" <<-EOF
+		log: {level: warn}
+		cache: {max_size: 10GiB}
+		distros:
+		  archlinux:
+		    layout: \$repo/os/\$arch
+		    arch: [x86_64]
+		    upstreams: ["http://127.0.0.1:$2/\$repo/os/\$arch"]
+		    repos:
+		      core: {mode: proxy}
+	EOF
+	"$mirrord" serve --config "$work/$3/mirrord.yaml" --data-dir "$work/$3/data" \
+		--listen "127.0.0.1:$1" 2>"$work/$3/mirrord.log" &
+	mirrord_pid=$!
+	pids+=($mirrord_pid)
+}
+
+wait_http() { # url
+	for _ in $(seq 1 200); do
+		if curl -sf -o /dev/null "$1"; then return 0; fi
+		sleep 0.05
+	done
+	echo "bench-proxy: $1 did not answer" >&2
+	exit 1
+}
+
+start_nginx() {
+	local n=$work/nginx user=""
+	mkdir -p "$n/cache" "$n/tmp"
+	if [[ $EUID -eq 0 ]]; then user="user root;"; fi
+	cat >"$n/nginx.conf" <<-EOF
+		$user
+		daemon off;
+		worker_processes 2;
+		pid $n/nginx.pid;
+		error_log $n/error.log warn;
+		events { worker_connections 4096; }
+		http {
+		  access_log off;
+		  sendfile on;
+		  tcp_nopush on;
+		  keepalive_requests 1000000;
+		  default_type application/octet-stream;
+		  client_body_temp_path $n/tmp/body;
+		  proxy_temp_path $n/tmp/proxy;
+		  fastcgi_temp_path $n/tmp/fastcgi;
+		  uwsgi_temp_path $n/tmp/uwsgi;
+		  scgi_temp_path $n/tmp/scgi;
+		  proxy_cache_path $n/cache levels=1:2 keys_zone=cold:10m max_size=10g inactive=1h use_temp_path=off;
+		  server {
+		    listen 127.0.0.1:$p_nginx;
+		    root $work/src;
+		  }
+		  server {
+		    listen 127.0.0.1:$p_ncache;
+		    location /archlinux/ {
+		      proxy_pass http://127.0.0.1:$p_slow/;
+		      proxy_http_version 1.1;
+		      proxy_set_header Connection "";
+		      proxy_buffering on;
+		      proxy_cache cold;
+		      proxy_cache_valid 200 1h;
+		      proxy_cache_lock on;
+		      proxy_cache_lock_timeout 1h;
+		      proxy_cache_lock_age 1h;
+		    }
+		  }
+		}
+	EOF
+	nginx -p "$n" -c "$n/nginx.conf" -e "$n/error.log" &
+	nginx_pid=$!
+	pids+=($nginx_pid)
+}
+
+# cpu_ticks PID...: user + system CPU time of the processes, in clock ticks.
+cpu_ticks() {
+	local t=0 p
+	for p in "$@"; do t=$((t + $(awk '{ print $14 + $15 }' "/proc/$p/stat"))); done
+	echo "$t"
+}
+
+# vmhwm_reset PID / vmhwm PID: peak RSS in MB since the last reset
+# (writing 5 to clear_refs resets VmHWM, Linux >= 4.0).
+vmhwm_reset() { echo 5 >"/proc/$1/clear_refs"; }
+vmhwm() { awk '/^VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
+
+log "start servers"
+start_upstream "$p_up" 0
+start_upstream "$p_slow" 20MB
+start_nginx
+start_mirrord "$p_hit" "$p_up" hit
+hit_pid=$mirrord_pid
+wait_http "http://127.0.0.1:$p_up/_count"
+wait_http "http://127.0.0.1:$p_slow/_count"
+wait_http "http://127.0.0.1:$p_hit/readyz"
+wait_http "http://127.0.0.1:$p_nginx$path/small000-1.0-1-x86_64.pkg.tar.zst"
+
+# --- 1. hits --------------------------------------------------------------
+log "fill mirrord's cache through the unthrottled upstream"
+urls=$(for i in $(seq -w 0 199); do printf 'http://127.0.0.1:%s%s/small%s-1.0-1-x86_64.pkg.tar.zst,' "$p_hit" "$path" "$i"; done)
+urls+="http://127.0.0.1:$p_hit$path/big-1.0-1-x86_64.pkg.tar.zst"
+"$load" get --url "$urls" --clients 4 --requests 201 >/dev/null
+"$load" get --url "$urls" --clients 4 --requests 201 --json >"$work/fill2.json" # all hits now
+if [[ $(jq .errors "$work/fill2.json") != 0 ]]; then
+	echo "bench-proxy: errors filling mirrord's cache: $(jq -r .first_error "$work/fill2.json")" >&2
+	exit 1
+fi
+
+cat >"$work/small.lua" <<-EOF
+	-- Each thread rotates over the 200 small files.
+	local i = 0
+	request = function()
+	  i = (i + 1) % 200
+	  return wrk.format("GET", string.format("$path/small%03d-1.0-1-x86_64.pkg.tar.zst", i))
+	end
+	done = function(s, latency, requests)
+	  local e = s.errors
+	  io.write(string.format("WRK %d %d %d %d %.3f %.3f\n", s.requests, s.bytes, s.duration,
+	    e.connect + e.read + e.write + e.status + e.timeout,
+	    latency:percentile(50) / 1000, latency:percentile(99) / 1000))
+	end
+EOF
+
+# wrk_run PORT NAME PID...: one run; appends "req/s MB/s p50ms p99ms errors
+# cpu-us/request" to $work/NAME.small. The server's CPU time per request
+# holds up better than req/s when other work shares the cores.
+wrk_run() {
+	local port=$1 name=$2 t0 t1
+	shift 2
+	t0=$(cpu_ticks "$@")
+	wrk -t2 -c"$HIT_CONNS" -d"${HIT_SECONDS}s" -s "$work/small.lua" "http://127.0.0.1:$port/" >"$work/wrk.out"
+	t1=$(cpu_ticks "$@")
+	awk -v ticks=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" '/^WRK/ {
+		printf "%.1f %.1f %.3f %.3f %d %.1f\n", $2 / ($4 / 1e6), $3 / 1e6 / ($4 / 1e6), $6, $7, $5, ticks / hz * 1e6 / $2
+	}' "$work/wrk.out" >>"$work/$name.small"
+	tail -1 "$work/$name.small" >&2
+}
+
+log "hits, 200 x 50 KiB, wrk -t2 -c$HIT_CONNS, ${HIT_SECONDS}s per run, alternating, best of 2"
+nginx_workers=$(pgrep -P "$nginx_pid" | tr '\n' ' ')
+for round in 1 2; do
+	wrk_run "$p_hit" mirrord "$hit_pid"
+	# shellcheck disable=SC2086 # one argument per worker
+	wrk_run "$p_nginx" nginx $nginx_workers
+done
+best() { sort -k1,1 -g -r "$work/$1.small" | head -1; } # the run with the most req/s
+
+big_run() { # port name
+	"$load" get --url "http://127.0.0.1:$1$path/big-1.0-1-x86_64.pkg.tar.zst" \
+		--clients 4 --duration "${HIT_SECONDS}s" --json >"$work/$2.big.json"
+	jq -c '{req_per_sec, mb_per_sec, errors}' "$work/$2.big.json" >&2
+}
+log "hits, one 200 MB file, mirrord-load --clients 4, ${HIT_SECONDS}s"
+big_run "$p_hit" mirrord
+big_run "$p_nginx" nginx
+
+# --- 2. cold coalescing ---------------------------------------------------
+log "cold coalescing: 50 clients, one 100 MB file, upstream at 20 MB/s"
+start_mirrord "$p_cold" "$p_slow" cold
+cold_pid=$mirrord_pid
+wait_http "http://127.0.0.1:$p_cold/readyz"
+kill "$hit_pid" # its work is done; leave the cores to the rest
+cold_run() { # port name
+	curl -sf -X POST "http://127.0.0.1:$p_slow/_reset"
+	"$load" get --url "http://127.0.0.1:$1$path/cold-1.0-1-x86_64.pkg.tar.zst" --clients 50 --requests 50 \
+		--upstream-stats "http://127.0.0.1:$p_slow/_count" --json >"$work/$2.cold.json"
+	jq -c '{requests, errors, upstream: .upstream.requests, transfer_ms: .upstream.transfer_ms,
+		ttfb_ms, completion_ms, lag_ms: .upstream.first_byte_lag_max_ms}' "$work/$2.cold.json" >&2
+}
+vmhwm_reset "$cold_pid"
+cold_run "$p_cold" mirrord
+cold_rss=$(vmhwm "$cold_pid")
+cold_run "$p_ncache" nginx
+
+# --- 3. memory ------------------------------------------------------------
+log "memory: 500 clients, cold then hot, 20 MB and 100 MB"
+# Each run gets a mirrord of its own on one data dir, so that its peak is
+# its own and not the heap an earlier run left; the hot runs find the files
+# the cold runs cached.
+kill "$cold_pid"
+wait "$cold_pid" 2>/dev/null || true
+mem_run() { # file seconds name
+	start_mirrord "$p_cold" "$p_slow" mem
+	wait_http "http://127.0.0.1:$p_cold/readyz"
+	"$load" get --url "http://127.0.0.1:$p_cold$path/$1" --clients 500 --requests 500 --duration "$2" \
+		--json >"$work/$3.mem.json"
+	printf '%s %s %s\n' "$3" "$(vmhwm "$mirrord_pid")" "$2" >>"$work/mem.txt"
+	printf '%s peak RSS %s MB, %s\n' "$3" "$(vmhwm "$mirrord_pid")" \
+		"$(jq -c '{requests, incomplete, errors, mb_per_sec}' "$work/$3.mem.json")" >&2
+	kill "$mirrord_pid"
+	wait "$mirrord_pid" 2>/dev/null || true
+}
+mem_run mem20-1.0-1-x86_64.pkg.tar.zst 20s cold20
+mem_run mem100-1.0-1-x86_64.pkg.tar.zst 30s cold100
+mem_run mem20-1.0-1-x86_64.pkg.tar.zst 20s hot20
+mem_run mem100-1.0-1-x86_64.pkg.tar.zst 30s hot100
+
+# --- summary --------------------------------------------------------------
+read -r ms_rps ms_mbs ms_p50 ms_p99 ms_err ms_cpu < <(best mirrord)
+read -r ns_rps ns_mbs ns_p50 ns_p99 ns_err ns_cpu < <(best nginx)
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
+j() { jq -r "$2" "$work/$1"; }
+mem() { awk -v n="$1" '$1 == n { print $2 }' "$work/mem.txt"; }
+memrow() { # name label
+	printf '   %-22s %8s MB   %s\n' "$2" "$(mem "$1")" \
+		"$(j "$1.mem.json" '"\(.requests) complete, \(.incomplete) cut off, \(.errors) errors"') (limit $(awk -v n="$1" '$1 == n { print $3 }' "$work/mem.txt"))"
+}
+
+cat <<EOF
+
+bench-proxy: $(nproc) cores, $(date -u +%Y-%m-%d), HIT_SECONDS=$HIT_SECONDS
+
+1. cache hits                     mirrord        nginx   mirrord/nginx  goal
+   50 KiB x 200, req/s       $(printf '%10.0f   %10.0f' "$ms_rps" "$ns_rps")   $(printf '%8s' "$(ratio "$ms_rps" "$ns_rps")")       >= 0.9
+   50 KiB x 200, MB/s        $(printf '%10.1f   %10.1f' "$ms_mbs" "$ns_mbs")   $(printf '%8s' "$(ratio "$ms_mbs" "$ns_mbs")")       >= 0.9
+   50 KiB server CPU us/req  $(printf '%10.1f   %10.1f' "$ms_cpu" "$ns_cpu")   $(printf '%8s' "$(ratio "$ns_cpu" "$ms_cpu")")       (nginx/mirrord)
+   50 KiB latency p50/p99 ms $(printf '%5.2f/%-5.2f  %5.2f/%-5.2f' "$ms_p50" "$ms_p99" "$ns_p50" "$ns_p99")   (errors: $ms_err / $ns_err)
+   200 MB, req/s             $(printf '%10.2f   %10.2f' "$(j mirrord.big.json .req_per_sec)" "$(j nginx.big.json .req_per_sec)")   $(printf '%8s' "$(ratio "$(j mirrord.big.json .req_per_sec)" "$(j nginx.big.json .req_per_sec)")")       >= 0.9
+   200 MB, MB/s              $(printf '%10.1f   %10.1f' "$(j mirrord.big.json .mb_per_sec)" "$(j nginx.big.json .mb_per_sec)")   $(printf '%8s' "$(ratio "$(j mirrord.big.json .mb_per_sec)" "$(j nginx.big.json .mb_per_sec)")")       >= 0.9
+
+2. cold coalescing, 50 clients, 100 MB at 20 MB/s
+                                  mirrord        nginx   goal (mirrord)
+   upstream requests         $(printf '%10s   %10s' "$(j mirrord.cold.json .upstream.requests)" "$(j nginx.cold.json .upstream.requests)")   1
+   upstream transfer ms      $(printf '%10.0f   %10.0f' "$(j mirrord.cold.json .upstream.transfer_ms)" "$(j nginx.cold.json .upstream.transfer_ms)")
+   client errors             $(printf '%10s   %10s' "$(j mirrord.cold.json .errors)" "$(j nginx.cold.json .errors)")
+   ttfb ms min/med/max       $(printf '%s   %s' "$(j mirrord.cold.json '[.ttfb_ms.min,.ttfb_ms.median,.ttfb_ms.max] | map(. * 10 | round / 10) | join("/")')" "$(j nginx.cold.json '[.ttfb_ms.min,.ttfb_ms.median,.ttfb_ms.max] | map(round) | join("/")')")
+   last first byte after
+     upstream's, ms          $(printf '%10.1f   %10.1f' "$(j mirrord.cold.json .upstream.first_byte_lag_max_ms)" "$(j nginx.cold.json .upstream.first_byte_lag_max_ms)")   <= 100
+   completion ms min/med/max $(printf '%s   %s' "$(j mirrord.cold.json '[.completion_ms.min,.completion_ms.median,.completion_ms.max] | map(round) | join("/")')" "$(j nginx.cold.json '[.completion_ms.min,.completion_ms.median,.completion_ms.max] | map(round) | join("/")')")
+   slowest completion /
+     upstream transfer       $(printf '%10.3f   %10.3f' "$(j mirrord.cold.json .upstream.completion_max_ratio)" "$(j nginx.cold.json .upstream.completion_max_ratio)")   <= 1.10
+   mirrord peak RSS          $(printf '%10s MB' "$cold_rss")
+
+3. memory, mirrord peak RSS (VmHWM), 500 clients, a fresh process each   goal: < 150 MB, flat in size
+$(memrow cold20 "cold 20 MB")
+$(memrow cold100 "cold 100 MB")
+$(memrow hot20 "hot 20 MB")
+$(memrow hot100 "hot 100 MB")
+EOF
