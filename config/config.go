@@ -48,6 +48,7 @@ type Log struct {
 // Cache bounds the pull-through cache.
 type Cache struct {
 	MaxSize      ByteSize      `mapstructure:"max_size" yaml:"max_size"`
+	MemorySize   ByteSize      `mapstructure:"memory_size" yaml:"memory_size"`
 	DBMaxAge     time.Duration `mapstructure:"db_max_age" yaml:"db_max_age"`
 	KeepVersions int           `mapstructure:"keep_versions" yaml:"keep_versions"`
 	FillOnAbort  bool          `mapstructure:"fill_on_abort" yaml:"fill_on_abort"`
@@ -118,6 +119,7 @@ var defaults = []struct {
 	{"log.level", "info"},
 	{"log.format", "text"},
 	{"cache.max_size", "50GiB"},
+	{"cache.memory_size", "64MiB"},
 	{"cache.db_max_age", "60s"},
 	{"cache.keep_versions", 3},
 	{"cache.fill_on_abort", true},
@@ -242,6 +244,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Cache.MaxSize <= 0 {
 		bad("cache.max_size", "must be positive")
+	}
+	if c.Cache.MemorySize < 0 {
+		bad("cache.memory_size", "must not be negative")
 	}
 	positive := map[string]time.Duration{
 		"cache.db_max_age": c.Cache.DBMaxAge, "upstream.connect_timeout": c.Upstream.ConnectTimeout,

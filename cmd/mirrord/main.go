@@ -99,6 +99,7 @@ func serve(args []string) error {
 	var tree *proxy.Handler // set below, before the store's eviction loop runs
 	st, err := store.Open(cfg.DataDir, store.Options{
 		MaxSize:      int64(cfg.Cache.MaxSize),
+		MemorySize:   int64(cfg.Cache.MemorySize),
 		Evictable:    evictable(cfg),
 		KeepVersions: cfg.Cache.KeepVersions,
 		Pinned:       func(rel string) bool { return tree.Pinned(rel) },

@@ -38,3 +38,45 @@ func BenchmarkServeHit(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkServeHitTCP serves 50 KB hits over loopback keep-alive
+// connections through a real http.Server (sendfile, corking), so that a
+// CPU profile shows the whole hit path.
+func BenchmarkServeHitTCP(b *testing.B) {
+	dir := b.TempDir()
+	st, err := store.Open(dir, store.Options{MemorySize: 64 << 20})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	repo := filepath.Join(dir, "tree/archlinux/core/os/x86_64")
+	os.MkdirAll(repo, 0o755)
+	os.WriteFile(filepath.Join(repo, "hello-1.0-1-x86_64.pkg.tar.zst"), make([]byte, 50_000), 0o644)
+	h, err := New(testConfig(dir), st, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(Guard(h))
+	srv.Start()
+	defer srv.Close()
+	url := srv.URL + "/archlinux/core/os/x86_64/hello-1.0-1-x86_64.pkg.tar.zst"
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	b.SetBytes(50_000)
+	b.SetParallelism(8)
+	b.RunParallel(func(pb *testing.PB) {
+		buf := make([]byte, 64<<10)
+		for pb.Next() {
+			resp, err := client.Get(url)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			for {
+				if _, err := resp.Body.Read(buf); err != nil {
+					break
+				}
+			}
+			resp.Body.Close()
+		}
+	})
+}

@@ -1,12 +1,14 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -131,7 +133,21 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // serveHit serves t from the tree if it is there; false means a miss.
+// Small files come from memory (store.Content), others by sendfile(2).
 func (h *Handler) serveHit(w http.ResponseWriter, r *http.Request, t Target, result string) bool {
+	if data, m, ok := h.store.Content(t.Rel); ok {
+		h.store.Touch(t.Rel)
+		h.metrics.request(t, result)
+		setFileHeaders(w.Header(), t)
+		if plainGet(r) {
+			setLengthHeaders(w.Header(), m.LastModified, m.Size)
+			w.Write(data)
+		} else {
+			http.ServeContent(w, r, "", m.LastModified, bytes.NewReader(data))
+		}
+		h.metrics.served(t, m.Size)
+		return true
+	}
 	f, err := h.store.Open(t.Rel)
 	if err != nil {
 		if !errors.Is(err, store.ErrNotFound) {
@@ -148,9 +164,38 @@ func (h *Handler) serveHit(w http.ResponseWriter, r *http.Request, t Target, res
 	h.metrics.request(t, result)
 	setFileHeaders(w.Header(), t)
 	cw := &countingWriter{ResponseWriter: w}
-	http.ServeContent(cw, r, "", info.ModTime(), f)
+	if plainGet(r) {
+		setLengthHeaders(w.Header(), info.ModTime(), info.Size())
+		io.Copy(cw, f) // sendfile(2)
+	} else {
+		http.ServeContent(cw, r, "", info.ModTime(), f)
+	}
 	h.metrics.served(t, cw.n)
 	return true
+}
+
+// plainGet is a GET with no Range and no condition: the common case, which
+// needs none of http.ServeContent's work (two seeks and a read to find the
+// size and sniff, which we know already).
+func plainGet(r *http.Request) bool {
+	if r.Method != http.MethodGet {
+		return false
+	}
+	for _, k := range conditionalHeaders {
+		if _, ok := r.Header[k]; ok {
+			return false
+		}
+	}
+	return true
+}
+
+var conditionalHeaders = []string{"Range", "If-Modified-Since", "If-None-Match", "If-Range", "If-Match", "If-Unmodified-Since"}
+
+// setLengthHeaders sets what http.ServeContent would for a whole file.
+func setLengthHeaders(hd http.Header, modTime time.Time, size int64) {
+	hd["Last-Modified"] = []string{modTime.UTC().Format(http.TimeFormat)}
+	hd["Accept-Ranges"] = acceptRanges
+	hd["Content-Length"] = []string{strconv.FormatInt(size, 10)}
 }
 
 // serveMutable serves a database, signature or sync stamp of a proxy
@@ -409,6 +454,7 @@ var (
 	contentTypeOctet = []string{"application/octet-stream"}
 	cacheNoCache     = []string{"no-cache"}
 	cacheImmutable   = []string{"public, max-age=31536000, immutable"}
+	acceptRanges     = []string{"bytes"}
 )
 
 // httpError writes a short plain-text error: pacman only reads the status.

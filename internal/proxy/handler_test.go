@@ -35,9 +35,13 @@ func testConfig(dataDir string) *config.Config {
 // newTestServer serves a data dir that holds one package, with a secret
 // file beside the tree and symlinks that try to reach it.
 func newTestServer(t *testing.T) (*httptest.Server, string) {
+	return newTestServerMem(t, 0)
+}
+
+func newTestServerMem(t *testing.T, memory int64) (*httptest.Server, string) {
 	t.Helper()
 	dir := t.TempDir()
-	st, err := store.Open(dir, store.Options{})
+	st, err := store.Open(dir, store.Options{MemorySize: memory})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +64,13 @@ func newTestServer(t *testing.T) (*httptest.Server, string) {
 }
 
 func TestServeHit(t *testing.T) {
-	srv, _ := newTestServer(t)
+	for _, memory := range []int64{0, 1 << 20} {
+		t.Run(fmt.Sprintf("memory=%d", memory), func(t *testing.T) { testServeHit(t, memory) })
+	}
+}
+
+func testServeHit(t *testing.T, memory int64) {
+	srv, _ := newTestServerMem(t, memory)
 	url := srv.URL + "/archlinux/core/os/x86_64/hello-1.0-1-x86_64.pkg.tar.zst"
 	tests := []struct {
 		name       string

@@ -54,6 +54,11 @@ type Options struct {
 	// Pinned says whether a file is named by its repo's current database,
 	// which protects it from the KeepVersions rule. Nil pins nothing.
 	Pinned func(rel string) bool
+	// MemorySize bounds the bytes of small files held in memory for the
+	// hit path (see Content); 0 holds none.
+	MemorySize int64
+	// MemoryFileMax is the largest file held in memory; default 1 MiB.
+	MemoryFileMax int64
 	// FlushInterval is how often batched access times reach badger and
 	// eviction runs; default 30s.
 	FlushInterval time.Duration
@@ -66,8 +71,9 @@ type Options struct {
 // is separate so that a cache hit costs one atomic store.
 type entry struct {
 	meta       atomic.Pointer[Meta]
-	lastAccess atomic.Int64 // unix nanoseconds, written by Touch
-	flushed    atomic.Int64 // lastAccess value last written to badger
+	content    atomic.Pointer[content] // the file's bytes, if held in memory (see Content)
+	lastAccess atomic.Int64            // unix nanoseconds, written by Touch
+	flushed    atomic.Int64            // lastAccess value last written to badger
 }
 
 // Store is the data directory. All methods are safe for concurrent use.
@@ -84,12 +90,16 @@ type Store struct {
 	dirs    stdsync.Map // tree folder -> *os.Root, opened on first use (see Open)
 	size    atomic.Int64
 	files   atomic.Int64
+	memUsed atomic.Int64  // bytes held by entries' content
 	evictMu stdsync.Mutex // one eviction pass at a time; held across removals, never on the request path
 }
 
 // Open opens or creates the data directory, wipes leftovers of a crash
 // from tmp/, and reconciles the index with the tree.
 func Open(dir string, opts Options) (*Store, error) {
+	if opts.MemoryFileMax <= 0 {
+		opts.MemoryFileMax = 1 << 20
+	}
 	if opts.FlushInterval <= 0 {
 		opts.FlushInterval = 30 * time.Second
 	}
@@ -208,6 +218,7 @@ func (s *Store) put(rel string, m Meta) {
 		s.size.Add(-old.Size)
 	}
 	s.size.Add(m.Size)
+	s.dropContent(e)
 	at := m.LastAccess.UnixNano()
 	if m.LastAccess.IsZero() {
 		at = m.FetchedAt.UnixNano()
@@ -414,7 +425,9 @@ func (s *Store) Open(rel string) (*os.File, error) {
 }
 
 func (s *Store) open(root *os.Root, name string) (*os.File, error) {
-	f, err := root.Open(name)
+	// O_NONBLOCK spares os.NewFile its attempt to register a regular file
+	// with the poller (four fcntl and a failed epoll_ctl per open).
+	f, err := root.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
 			return nil, ErrNotFound
@@ -465,6 +478,7 @@ func (s *Store) Remove(rel string) error {
 	if v, ok := s.index.LoadAndDelete(rel); ok {
 		s.size.Add(-v.(*entry).meta.Load().Size)
 		s.files.Add(-1)
+		s.dropContent(v.(*entry))
 	}
 	return s.Delete(filePrefix + rel)
 }

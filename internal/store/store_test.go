@@ -305,3 +305,32 @@ func writerProcess() {
 	os.Stdout.WriteString("half\n")
 	select {} // wait to be killed before Commit
 }
+
+func TestContent(t *testing.T) {
+	s := open(t, t.TempDir(), Options{MemorySize: 10, MemoryFileMax: 6})
+	s.WriteFile("a/small", []byte("hello"), Meta{})
+	s.WriteFile("a/big", []byte("1234567"), Meta{})
+	s.WriteFile("a/other", []byte("world"), Meta{})
+	if data, m, ok := s.Content("a/small"); !ok || string(data) != "hello" || m.Size != 5 {
+		t.Fatalf("Content(small) = %q, %+v, %v", data, m, ok)
+	}
+	if _, _, ok := s.Content("a/big"); ok {
+		t.Error("Content(big) held a file over MemoryFileMax")
+	}
+	if _, _, ok := s.Content("a/other"); !ok {
+		t.Error("Content(other) refused within budget")
+	}
+	s.WriteFile("a/third", []byte("xyz"), Meta{})
+	if _, _, ok := s.Content("a/third"); ok {
+		t.Error("Content(third) went over MemorySize")
+	}
+	// A rewrite retires the old bytes at once.
+	s.WriteFile("a/small", []byte("HELLO"), Meta{})
+	if data, _, ok := s.Content("a/small"); !ok || string(data) != "HELLO" {
+		t.Errorf("after a rewrite Content = %q, %v; want HELLO", data, ok)
+	}
+	s.Remove("a/other")
+	if got := s.memUsed.Load(); got != 5 {
+		t.Errorf("memory used = %d, want 5 after a remove", got)
+	}
+}
