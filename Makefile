@@ -6,7 +6,7 @@ LDFLAGS  := -s -w -X main.versionString=$(VERSION)
 PREFIX   ?= /usr
 FUZZTIME ?= 10s
 
-.PHONY: help build run test test-short bench fuzz lint install clean
+.PHONY: help build run test test-short bench bench-go bench-db bench-proxy bench-sync fuzz lint install clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -23,9 +23,20 @@ test: ## all tests with the race detector, integration tests included (needs pac
 test-short: ## unit tests only, no race detector
 	$(GO) test -short ./...
 
-bench: ## benchmarks, with ratios against the baselines (repo-add, nginx)
-	$(GO) test -run '^$$' -bench . -benchmem ./...
-	@if [ -x scripts/bench-db.sh ]; then scripts/bench-db.sh; fi
+bench: bench-go bench-db bench-proxy bench-sync ## every benchmark below, with ratios against the baselines
+
+bench-go: ## Go micro-benchmarks (parsers, flights, hit path, upstream)
+	$(GO) test -run '^$$' -bench '^Benchmark(Fetch|PlainHTTP|ReadDB15k|WriteDB15k|ReadPackage|Vercmp|Flight|DoHit|ServeHit|ServeHitTCP)$$' -benchmem ./...
+
+bench-db: ## a 1,000-package db: repo-add vs mirrord's writer; hosted publish and 15k rebuild
+	scripts/bench-db.sh
+	$(GO) test -run '^$$' -bench '^Benchmark(Publish1000|Build15000)$$' -benchtime 1x ./internal/hosted/
+
+bench-proxy: ## hits, cold coalescing and memory: mirrord vs nginx (needs nginx, wrk, curl, jq)
+	scripts/bench-proxy.sh
+
+bench-sync: ## first sync and no-change resync of a 15,000-package repo vs wget/a plain downloader
+	$(GO) test -run '^$$' -bench '^BenchmarkSync15k$$' -benchtime 1x ./internal/sync/
 
 fuzz: ## every fuzz target for FUZZTIME (default 10s)
 	scripts/fuzz.sh $(FUZZTIME)
