@@ -138,7 +138,9 @@ var defaults = []struct {
 }
 
 // DefaultDistros is used when the configuration names no distros at all:
-// Arch Linux proxied from public mirrors, plus a hosted repo "local".
+// Arch Linux proxied from public mirrors, plus a hosted repo "custom".
+// (DESIGN.md named it "local", but pacman reserves that name for its own
+// database of installed packages: [local] in pacman.conf cannot work.)
 func DefaultDistros() map[string]Distro {
 	return map[string]Distro{
 		"archlinux": {
@@ -152,7 +154,7 @@ func DefaultDistros() map[string]Distro {
 				"core":     {Mode: ModeProxy},
 				"extra":    {Mode: ModeProxy},
 				"multilib": {Mode: ModeProxy},
-				"local":    {Mode: ModeHosted},
+				"custom":   {Mode: ModeHosted},
 			},
 		},
 	}
@@ -345,6 +347,9 @@ func (c *Config) validateDistro(dn string, bad func(key, format string, args ...
 		rkey := key + ".repos." + rn
 		if !validName(rn) {
 			bad(rkey, "repo name %q may only use letters, digits, '.', '_', '-'", rn)
+		}
+		if rn == "local" {
+			bad(rkey, `repo name "local" is reserved by pacman for its database of installed packages; pick another (e.g. "custom")`)
 		}
 		switch r.Mode {
 		case ModeMirror, ModeProxy:

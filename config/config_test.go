@@ -44,7 +44,7 @@ func TestDefaults(t *testing.T) {
 	if !ok {
 		t.Fatal("default distro archlinux missing")
 	}
-	want := map[string]string{"core": ModeProxy, "extra": ModeProxy, "multilib": ModeProxy, "local": ModeHosted}
+	want := map[string]string{"core": ModeProxy, "extra": ModeProxy, "multilib": ModeProxy, "custom": ModeHosted}
 	for name, mode := range want {
 		if got := arch.Repos[name].Mode; got != mode {
 			t.Errorf("repo %s mode = %q, want %q", name, got, mode)
@@ -68,7 +68,7 @@ func TestExampleLoads(t *testing.T) {
 	if got := c.Distros["archlinuxarm"].Layout; got != "$arch/$repo" {
 		t.Errorf("example archlinuxarm layout = %q", got)
 	}
-	if len(c.API.Tokens) != 1 || c.API.Tokens[0].Repos[0] != "archlinux/local" {
+	if len(c.API.Tokens) != 1 || c.API.Tokens[0].Repos[0] != "archlinux/custom" {
 		t.Errorf("example tokens = %+v", c.API.Tokens)
 	}
 }
@@ -122,12 +122,13 @@ func TestRejects(t *testing.T) {
 		{"bad duration", base + "cache: {db_max_age: soon}\n", "cache.db_max_age"},
 		{"bad mode", distro("    layout: $repo/os/$arch\n    arch: [x86_64]\n    upstreams: [http://127.0.0.1:1/$repo/os/$arch]\n    repos: {core: {mode: mirrorr}}\n"),
 			"distros.arch.repos.core.mode"},
-		{"bad layout", distro("    layout: ../$repo/$arch\n    arch: [x86_64]\n    repos: {local: {mode: hosted}}\n"), "distros.arch.layout"},
-		{"layout without arch", distro("    layout: $repo/os\n    arch: [x86_64]\n    repos: {local: {mode: hosted}}\n"), "must contain $arch"},
-		{"duplicate repo", distro("    layout: $repo/os/$arch\n    arch: [x86_64]\n    repos:\n      local: {mode: hosted}\n      local: {mode: hosted}\n"), "already defined"},
+		{"bad layout", distro("    layout: ../$repo/$arch\n    arch: [x86_64]\n    repos: {custom: {mode: hosted}}\n"), "distros.arch.layout"},
+		{"layout without arch", distro("    layout: $repo/os\n    arch: [x86_64]\n    repos: {custom: {mode: hosted}}\n"), "must contain $arch"},
+		{"duplicate repo", distro("    layout: $repo/os/$arch\n    arch: [x86_64]\n    repos:\n      custom: {mode: hosted}\n      custom: {mode: hosted}\n"), "already defined"},
 		{"proxy without upstreams", distro("    layout: $repo/os/$arch\n    arch: [x86_64]\n    repos: {core: {mode: proxy}}\n"), "needs upstreams"},
-		{"reserved distro", base + "distros:\n  api:\n    layout: $repo/os/$arch\n    arch: [x86_64]\n    repos: {local: {mode: hosted}}\n", "reserved"},
-		{"bad token", base + "api: {tokens: [{name: ci, sha256: abc, repos: [archlinux/local]}]}\n", "api.tokens[0].sha256"},
+		{"reserved distro", base + "distros:\n  api:\n    layout: $repo/os/$arch\n    arch: [x86_64]\n    repos: {custom: {mode: hosted}}\n", "reserved"},
+		{"bad token", base + "api: {tokens: [{name: ci, sha256: abc, repos: [archlinux/custom]}]}\n", "api.tokens[0].sha256"},
+		{"repo named local", distro("    layout: $repo/os/$arch\n    arch: [x86_64]\n    repos: {local: {mode: hosted}}\n"), "reserved by pacman"},
 		{"token for unknown repo", base + "api: {tokens: [{name: ci, sha256: " + strings.Repeat("a", 64) + ", repos: [archlinux/nope]}]}\n", "names no configured repo"},
 		{"unreachable data dir", "data_dir: " + file + "/sub\n", "data_dir"},
 	}

@@ -212,7 +212,7 @@ func TestServeDefaults(t *testing.T) {
 func TestConfigCommand(t *testing.T) {
 	cfg := filepath.Join(t.TempDir(), "m.yaml")
 	hash := strings.Repeat("c", 64)
-	os.WriteFile(cfg, []byte("data_dir: "+t.TempDir()+"\napi: {tokens: [{name: ci, sha256: "+hash+", repos: [archlinux/local]}]}\n"), 0o644)
+	os.WriteFile(cfg, []byte("data_dir: "+t.TempDir()+"\napi: {tokens: [{name: ci, sha256: "+hash+", repos: [archlinux/custom]}]}\n"), 0o644)
 	out, err := exec.Command(binary, "config", "--config", cfg).CombinedOutput()
 	if err != nil {
 		t.Fatalf("mirrord config: %v\n%s", err, out)

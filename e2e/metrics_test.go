@@ -23,7 +23,7 @@ distros:
     repos:
       core: {mode: proxy}
       mirrored: {mode: mirror}
-      local: {mode: hosted}
+      custom: {mode: hosted}
 `, up.Addr()))
 	_, body, _ := d.get("/metrics")
 	exported := map[string]bool{}

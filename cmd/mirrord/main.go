@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -21,7 +22,9 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/mirrord/mirrord/config"
+	"github.com/mirrord/mirrord/internal/api"
 	"github.com/mirrord/mirrord/internal/fetch"
+	"github.com/mirrord/mirrord/internal/hosted"
 	"github.com/mirrord/mirrord/internal/lockfree"
 	"github.com/mirrord/mirrord/internal/proxy"
 	"github.com/mirrord/mirrord/internal/store"
@@ -45,6 +48,8 @@ func run(args []string) error {
 		return serve(rest)
 	case "sync":
 		return syncCommand(rest)
+	case "publish":
+		return publishCommand(rest)
 	case "config":
 		return printConfig(rest)
 	case "version", "--version":
@@ -61,6 +66,7 @@ func run(args []string) error {
 const usage = `usage:
   mirrord serve   [--config FILE] [--listen ADDR] [--data-dir DIR]
   mirrord sync    [--config FILE] [DISTRO[/REPO]...]   one-shot sync with progress
+  mirrord publish --url URL [--token T] [--force] [--wait] DISTRO/REPO FILE.pkg.tar.zst...
   mirrord config  [--config FILE]     print the effective config
   mirrord version`
 
@@ -135,11 +141,22 @@ func serve(args []string) error {
 		return err
 	}
 
+	pub, err := hosted.New(cfg, st, hosted.Options{
+		StagingDir: filepath.Join(cfg.DataDir, "staging"),
+		Logger:     log.With("component", "hosted"),
+		Registerer: reg,
+	})
+	if err != nil {
+		return err
+	}
+
 	ready := newReadiness()
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.Handle("GET /readyz", ready)
+	mux.Handle("/api/v1/", api.New(cfg, st, api.Options{Publisher: pub, Syncer: sched, InFlight: fetcher.Flights().Len,
+		Logger: log.With("component", "api"), Registerer: reg}))
 	mux.Handle("/", tree)
 	srv := newServer(cfg.Listen, proxy.Guard(mux), log)
 
@@ -152,6 +169,7 @@ func serve(args []string) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return st.Run(ctx) })
 	g.Go(func() error { return sched.Run(ctx) })
+	g.Go(func() error { return pub.Run(ctx) }) // returns after its last db build
 	g.Go(func() error {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			return err

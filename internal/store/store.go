@@ -338,6 +338,9 @@ func (s *Store) Symlink(target, rel string) error {
 		s.root.Remove(tmp)
 		return fmt.Errorf("symlink %s: %w", rel, err)
 	}
+	if err := s.forget(rel); err != nil { // a regular file was there before
+		return err
+	}
 	return s.syncDir(path.Dir(rel))
 }
 
@@ -364,7 +367,9 @@ func (s *Store) SetMeta(rel string, m Meta) error {
 }
 
 // Stat returns what the index knows of rel. A file placed in the tree by
-// hand after start is found on disk and indexed.
+// hand after start is found on disk and indexed. A symlink (a hosted
+// repo's {repo}.db) is described by its target but never indexed: its
+// target is, and indexing both would let the link's entry go stale.
 func (s *Store) Stat(rel string) (Meta, error) {
 	if v, ok := s.index.Load(rel); ok {
 		e := v.(*entry)
@@ -375,12 +380,18 @@ func (s *Store) Stat(rel string) (Meta, error) {
 	if err := CleanPath(rel); err != nil {
 		return Meta{}, ErrNotFound
 	}
+	linfo, err := s.tree.Lstat(rel)
+	if err != nil {
+		return Meta{}, ErrNotFound
+	}
 	info, err := s.tree.Stat(rel)
 	if err != nil || !info.Mode().IsRegular() {
 		return Meta{}, ErrNotFound
 	}
 	m := Meta{Size: info.Size(), LastModified: info.ModTime(), FetchedAt: info.ModTime()}
-	s.put(rel, m)
+	if linfo.Mode().IsRegular() {
+		s.put(rel, m)
+	}
 	return m, nil
 }
 
@@ -475,6 +486,11 @@ func (s *Store) Remove(rel string) error {
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("remove %s: %w", rel, err)
 	}
+	return s.forget(rel)
+}
+
+// forget drops rel from the index and the metadata.
+func (s *Store) forget(rel string) error {
 	if v, ok := s.index.LoadAndDelete(rel); ok {
 		s.size.Add(-v.(*entry).meta.Load().Size)
 		s.files.Add(-1)

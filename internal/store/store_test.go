@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -153,6 +154,12 @@ func TestSymlink(t *testing.T) {
 	b.ReadFrom(f)
 	if b.String() != "db2" {
 		t.Errorf("r.db reads %q, want db2", b.String())
+	}
+	if _, err := s.Stat("r/os/x/r.db"); err != nil {
+		t.Errorf("Stat of a link = %v", err)
+	}
+	if _, ok := s.index.Load("r/os/x/r.db"); ok {
+		t.Error("a symlink was indexed: its entry would go stale when the target changes")
 	}
 	if err := s.Symlink("../../../../etc/passwd", "r/os/x/evil"); err == nil {
 		t.Error("Symlink out of the folder was accepted")
@@ -304,6 +311,25 @@ func writerProcess() {
 	f.Write(make([]byte, 1<<20))
 	os.Stdout.WriteString("half\n")
 	select {} // wait to be killed before Commit
+}
+
+func TestContentFollowsLinkTarget(t *testing.T) {
+	s := open(t, t.TempDir(), Options{MemorySize: 1 << 20})
+	s.WriteFile("r/r.db.tar.gz", []byte("one"), Meta{})
+	s.Symlink("r.db.tar.gz", "r/r.db")
+	if _, _, ok := s.Content("r/r.db"); ok {
+		t.Error("Content served a symlink from memory")
+	}
+	s.WriteFile("r/r.db.tar.gz", []byte("two"), Meta{})
+	f, err := s.Open("r/r.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b, _ := io.ReadAll(f)
+	if string(b) != "two" {
+		t.Errorf("r.db reads %q after the target changed, want two", b)
+	}
 }
 
 func TestContent(t *testing.T) {

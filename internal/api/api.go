@@ -1,0 +1,129 @@
+package api
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"os"
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mirrord/mirrord/config"
+	"github.com/mirrord/mirrord/internal/hosted"
+)
+
+// Tree is what the API reads of the data directory (internal/store).
+type Tree interface {
+	Open(rel string) (*os.File, error)
+	Size() int64
+	Files() int64
+}
+
+// Publisher is the write side of hosted repos (internal/hosted.Service).
+type Publisher interface {
+	NewUpload(distro, repo string) (*hosted.Upload, error)
+	MaxSize() int64
+	Delete(ctx context.Context, distro, repo, arch, name string) error
+	Job(id string) (hosted.Job, error)
+	WaitJob(ctx context.Context, id string) (hosted.Job, error)
+	Pending() int
+}
+
+// Syncer is the mirror sync engine (internal/sync). Trigger starts a sync
+// of one mirror repo, or of every mirror repo of the distro when repo is
+// "", and returns at once; an unknown or non-mirror repo is an error, and
+// one already syncing wraps ErrSyncBusy. Status is shown as is by
+// /api/v1/status.
+type Syncer interface {
+	Trigger(distro, repo string) error
+	Status() any
+}
+
+// Options configures New. Nil Publisher or Syncer make their endpoints
+// answer 503; nil InFlight reports 0.
+type Options struct {
+	Publisher  Publisher
+	Syncer     Syncer
+	InFlight   func() int // fetches in flight (internal/lockfree)
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+}
+
+// Handler serves /api/v1/. Mount it at that prefix.
+type Handler struct {
+	cfg      *config.Config
+	tree     Tree
+	pub      Publisher
+	syncer   Syncer
+	inFlight func() int
+	auth     *auth
+	dbs      *dbCache
+	log      *slog.Logger
+	metrics  *metrics
+	mux      *http.ServeMux
+}
+
+// New builds the API over cfg's repos and the tree.
+func New(cfg *config.Config, tree Tree, opts Options) *Handler {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Registerer == nil {
+		opts.Registerer = prometheus.NewRegistry()
+	}
+	if opts.InFlight == nil {
+		opts.InFlight = func() int { return 0 }
+	}
+	h := &Handler{
+		cfg: cfg, tree: tree, pub: opts.Publisher, syncer: opts.Syncer, inFlight: opts.InFlight,
+		auth: newAuth(cfg), dbs: newDBCache(tree), log: opts.Logger, mux: http.NewServeMux(),
+	}
+	h.metrics = newMetrics(opts.Registerer)
+	m := h.mux
+	m.HandleFunc("GET /api/v1/repos", h.repos)
+	m.HandleFunc("GET /api/v1/repos/{distro}/{repo}/{arch}/packages", h.listPackages)
+	m.HandleFunc("GET /api/v1/repos/{distro}/{repo}/{arch}/packages/{name}", h.getPackage)
+	m.HandleFunc("POST /api/v1/repos/{distro}/{repo}/packages", h.upload)
+	m.HandleFunc("DELETE /api/v1/repos/{distro}/{repo}/{arch}/packages/{name}", h.deletePackage)
+	m.HandleFunc("GET /api/v1/jobs/{id}", h.job)
+	m.HandleFunc("POST /api/v1/sync/{distro}", h.sync)
+	m.HandleFunc("POST /api/v1/sync/{distro}/{repo}", h.sync)
+	m.HandleFunc("GET /api/v1/status", h.status)
+	m.HandleFunc("/api/v1/", func(w http.ResponseWriter, r *http.Request) {
+		h.fail(w, r, errorf(http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path))
+	})
+	return h
+}
+
+// ServeHTTP routes the request and counts its status.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+	h.mux.ServeHTTP(sw, r)
+	h.metrics.request(sw.code)
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.code = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// repoConfig resolves {distro}/{repo} of a request, or a 404.
+func (h *Handler) repoConfig(distro, repo string) (config.Distro, config.Repo, error) {
+	d, ok := h.cfg.Distros[distro]
+	if !ok {
+		return d, config.Repo{}, errorf(http.StatusNotFound, "no distro "+strconv.Quote(distro))
+	}
+	rc, ok := d.Repos[repo]
+	if !ok {
+		return d, rc, errorf(http.StatusNotFound, "no repo "+strconv.Quote(distro+"/"+repo))
+	}
+	return d, rc, nil
+}

@@ -1,0 +1,10 @@
+// Package hosted publishes packages into hosted repos: an upload is staged
+// and fsynced, recorded as a job in the store's key-value API, then a pool
+// of workers checks it and moves it into the tree, and one debounced
+// builder per repo/arch rebuilds {repo}.db and {repo}.files from the
+// package index (never by re-reading the packages).
+//
+// Each repo's index is owned by one goroutine (its actor): publishes of the
+// same name are ordered there, with vercmp, and no lock is held across I/O.
+// It does not speak HTTP: internal/api maps its errors to statuses.
+package hosted

@@ -1,0 +1,148 @@
+package hosted
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/mirrord/mirrord/internal/store"
+)
+
+// Status is where a job is in its life.
+type Status string
+
+const (
+	Queued  Status = "queued"
+	Running Status = "running"
+	Done    Status = "done"
+	Failed  Status = "failed"
+)
+
+// Results of a finished job, also the label values of
+// mirrord_publish_jobs_total.
+const (
+	ResultDone    = "done"
+	ResultRefused = "refused" // ErrOlderVersion
+	ResultInvalid = "invalid" // ErrInvalid
+	ResultError   = "error"   // anything else: disk, store
+)
+
+var results = []string{ResultDone, ResultRefused, ResultInvalid, ResultError}
+
+// Job is one acknowledged upload. It is kept under "job/{id}" so that it
+// survives a restart; its staged files are {staging}/{id}.pkg and .sig.
+type Job struct {
+	ID      string    `json:"id"`
+	Distro  string    `json:"distro"`
+	Repo    string    `json:"repo"`
+	Status  Status    `json:"status"`
+	Result  string    `json:"result,omitempty"` // one of the Result* once finished
+	Error   string    `json:"error,omitempty"`
+	Upload  string    `json:"upload,omitempty"` // the file name the client gave, if any
+	Size    int64     `json:"size"`
+	HasSig  bool      `json:"has_sig,omitempty"`
+	Force   bool      `json:"force,omitempty"`
+	Package *Released `json:"package,omitempty"` // set when parsed
+	Created time.Time `json:"created"`
+	Updated time.Time `json:"updated"`
+}
+
+// Released names what a job published.
+type Released struct {
+	Name     string   `json:"name"`
+	Version  string   `json:"version"`
+	Arch     string   `json:"arch"`
+	Filename string   `json:"filename"`
+	SHA256   string   `json:"sha256"`
+	Arches   []string `json:"arches"` // the repo arches whose db lists it
+}
+
+// Finished reports whether the job will change no more.
+func (j Job) Finished() bool { return j.Status == Done || j.Status == Failed }
+
+// Err returns the job's failure as an error that wraps the sentinel its
+// result stands for, so that a caller can map it like any other.
+func (j Job) Err() error {
+	if j.Status != Failed {
+		return nil
+	}
+	switch j.Result {
+	case ResultRefused:
+		return fmt.Errorf("%w: %s", ErrOlderVersion, j.Error)
+	case ResultInvalid:
+		return fmt.Errorf("%w: %s", ErrInvalid, j.Error)
+	}
+	return errors.New(j.Error)
+}
+
+const jobPrefix = "job/"
+
+// newJobID is sortable by creation time (so a restart requeues in upload
+// order) and unguessable enough not to collide.
+func newJobID(now time.Time) string {
+	var r [4]byte
+	rand.Read(r[:])
+	return fmt.Sprintf("%016x%s", now.UnixNano(), hex.EncodeToString(r[:]))
+}
+
+// validJobID keeps ids from becoming paths.
+func validJobID(id string) bool {
+	if len(id) != 24 {
+		return false
+	}
+	_, err := hex.DecodeString(id)
+	return err == nil
+}
+
+func (s *Service) putJob(j Job) error {
+	j.Updated = s.now()
+	val, err := json.Marshal(j)
+	if err != nil {
+		return err
+	}
+	if err := s.store.Put(jobPrefix+j.ID, val); err != nil {
+		return fmt.Errorf("record job %s: %w", j.ID, err)
+	}
+	s.notify()
+	return nil
+}
+
+// Job returns the job with id, or ErrNotFound.
+func (s *Service) Job(id string) (Job, error) {
+	if !validJobID(id) {
+		return Job{}, fmt.Errorf("job %q: %w", id, ErrNotFound)
+	}
+	val, err := s.store.Get(jobPrefix + id)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return Job{}, fmt.Errorf("job %s: %w", id, ErrNotFound)
+		}
+		return Job{}, err
+	}
+	var j Job
+	if err := json.Unmarshal(val, &j); err != nil {
+		return Job{}, fmt.Errorf("job %s: %w", id, err)
+	}
+	return j, nil
+}
+
+// WaitJob returns the job once it is finished, or when ctx ends with what
+// it is then (and ctx's error).
+func (s *Service) WaitJob(ctx context.Context, id string) (Job, error) {
+	for {
+		ch := s.changed()
+		j, err := s.Job(id)
+		if err != nil || j.Finished() {
+			return j, err
+		}
+		select {
+		case <-ctx.Done():
+			return j, ctx.Err()
+		case <-ch:
+		}
+	}
+}

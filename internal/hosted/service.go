@@ -1,0 +1,318 @@
+package hosted
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"strings"
+	stdsync "sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mirrord/mirrord/config"
+	"github.com/mirrord/mirrord/internal/store"
+)
+
+// Options configures New. The tunables come from cfg.Hosted.
+type Options struct {
+	// StagingDir holds acknowledged uploads until their job is done. It
+	// must not be the store's tmp/ (wiped at start) and should be on the
+	// tree's filesystem; main uses {data_dir}/staging.
+	StagingDir string
+	// QueueSize bounds the jobs waiting for a worker; beyond it an upload
+	// gets ErrBusy. Default 4096.
+	QueueSize  int
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+}
+
+// Service is the publish pipeline of every hosted repo. Its methods are
+// safe for concurrent use; Run drives the workers and builders.
+type Service struct {
+	tun     config.Hosted
+	store   *store.Store
+	staging string
+	log     *slog.Logger
+	metrics *metrics
+
+	repos   map[string]*repo // "distro/repo" -> its actor; fixed after New
+	queue   chan Job         // acknowledged jobs for the workers
+	restart []Job            // jobs found pending at start, queued by Run
+	pending atomic.Int64     // jobs queued or running, in every repo
+
+	wakeMu stdsync.Mutex // guards wake only
+	wake   chan struct{} // closed and replaced on every change a waiter may want
+}
+
+// New opens the publish state: the package index and pending jobs from the
+// store, staging leftovers of uploads never acknowledged removed. Nothing
+// runs until Run.
+func New(cfg *config.Config, st *store.Store, opts Options) (*Service, error) {
+	if opts.StagingDir == "" {
+		return nil, fmt.Errorf("hosted: no staging dir")
+	}
+	if opts.QueueSize <= 0 {
+		opts.QueueSize = 4096
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Registerer == nil {
+		opts.Registerer = prometheus.NewRegistry()
+	}
+	if err := os.MkdirAll(opts.StagingDir, 0o755); err != nil {
+		return nil, fmt.Errorf("hosted: %w", err)
+	}
+	s := &Service{
+		tun:     cfg.Hosted,
+		store:   st,
+		staging: opts.StagingDir,
+		log:     opts.Logger,
+		repos:   map[string]*repo{},
+		queue:   make(chan Job, opts.QueueSize),
+		wake:    make(chan struct{}),
+	}
+	for dn, d := range cfg.Distros {
+		for rn, rc := range d.Repos {
+			if rc.Mode != config.ModeHosted {
+				continue
+			}
+			r := newRepo(s, dn, rn)
+			for _, a := range d.Arch {
+				r.arches = append(r.arches, a)
+				r.dirs[a] = cfg.RepoDir(dn, rn, a)
+				r.idx[a] = map[string]*entry{}
+				r.retired[a] = map[string]time.Time{}
+			}
+			slices.Sort(r.arches)
+			s.repos[dn+"/"+rn] = r
+		}
+	}
+	s.metrics = newMetrics(opts.Registerer, s)
+	if err := s.load(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// load reads the index, the dirty marks and retired files of every hosted
+// repo, requeues the jobs acknowledged before a stop or crash, and removes
+// staged files that belong to no such job.
+func (s *Service) load() error {
+	err := s.store.Scan(idxPrefix, func(key string, val []byte) error {
+		r, arch, name, ok := s.splitKey(key)
+		if !ok || r.idx[arch] == nil {
+			return nil // a repo or arch no longer configured
+		}
+		e := &entry{}
+		if err := json.Unmarshal(val, e); err != nil {
+			s.log.Warn("dropping unreadable index entry", "key", key, "err", err)
+			return nil
+		}
+		r.idx[arch][name] = e
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("hosted: load index: %w", err)
+	}
+	err = s.store.Scan(gcPrefix, func(key string, val []byte) error {
+		r, arch, file, ok := s.splitKey(key)
+		if !ok || r.retired[arch] == nil {
+			return nil
+		}
+		var at time.Time
+		if err := at.UnmarshalText(val); err == nil {
+			r.retired[arch][file] = at
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("hosted: load retired files: %w", err)
+	}
+	for _, r := range s.repos {
+		for _, a := range r.arches {
+			_, derr := s.store.Get(dirtyKey(r.key, a))
+			_, lerr := s.store.Lstat(r.dirs[a] + "/" + r.name + ".db")
+			if derr == nil || lerr != nil {
+				// Changed before a crash, or never built: build at once.
+				r.dirty[a] = true
+				r.since[a] = time.Time{}
+			}
+		}
+		r.metrics()
+		r.settle()
+	}
+
+	keep := map[string]bool{}
+	var orphans []Job
+	err = s.store.Scan(jobPrefix, func(id string, val []byte) error {
+		var j Job
+		if err := json.Unmarshal(val, &j); err != nil {
+			s.log.Warn("dropping unreadable job", "job", id, "err", err)
+			return nil
+		}
+		r := s.repos[j.Distro+"/"+j.Repo]
+		if j.Finished() {
+			return nil
+		}
+		if r == nil {
+			j.Status, j.Result, j.Error = Failed, ResultError, j.Distro+"/"+j.Repo+" is no longer a hosted repo"
+			orphans = append(orphans, j)
+			return nil
+		}
+		keep[j.ID] = true
+		j.Status = Queued
+		s.restart = append(s.restart, j)
+		s.pending.Add(1)
+		r.pending.Add(1)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("hosted: load jobs: %w", err)
+	}
+	for _, j := range orphans {
+		if err := s.putJob(j); err != nil {
+			return fmt.Errorf("hosted: %w", err)
+		}
+	}
+	ents, err := os.ReadDir(s.staging)
+	if err != nil {
+		return fmt.Errorf("hosted: %w", err)
+	}
+	for _, e := range ents {
+		id, _, _ := strings.Cut(e.Name(), ".")
+		if !keep[id] {
+			os.Remove(s.staging + "/" + e.Name()) // an upload never acknowledged
+		}
+	}
+	if len(s.restart) > 0 {
+		s.log.Info("resuming publish jobs", "jobs", len(s.restart))
+	}
+	return nil
+}
+
+// splitKey splits "distro/repo/arch/name" of the index and gc keys.
+func (s *Service) splitKey(key string) (*repo, string, string, bool) {
+	parts := strings.SplitN(key, "/", 4)
+	if len(parts) != 4 {
+		return nil, "", "", false
+	}
+	r := s.repos[parts[0]+"/"+parts[1]]
+	return r, parts[2], parts[3], r != nil
+}
+
+// Run starts the workers and the per-repo builders and returns when ctx
+// ends, after the workers finished their current job and every dirty
+// database was built. Jobs still queued then resume at the next start.
+func (s *Service) Run(ctx context.Context) error {
+	actx, stopActors := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopActors()
+	var actors, workers stdsync.WaitGroup
+	for _, r := range s.repos {
+		actors.Go(func() { r.run(actx) })
+	}
+	for range s.tun.Workers {
+		workers.Go(func() { s.work(ctx) })
+	}
+	workers.Go(func() { s.pruneJobs(ctx) })
+	workers.Go(func() {
+		for _, j := range s.restart {
+			select {
+			case s.queue <- j:
+			case <-ctx.Done():
+				return
+			}
+		}
+	})
+	<-ctx.Done()
+	workers.Wait()
+	stopActors()
+	actors.Wait()
+	return nil
+}
+
+// pruneJobs forgets finished jobs after hosted.retention (at least an
+// hour, so that a client can read how its job ended) until ctx ends.
+func (s *Service) pruneJobs(ctx context.Context) {
+	keep := max(s.tun.Retention, time.Hour)
+	t := time.NewTicker(min(keep/4, 10*time.Minute))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		var old []string
+		cutoff := time.Now().Add(-keep)
+		err := s.store.Scan(jobPrefix, func(id string, val []byte) error {
+			var j Job
+			if json.Unmarshal(val, &j) == nil && j.Finished() && j.Updated.Before(cutoff) {
+				old = append(old, id)
+			}
+			return nil
+		})
+		for _, id := range old {
+			if err == nil {
+				err = s.store.Delete(jobPrefix + id)
+			}
+		}
+		if err != nil {
+			s.log.Warn("prune finished jobs", "err", err)
+		}
+	}
+}
+
+// Pending is the number of jobs queued or running.
+func (s *Service) Pending() int { return int(s.pending.Load()) }
+
+// WaitIdle returns once no job is pending and no database is waiting to
+// be built or being built, or when ctx ends.
+func (s *Service) WaitIdle(ctx context.Context) error {
+	for {
+		ch := s.changed()
+		idle := s.pending.Load() == 0
+		for _, r := range s.repos {
+			idle = idle && r.unsettled.Load() == 0
+		}
+		if idle {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-ch:
+		}
+	}
+}
+
+// changed returns a channel closed at the next notify.
+func (s *Service) changed() <-chan struct{} {
+	s.wakeMu.Lock()
+	defer s.wakeMu.Unlock()
+	return s.wake
+}
+
+// notify wakes every waiter of changed.
+func (s *Service) notify() {
+	s.wakeMu.Lock()
+	close(s.wake)
+	s.wake = make(chan struct{})
+	s.wakeMu.Unlock()
+}
+
+func (s *Service) now() time.Time { return time.Now() }
+
+// repoOf returns the actor of a hosted repo, or ErrNotFound.
+func (s *Service) repoOf(distro, name string) (*repo, error) {
+	r := s.repos[distro+"/"+name]
+	if r == nil {
+		return nil, fmt.Errorf("no hosted repo %s/%s: %w", distro, name, ErrNotFound)
+	}
+	return r, nil
+}

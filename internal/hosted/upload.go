@@ -1,0 +1,194 @@
+package hosted
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+)
+
+// maxSig bounds a detached signature, as pacman and repo-add do.
+const maxSig = 16 << 10
+
+// Upload is one package being received into staging. The caller streams
+// the package (and optionally its signature) in, then calls Submit; Abort
+// (deferred) removes whatever was not submitted.
+type Upload struct {
+	s         *Service
+	r         *repo
+	id        string
+	name      string // the client's file name, for the job record
+	pkg, sig  *os.File
+	size      int64
+	submitted bool
+}
+
+// NewUpload starts an upload into a hosted repo; ErrNotFound if the repo
+// is not a hosted one.
+func (s *Service) NewUpload(distro, repo string) (*Upload, error) {
+	r, err := s.repoOf(distro, repo)
+	if err != nil {
+		return nil, err
+	}
+	return &Upload{s: s, r: r, id: newJobID(s.now())}, nil
+}
+
+// MaxSize is the cap on a package upload (hosted.max_upload).
+func (s *Service) MaxSize() int64 { return int64(s.tun.MaxUpload) }
+
+// ReadPackage streams the package from r into staging. It stops with
+// ErrTooLarge past hosted.max_upload and with ErrInvalid when the bytes
+// are no archive pacman reads; an error of r is returned wrapped. name is
+// the client's file name (may be empty), kept for the job record.
+func (u *Upload) ReadPackage(name string, r io.Reader) error {
+	if u.pkg != nil {
+		return fmt.Errorf("%w: two packages in one upload", ErrInvalid)
+	}
+	f, err := os.OpenFile(u.path(".pkg"), os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o644)
+	if err != nil {
+		return fmt.Errorf("stage upload: %w", err)
+	}
+	u.pkg, u.name = f, name
+	limit := u.s.MaxSize()
+	n, err := io.Copy(f, io.LimitReader(r, limit+1))
+	u.size = n
+	if err != nil {
+		return fmt.Errorf("receive package: %w", err)
+	}
+	if n > limit {
+		return fmt.Errorf("%w: more than %d bytes", ErrTooLarge, limit)
+	}
+	var head [262]byte
+	m, _ := f.ReadAt(head[:], 0)
+	if !isArchive(head[:m]) {
+		return fmt.Errorf("%w: not a package archive (no zstd, xz, gzip, bzip2 or tar header)", ErrInvalid)
+	}
+	return nil
+}
+
+// ReadSig streams a detached signature (at most 16 KiB) into staging.
+func (u *Upload) ReadSig(r io.Reader) error {
+	if u.sig != nil {
+		return fmt.Errorf("%w: two signatures in one upload", ErrInvalid)
+	}
+	f, err := os.OpenFile(u.path(".sig"), os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o644)
+	if err != nil {
+		return fmt.Errorf("stage signature: %w", err)
+	}
+	u.sig = f
+	n, err := io.Copy(f, io.LimitReader(r, maxSig+1))
+	if err != nil {
+		return fmt.Errorf("receive signature: %w", err)
+	}
+	if n > maxSig {
+		return fmt.Errorf("%w: signature over %d bytes", ErrInvalid, maxSig)
+	}
+	return nil
+}
+
+// Submit makes the staged files durable, records the job and queues it:
+// once it returns without error the upload survives a crash.
+func (u *Upload) Submit(force bool) (Job, error) {
+	if u.pkg == nil {
+		return Job{}, fmt.Errorf("%w: no package in the upload", ErrInvalid)
+	}
+	for _, f := range []*os.File{u.pkg, u.sig} {
+		if f == nil {
+			continue
+		}
+		if err := f.Sync(); err != nil {
+			return Job{}, fmt.Errorf("stage upload: %w", err)
+		}
+	}
+	if err := syncDir(u.s.staging); err != nil {
+		return Job{}, fmt.Errorf("stage upload: %w", err)
+	}
+	now := u.s.now()
+	j := Job{
+		ID: u.id, Distro: u.r.distro, Repo: u.r.name, Status: Queued,
+		Upload: u.name, Size: u.size, HasSig: u.sig != nil, Force: force, Created: now,
+	}
+	// Counted before the job can run, so a builder never sees the repo
+	// idle while this upload waits.
+	u.r.pending.Add(1)
+	u.r.lastActivity.Store(now.UnixNano())
+	u.s.pending.Add(1)
+	undo := func() {
+		u.r.pending.Add(-1)
+		u.s.pending.Add(-1)
+		u.r.poke()
+	}
+	if err := u.s.putJob(j); err != nil {
+		undo()
+		return Job{}, err
+	}
+	select {
+	case u.s.queue <- j:
+	default:
+		undo()
+		u.s.store.Delete(jobPrefix + j.ID)
+		return Job{}, ErrBusy
+	}
+	u.submitted = true
+	u.close()
+	return j, nil
+}
+
+// Abort removes the staged files unless the upload was submitted. It is
+// safe to call more than once.
+func (u *Upload) Abort() {
+	u.close()
+	if !u.submitted {
+		os.Remove(u.path(".pkg"))
+		os.Remove(u.path(".sig"))
+	}
+}
+
+func (u *Upload) close() {
+	for _, f := range []*os.File{u.pkg, u.sig} {
+		if f != nil {
+			f.Close()
+		}
+	}
+}
+
+func (u *Upload) path(ext string) string { return filepath.Join(u.s.staging, u.id+ext) }
+
+// isArchive recognises the compressions pacman reads, or a bare tar.
+func isArchive(b []byte) bool {
+	for _, magic := range [][]byte{{0x28, 0xb5, 0x2f, 0xfd}, {0xfd, '7', 'z', 'X', 'Z', 0}, {0x1f, 0x8b}, []byte("BZh")} {
+		if bytes.HasPrefix(b, magic) {
+			return true
+		}
+	}
+	return len(b) >= 262 && bytes.Equal(b[257:262], []byte("ustar"))
+}
+
+// extension names the package file by its content, as makepkg would.
+func extension(b []byte) string {
+	switch {
+	case bytes.HasPrefix(b, []byte{0x28, 0xb5, 0x2f, 0xfd}):
+		return ".pkg.tar.zst"
+	case bytes.HasPrefix(b, []byte{0xfd, '7', 'z', 'X', 'Z', 0}):
+		return ".pkg.tar.xz"
+	case bytes.HasPrefix(b, []byte{0x1f, 0x8b}):
+		return ".pkg.tar.gz"
+	case bytes.HasPrefix(b, []byte("BZh")):
+		return ".pkg.tar.bz2"
+	}
+	return ".pkg.tar"
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil && !errors.Is(err, os.ErrInvalid) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,175 @@
+package hosted
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+
+	"github.com/mirrord/mirrord/internal/alpm"
+)
+
+// work runs jobs until ctx ends. A job once taken runs to its end, even
+// during shutdown: it is short, and its files are already durable.
+func (s *Service) work(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case j := <-s.queue:
+			s.run(j)
+		}
+	}
+}
+
+// run processes one job and records how it ended.
+func (s *Service) run(j Job) {
+	r := s.repos[j.Distro+"/"+j.Repo]
+	defer func() {
+		r.pending.Add(-1)
+		s.pending.Add(-1)
+		r.poke()
+		s.notify()
+	}()
+	j.Status = Running
+	if err := s.putJob(j); err != nil {
+		s.log.Error("record job", "job", j.ID, "err", err)
+	}
+	rel, err := s.publish(r, &j)
+	j.Status, j.Result = Done, ResultDone
+	if err != nil {
+		j.Status, j.Error = Failed, err.Error()
+		switch {
+		case errors.Is(err, ErrOlderVersion):
+			j.Result = ResultRefused
+		case errors.Is(err, ErrInvalid):
+			j.Result = ResultInvalid
+		default:
+			j.Result = ResultError
+		}
+	}
+	s.metrics.jobs.WithLabelValues(j.Result).Inc()
+	if err := s.putJob(j); err != nil {
+		// The job stays pending in the store and runs again at the next
+		// start; publishing is idempotent for a job.
+		s.log.Error("record job", "job", j.ID, "err", err)
+		return
+	}
+	os.Remove(s.stagePath(j.ID, ".pkg"))
+	os.Remove(s.stagePath(j.ID, ".sig"))
+	if err != nil {
+		s.log.Info("publish refused", "repo", r.key, "job", j.ID, "err", err)
+	} else {
+		s.log.Info("published", "repo", r.key, "job", j.ID, "file", rel)
+	}
+}
+
+func (s *Service) stagePath(id, ext string) string { return s.staging + "/" + id + ext }
+
+// publish checks the staged package of j and hands it to the repo's actor.
+// It reads the package once: parse (with the file list, so the whole
+// archive is checked), checksums, and the copy into a store temp file all
+// come from the same pass.
+func (s *Service) publish(r *repo, j *Job) (string, error) {
+	in, err := os.Open(s.stagePath(j.ID, ".pkg"))
+	if err != nil {
+		return "", fmt.Errorf("open staged upload: %w", err)
+	}
+	defer in.Close()
+	var head [262]byte
+	n, _ := in.ReadAt(head[:], 0)
+	ext := extension(head[:n])
+
+	tmp, err := s.store.CreateTemp("publish-*")
+	if err != nil {
+		return "", err
+	}
+	temps := []string{tmp.Name()}
+	var req *commitReq
+	defer func() {
+		for _, t := range temps {
+			if req == nil || !slices.Contains(req.committed, t) {
+				os.Remove(t)
+			}
+		}
+	}()
+	defer tmp.Close()
+	p, err := alpm.ReadPackage(io.TeeReader(in, tmp), alpm.ReadOptions{ListFiles: true, MaxUncompressed: 16 * s.MaxSize()})
+	if err != nil {
+		return "", fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if err := alpm.ValidArch(p.Arch); err != nil {
+		return "", fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	arches := r.arches
+	if p.Arch != "any" {
+		if !slices.Contains(r.arches, p.Arch) {
+			return "", fmt.Errorf("%w: arch %q is not one of %s's arches %v or any", ErrInvalid, p.Arch, r.key, r.arches)
+		}
+		arches = []string{p.Arch}
+	}
+	p.Filename = p.Name + "-" + p.Version + "-" + p.Arch + ext
+	if _, err := alpm.ParseFileName(p.Filename); err != nil {
+		return "", fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	j.Package = &Released{Name: p.Name, Version: p.Version, Arch: p.Arch, Filename: p.Filename, SHA256: p.SHA256Sum, Arches: arches}
+
+	var sig []byte
+	if j.HasSig {
+		if sig, err = os.ReadFile(s.stagePath(j.ID, ".sig")); err != nil {
+			return "", fmt.Errorf("read staged signature: %w", err)
+		}
+		if p.PGPSig, err = alpm.EncodeSig(sig); err != nil {
+			return "", fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+	}
+	req = &commitReq{job: j.ID, pkg: p, force: j.Force, files: map[string]*os.File{}, sigs: map[string]*os.File{}, reply: make(chan error, 1)}
+	// One copy per arch db that lists it: the store links nothing across
+	// folders, and an any package is served in every arch.
+	for i, a := range arches {
+		f := tmp
+		if i > 0 {
+			if f, err = s.copyTemp(tmp); err != nil {
+				return "", err
+			}
+			defer f.Close()
+			temps = append(temps, f.Name())
+		}
+		if err := f.Sync(); err != nil {
+			return "", fmt.Errorf("sync %s: %w", p.Filename, err)
+		}
+		req.files[a] = f
+		if sig != nil {
+			sf, err := s.store.CreateTemp("publish-sig-*")
+			if err != nil {
+				return "", err
+			}
+			defer sf.Close()
+			temps = append(temps, sf.Name())
+			if _, err := sf.Write(sig); err != nil {
+				return "", fmt.Errorf("stage signature: %w", err)
+			}
+			req.sigs[a] = sf
+		}
+	}
+	if err := r.do(context.Background(), req); err != nil {
+		return "", err
+	}
+	return r.dirs[arches[0]] + "/" + p.Filename, nil
+}
+
+// copyTemp copies a store temp file into a new one.
+func (s *Service) copyTemp(src *os.File) (*os.File, error) {
+	dst, err := s.store.CreateTemp("publish-*")
+	if err != nil {
+		return nil, err
+	}
+	if _, err := io.Copy(dst, io.NewSectionReader(src, 0, 1<<62)); err != nil {
+		dst.Close()
+		os.Remove(dst.Name())
+		return nil, fmt.Errorf("copy package: %w", err)
+	}
+	return dst, nil
+}
