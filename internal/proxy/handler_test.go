@@ -25,7 +25,7 @@ func testConfig(dataDir string) *config.Config {
 		DataDir: dataDir,
 		Distros: map[string]config.Distro{
 			"archlinux": {Layout: "$repo/os/$arch", Arch: []string{"x86_64"},
-				Repos: map[string]config.Repo{"core": {Mode: config.ModeProxy}, "local": {Mode: config.ModeHosted}}},
+				Repos: map[string]config.Repo{"core": {Mode: config.ModeProxy}, "custom": {Mode: config.ModeHosted}}},
 			"alarm": {Layout: "$arch/$repo", Arch: []string{"aarch64"},
 				Repos: map[string]config.Repo{"core": {Mode: config.ModeProxy}}},
 		},
@@ -211,7 +211,7 @@ func TestResolve(t *testing.T) {
 	}{
 		{path: "/archlinux/core/os/x86_64/core.db", want: Target{Distro: "archlinux", Repo: "core", Arch: "x86_64", File: "core.db", Mode: config.ModeProxy, Rel: "archlinux/core/os/x86_64/core.db"}},
 		{path: "/alarm/aarch64/core/core.db", want: Target{Distro: "alarm", Repo: "core", Arch: "aarch64", File: "core.db", Mode: config.ModeProxy, Rel: "alarm/aarch64/core/core.db"}},
-		{path: "/archlinux/local/os/x86_64/a-1:2.0-1-any.pkg.tar.zst", want: Target{Distro: "archlinux", Repo: "local", Arch: "x86_64", File: "a-1:2.0-1-any.pkg.tar.zst", Mode: config.ModeHosted, Rel: "archlinux/local/os/x86_64/a-1:2.0-1-any.pkg.tar.zst"}},
+		{path: "/archlinux/custom/os/x86_64/a-1:2.0-1-any.pkg.tar.zst", want: Target{Distro: "archlinux", Repo: "custom", Arch: "x86_64", File: "a-1:2.0-1-any.pkg.tar.zst", Mode: config.ModeHosted, Rel: "archlinux/custom/os/x86_64/a-1:2.0-1-any.pkg.tar.zst"}},
 		{path: "/archlinux/lastupdate", want: Target{Distro: "archlinux", File: "lastupdate", Mode: config.ModeProxy, Rel: "archlinux/lastupdate"}},
 		{path: "/archlinux/core.db", wantErr: true},
 		{path: "/alarm/core/aarch64/core.db", wantErr: true}, // the ARM layout is $arch/$repo
