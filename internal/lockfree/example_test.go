@@ -2,6 +2,7 @@ package lockfree_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -46,8 +47,16 @@ func Example() {
 		})
 		r := f.NewReader(ctx) // a client hanging up ends its own wait, not the fill
 		defer r.Close()
-		if _, err := r.Wait(); err != nil {
-			return err // ErrNoFile: serve the cached file instead
+		if _, err := r.Wait(); errors.Is(err, lockfree.ErrNoFile) {
+			// The flight ended before we joined (or found the file
+			// cached): serve the file from the tree.
+			data, err := os.ReadFile(filepath.Join(dir, filepath.Base(key)))
+			if err == nil {
+				_, err = w.Write(data)
+			}
+			return err
+		} else if err != nil {
+			return err
 		}
 		_, err := io.Copy(w, r) // or http.ServeContent(w, req, key, meta.ModTime, r)
 		return err
