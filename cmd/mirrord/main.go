@@ -29,7 +29,6 @@ import (
 	"github.com/mirrord/mirrord/internal/proxy"
 	"github.com/mirrord/mirrord/internal/store"
 	"github.com/mirrord/mirrord/internal/sync"
-	"github.com/mirrord/mirrord/internal/upstream"
 )
 
 func main() {
@@ -117,14 +116,7 @@ func serve(args []string) error {
 	}
 	defer st.Close() // after the server has drained: badger closes cleanly
 
-	up, err := upstream.NewClient(upstream.Options{
-		Retries:        cfg.Upstream.Retries,
-		ConnectTimeout: cfg.Upstream.ConnectTimeout,
-		HeaderTimeout:  cfg.Upstream.HeaderTimeout,
-		StallTimeout:   cfg.Upstream.StallTimeout,
-		UserAgent:      "mirrord/" + version(),
-		Logger:         log.With("component", "upstream"),
-	}, reg)
+	up, err := newUpstreamClient(cfg, log, reg)
 	if err != nil {
 		return err
 	}

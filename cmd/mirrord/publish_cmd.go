@@ -53,7 +53,7 @@ func publishCommand(args []string) error {
 		token:    *token,
 		force:    *force,
 		client:   &http.Client{Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, ResponseHeaderTimeout: 5 * time.Minute}},
-		terminal: onTerminal(os.Stderr),
+		terminal: isTerminal(os.Stderr),
 	}
 	type queued struct{ file, job string }
 	var jobs []queued
@@ -254,7 +254,7 @@ func (p *uploadProgress) draw() {
 	}
 	const width = 30
 	bar := strings.Repeat("#", pct*width/100) + strings.Repeat("-", width-pct*width/100)
-	fmt.Fprintf(os.Stderr, "\r%-40.40s [%s] %3d%% %s / %s", p.name, bar, pct, humanBytes(n), humanBytes(p.total))
+	fmt.Fprintf(os.Stderr, "\r%-40.40s [%s] %3d%% %s / %s", p.name, bar, pct, human(n), human(p.total))
 }
 
 func (p *uploadProgress) done() {
@@ -262,22 +262,4 @@ func (p *uploadProgress) done() {
 		p.draw()
 		fmt.Fprintln(os.Stderr)
 	}
-}
-
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
-
-func onTerminal(f *os.File) bool {
-	info, err := f.Stat()
-	return err == nil && info.Mode()&os.ModeCharDevice != 0
 }

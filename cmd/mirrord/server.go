@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/mirrord/mirrord/config"
 	"github.com/mirrord/mirrord/internal/proxy"
+	"github.com/mirrord/mirrord/internal/upstream"
 )
 
 // versionString is set at build time: -ldflags "-X main.versionString=v1.2.3".
@@ -104,4 +106,38 @@ func sdNotify(state string) {
 	}
 	defer conn.Close()
 	conn.Write([]byte(state))
+}
+
+// newUpstreamClient is the one upstream client of a process, shared by
+// every distro (serve) or by the one-shot sync.
+func newUpstreamClient(cfg *config.Config, log *slog.Logger, reg prometheus.Registerer) (*upstream.Client, error) {
+	return upstream.NewClient(upstream.Options{
+		Retries:        cfg.Upstream.Retries,
+		ConnectTimeout: cfg.Upstream.ConnectTimeout,
+		HeaderTimeout:  cfg.Upstream.HeaderTimeout,
+		StallTimeout:   cfg.Upstream.StallTimeout,
+		UserAgent:      "mirrord/" + version(),
+		Logger:         log.With("component", "upstream"),
+	}, reg)
+}
+
+// isTerminal reports whether f is a terminal, where progress is drawn as
+// a bar rather than logged as lines.
+func isTerminal(f *os.File) bool {
+	info, err := f.Stat()
+	return err == nil && info.Mode()&os.ModeCharDevice != 0
+}
+
+// human formats a byte count with a binary unit: "3.4 MiB".
+func human(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

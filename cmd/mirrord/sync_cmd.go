@@ -19,7 +19,6 @@ import (
 	"github.com/mirrord/mirrord/internal/lockfree"
 	"github.com/mirrord/mirrord/internal/store"
 	"github.com/mirrord/mirrord/internal/sync"
-	"github.com/mirrord/mirrord/internal/upstream"
 )
 
 // syncCommand is `mirrord sync [--config FILE] [DISTRO[/REPO]...]`: one
@@ -43,14 +42,7 @@ func syncCommand(args []string) error {
 		return fmt.Errorf("%w (if mirrord serve runs on this data dir, ask it instead: POST /api/v1/sync/DISTRO[/REPO])", err)
 	}
 	defer st.Close()
-	up, err := upstream.NewClient(upstream.Options{
-		Retries:        cfg.Upstream.Retries,
-		ConnectTimeout: cfg.Upstream.ConnectTimeout,
-		HeaderTimeout:  cfg.Upstream.HeaderTimeout,
-		StallTimeout:   cfg.Upstream.StallTimeout,
-		UserAgent:      "mirrord/" + version(),
-		Logger:         log.With("component", "upstream"),
-	}, reg)
+	up, err := newUpstreamClient(cfg, log, reg)
 	if err != nil {
 		return err
 	}
@@ -95,10 +87,6 @@ func syncCommand(args []string) error {
 	return errors.Join(errs...)
 }
 
-func isTerminal(f *os.File) bool {
-	info, err := f.Stat()
-	return err == nil && info.Mode()&os.ModeCharDevice != 0
-}
 
 // drawProgress redraws the status line of the running sync five times a
 // second until stop is closed.
@@ -142,17 +130,4 @@ func drawProgress(w io.Writer, sched *sync.Scheduler, stop <-chan struct{}) {
 			}
 		}
 	}
-}
-
-func human(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
