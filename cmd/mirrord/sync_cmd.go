@@ -87,7 +87,6 @@ func syncCommand(args []string) error {
 	return errors.Join(errs...)
 }
 
-
 // drawProgress redraws the status line of the running sync five times a
 // second until stop is closed.
 func drawProgress(w io.Writer, sched *sync.Scheduler, stop <-chan struct{}) {
