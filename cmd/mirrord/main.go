@@ -18,10 +18,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/spf13/pflag"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/mirrord/mirrord/config"
 	"github.com/mirrord/mirrord/internal/api"
 	"github.com/mirrord/mirrord/internal/fetch"
 	"github.com/mirrord/mirrord/internal/hosted"
@@ -68,29 +66,6 @@ const usage = `usage:
   mirrord publish --url URL [--token T] [--force] [--wait] DISTRO/REPO FILE.pkg.tar.zst...
   mirrord config  [--config FILE]     print the effective config
   mirrord version`
-
-// loadConfig parses the flags shared by the subcommands and loads the config.
-func loadConfig(name string, args []string) (*config.Config, error) {
-	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
-	config.Flags(fs)
-	if err := fs.Parse(args); err != nil {
-		return nil, err
-	}
-	return config.Load(fs)
-}
-
-func printConfig(args []string) error {
-	cfg, err := loadConfig("config", args)
-	if err != nil {
-		return err
-	}
-	out, err := cfg.Redacted().YAML()
-	if err != nil {
-		return err
-	}
-	_, err = os.Stdout.Write(out)
-	return err
-}
 
 func serve(args []string) error {
 	cfg, err := loadConfig("serve", args)
