@@ -98,14 +98,17 @@ func CheckPath(path, rawPath string) error {
 			return errBadPath
 		}
 	}
-	segs := strings.Split(path[1:], "/")
-	for i, s := range segs {
-		last := i == len(segs)-1
-		if s == "." || s == ".." || (s == "" && !last) {
+	// No empty, "." or ".." segment; a trailing '/' (a folder) is fine.
+	for rest := path[1:]; ; {
+		seg, tail, more := strings.Cut(rest, "/")
+		if seg == "." || seg == ".." || (seg == "" && more) {
 			return errBadPath
 		}
+		if !more {
+			return nil
+		}
+		rest = tail
 	}
-	return nil
 }
 
 // Resolve maps a URL path to a Target. It returns errBadPath for anything
