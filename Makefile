@@ -6,7 +6,7 @@ LDFLAGS  := -s -w -X main.versionString=$(VERSION)
 PREFIX   ?= /usr
 FUZZTIME ?= 10s
 
-.PHONY: help build run test test-short bench bench-go bench-db bench-proxy bench-sync fuzz lint install clean
+.PHONY: help build run test test-short bench bench-go bench-db bench-proxy bench-sync fuzz lint install clean reliability
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -37,6 +37,9 @@ bench-proxy: ## hits, cold coalescing and memory: mirrord vs nginx (needs nginx,
 
 bench-sync: ## first sync and no-change resync of a 15,000-package repo vs wget/a plain downloader
 	$(GO) test -run '^$$' -bench '^BenchmarkSync15k$$' -benchtime 1x ./internal/sync/
+
+reliability: ## crash, hostile-input, fuzz and 1,000-connection load runs; rewrites docs/RELIABILITY.md (about 12 min)
+	scripts/reliability.sh
 
 fuzz: ## every fuzz target for FUZZTIME (default 10s)
 	scripts/fuzz.sh $(FUZZTIME)

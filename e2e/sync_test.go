@@ -188,6 +188,7 @@ func TestSyncSurvivesKill9(t *testing.T) {
 			t.Logf("round %d: sync ended before the kill: %v", round, err)
 		}
 		checkConsistent(t, treeDir, want)
+		checkTree(t, dataDir, "core")
 		for f := range treeFiles(t, treeDir) {
 			if _, ok := verified[f]; !ok && alpm.IsPackageFile(f) {
 				verified[f] = up.Requests("/core/os/x86_64/" + f)

@@ -27,6 +27,7 @@ import (
 	"github.com/mirrord/mirrord/internal/proxy"
 	"github.com/mirrord/mirrord/internal/store"
 	"github.com/mirrord/mirrord/internal/sync"
+	"github.com/mirrord/mirrord/internal/web"
 )
 
 func main() {
@@ -97,12 +98,7 @@ func serve(args []string) error {
 	}
 	defer up.Close()
 	fetcher := fetch.New(st, &lockfree.Group{}, reg) // shared by proxy and sync: one download per file
-	tree, err = proxy.New(cfg, st, proxy.Options{Fetcher: fetcher, Upstream: up, Logger: log.With("component", "proxy"), Registerer: reg})
-	if err != nil {
-		return err
-	}
-
-	sched, err := sync.New(cfg, st, sync.Options{Fetcher: fetcher, Upstream: up, OnPublish: tree.Invalidate,
+	sched, err := sync.New(cfg, st, sync.Options{Fetcher: fetcher, Upstream: up, OnPublish: func(rel string) { tree.Invalidate(rel) },
 		Logger: log.With("component", "sync"), Registerer: reg})
 	if err != nil {
 		return err
@@ -117,13 +113,27 @@ func serve(args []string) error {
 		return err
 	}
 
+	apiH := api.New(cfg, st, api.Options{Publisher: pub, Syncer: sched, InFlight: fetcher.Flights().Len,
+		Logger: log.With("component", "api"), Registerer: reg})
+	ui, err := web.New(cfg, apiH, st, web.Options{Gatherer: reg, Logger: log.With("component", "web")})
+	if err != nil {
+		return err
+	}
+	tree, err = proxy.New(cfg, st, proxy.Options{Fetcher: fetcher, Upstream: up, Index: ui.Index(),
+		Logger: log.With("component", "proxy"), Registerer: reg})
+	if err != nil {
+		return err
+	}
+
 	ready := newReadiness()
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.Handle("GET /readyz", ready)
-	mux.Handle("/api/v1/", api.New(cfg, st, api.Options{Publisher: pub, Syncer: sched, InFlight: fetcher.Flights().Len,
-		Logger: log.With("component", "api"), Registerer: reg}))
+	mux.Handle("/api/v1/", apiH)
+	mux.Handle("GET /{$}", ui) // folders of the tree go through tree to ui.Index
+	mux.Handle("/ui/", ui)
+	mux.Handle("/static/", ui)
 	mux.Handle("/", tree)
 	srv := newServer(cfg.Listen, proxy.Guard(mux), log)
 
@@ -131,6 +141,7 @@ func serve(args []string) error {
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
+	ln = proxy.StallListener(ln, proxy.WriteStall) // a client that stops reading is cut after a minute without progress
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	g, ctx := errgroup.WithContext(ctx)

@@ -33,6 +33,9 @@ type parsed struct {
 	size   int64
 	pkgs   []*alpm.Package // sorted by name
 	byName map[string]*alpm.Package
+
+	provOnce  stdsync.Once               // builds provIndex, see provides
+	provIndex map[string][]*alpm.Package // provided name -> packages
 }
 
 func newDBCache(t Tree) *dbCache { return &dbCache{tree: t, m: map[string]*parsed{}} }
@@ -75,9 +78,8 @@ func (c *dbCache) get(rel string) (*parsed, error) {
 	return v.(*parsed), nil
 }
 
-// db resolves distro/repo/arch of a request to its parsed db.
-func (h *Handler) db(r *http.Request) (*parsed, error) {
-	distro, repo, arch := r.PathValue("distro"), r.PathValue("repo"), r.PathValue("arch")
+// db resolves distro/repo/arch to its parsed db.
+func (h *Handler) db(distro, repo, arch string) (*parsed, error) {
 	d, _, err := h.repoConfig(distro, repo)
 	if err != nil {
 		return nil, err
@@ -90,43 +92,6 @@ func (h *Handler) db(r *http.Request) (*parsed, error) {
 		return nil, errorf(http.StatusNotFound, "no database of "+distro+"/"+repo+"/"+arch+" in the tree yet")
 	}
 	return p, err
-}
-
-// summary is a package in a listing.
-type summary struct {
-	Name      string `json:"name"`
-	Version   string `json:"version"`
-	Desc      string `json:"desc,omitempty"`
-	Arch      string `json:"arch"`
-	Filename  string `json:"filename"`
-	CSize     int64  `json:"csize"`
-	ISize     int64  `json:"isize"`
-	BuildDate int64  `json:"builddate"`
-}
-
-// details is one package with every field of its db entry.
-type details struct {
-	summary
-	Base         string   `json:"base,omitempty"`
-	Groups       []string `json:"groups,omitempty"`
-	MD5Sum       string   `json:"md5sum,omitempty"`
-	SHA256Sum    string   `json:"sha256sum,omitempty"`
-	PGPSig       string   `json:"pgpsig,omitempty"`
-	URL          string   `json:"url,omitempty"`
-	Licenses     []string `json:"licenses,omitempty"`
-	Packager     string   `json:"packager,omitempty"`
-	Replaces     []string `json:"replaces,omitempty"`
-	Conflicts    []string `json:"conflicts,omitempty"`
-	Provides     []string `json:"provides,omitempty"`
-	Depends      []string `json:"depends,omitempty"`
-	OptDepends   []string `json:"optdepends,omitempty"`
-	MakeDepends  []string `json:"makedepends,omitempty"`
-	CheckDepends []string `json:"checkdepends,omitempty"`
-	XData        []string `json:"xdata,omitempty"`
-}
-
-func summarize(p *alpm.Package) summary {
-	return summary{Name: p.Name, Version: p.Version, Desc: p.Desc, Arch: p.Arch, Filename: p.Filename, CSize: p.CSize, ISize: p.ISize, BuildDate: p.BuildDate}
 }
 
 const maxPerPage = 500
@@ -143,33 +108,17 @@ func (h *Handler) listPackages(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	db, err := h.db(r)
+	res, err := h.Packages(r.PathValue("distro"), r.PathValue("repo"), r.PathValue("arch"), q.Get("q"), page, perPage)
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
-	match := db.pkgs
-	if term := strings.ToLower(strings.TrimSpace(q.Get("q"))); term != "" {
-		match = nil
-		for _, p := range db.pkgs {
-			if strings.Contains(strings.ToLower(p.Name), term) || strings.Contains(strings.ToLower(p.Desc), term) {
-				match = append(match, p)
-			}
-		}
-	}
-	total := len(match)
-	lo := min((page-1)*perPage, total)
-	hi := min(lo+perPage, total)
-	out := make([]summary, 0, hi-lo)
-	for _, p := range match[lo:hi] {
-		out = append(out, summarize(p))
-	}
-	last := max(1, (total+perPage-1)/perPage)
+	last := max(1, (res.Total+perPage-1)/perPage)
 	if link := linkHeader(r.URL, page, perPage, last); link != "" {
 		w.Header().Set("Link", link)
 	}
-	w.Header().Set("X-Total-Count", strconv.Itoa(total))
-	writeJSON(w, http.StatusOK, map[string]any{"total": total, "page": page, "per_page": perPage, "packages": out})
+	w.Header().Set("X-Total-Count", strconv.Itoa(res.Total))
+	writeJSON(w, http.StatusOK, res)
 }
 
 // linkHeader gives first, prev, next and last page links (RFC 8288), as
@@ -205,68 +154,16 @@ func intParam(q url.Values, key string, def, lo, hi int) (int, error) {
 }
 
 func (h *Handler) getPackage(w http.ResponseWriter, r *http.Request) {
-	db, err := h.db(r)
+	p, err := h.Package(r.PathValue("distro"), r.PathValue("repo"), r.PathValue("arch"), r.PathValue("name"))
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
-	name := r.PathValue("name")
-	p := db.byName[name]
-	if p == nil {
-		h.fail(w, r, errorf(http.StatusNotFound, "no package "+strconv.Quote(name)+" in "+r.PathValue("distro")+"/"+r.PathValue("repo")+"/"+r.PathValue("arch")))
-		return
-	}
-	writeJSON(w, http.StatusOK, details{
-		summary: summarize(p), Base: p.Base, Groups: p.Groups, MD5Sum: p.MD5Sum, SHA256Sum: p.SHA256Sum, PGPSig: p.PGPSig,
-		URL: p.URL, Licenses: p.Licenses, Packager: p.Packager, Replaces: p.Replaces, Conflicts: p.Conflicts,
-		Provides: p.Provides, Depends: p.Depends, OptDepends: p.OptDepends, MakeDepends: p.MakeDepends,
-		CheckDepends: p.CheckDepends, XData: p.XData,
-	})
-}
-
-type distroView struct {
-	Name   string     `json:"name"`
-	Layout string     `json:"layout"`
-	Arches []string   `json:"arches"`
-	Repos  []repoView `json:"repos"`
-}
-
-type repoView struct {
-	Name   string     `json:"name"`
-	Mode   string     `json:"mode"`
-	Arches []archView `json:"arches"`
-}
-
-type archView struct {
-	Arch     string `json:"arch"`
-	DB       bool   `json:"db"`              // a {repo}.db is in the tree
-	Packages int    `json:"packages"`        // entries in it
-	Error    string `json:"error,omitempty"` // it could not be read
+	writeJSON(w, http.StatusOK, p)
 }
 
 func (h *Handler) repos(w http.ResponseWriter, r *http.Request) {
-	out := []distroView{}
-	for _, dn := range sortedKeys(h.cfg.Distros) {
-		d := h.cfg.Distros[dn]
-		dv := distroView{Name: dn, Layout: d.Layout, Arches: d.Arch, Repos: []repoView{}}
-		for _, rn := range sortedKeys(d.Repos) {
-			rv := repoView{Name: rn, Mode: d.Repos[rn].Mode, Arches: []archView{}}
-			for _, a := range d.Arch {
-				av := archView{Arch: a}
-				p, err := h.dbs.get(h.cfg.RepoDir(dn, rn, a) + "/" + rn + ".db")
-				switch {
-				case err == nil:
-					av.DB, av.Packages = true, len(p.pkgs)
-				case !errors.Is(err, store.ErrNotFound):
-					av.DB, av.Error = true, err.Error()
-				}
-				rv.Arches = append(rv.Arches, av)
-			}
-			dv.Repos = append(dv.Repos, rv)
-		}
-		out = append(out, dv)
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"distros": out})
+	writeJSON(w, http.StatusOK, map[string]any{"distros": h.Repos()})
 }
 
 func sortedKeys[V any](m map[string]V) []string {

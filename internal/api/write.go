@@ -248,15 +248,5 @@ func (h *Handler) sync(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) status(w http.ResponseWriter, r *http.Request) {
-	out := map[string]any{
-		"cache":     map[string]int64{"size_bytes": h.tree.Size(), "files": h.tree.Files()},
-		"in_flight": h.inFlight(),
-	}
-	if h.pub != nil {
-		out["publish"] = map[string]int{"pending": h.pub.Pending()}
-	}
-	if h.syncer != nil {
-		out["sync"] = h.syncer.Status()
-	}
-	writeJSON(w, http.StatusOK, out)
+	writeJSON(w, http.StatusOK, h.Status())
 }

@@ -290,6 +290,7 @@ func TestRefusals(t *testing.T) {
 		{name: "pkgname with a slash", data: withPKGINFO("pkgname = a/b\npkgver = 1-1\narch = any\n"), result: ResultInvalid, want: "a/b"},
 		{name: "pkgname with dotdot", data: withPKGINFO("pkgname = ..\npkgver = 1-1\narch = any\n"), result: ResultInvalid, want: `package name ".."`},
 		{name: "pkgver with a slash", data: withPKGINFO("pkgname = ok\npkgver = 1/2-1\narch = any\n"), result: ResultInvalid, want: "1/2"},
+		{name: "pkgver no URL serves", data: withPKGINFO("pkgname = ok\npkgver = 1!%3F-1\narch = any\n"), result: ResultInvalid, want: "no mirror URL serves"},
 		{name: "arch with a slash", data: withPKGINFO("pkgname = ok\npkgver = 1-1\narch = ../x86_64\n"), result: ResultInvalid, want: "arch"},
 		{name: "truncated archive", data: zstdOnly[:len(zstdOnly)/2], result: ResultInvalid},
 		{name: "arch not served", data: pkg(t, "arm", "1-1", "armv7h"), result: ResultInvalid, want: "armv7h"},

@@ -114,6 +114,9 @@ func (s *Service) publish(r *repo, j *Job) (string, error) {
 	if _, err := alpm.ParseFileName(p.Filename); err != nil {
 		return "", fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
+	if c, ok := unservable(p.Filename); ok {
+		return "", fmt.Errorf("%w: file name %q has %q, which no mirror URL serves (pkgver: letters, digits, . _ + ~ @)", ErrInvalid, p.Filename, c)
+	}
 	j.Package = &Released{Name: p.Name, Version: p.Version, Arch: p.Arch, Filename: p.Filename, SHA256: p.SHA256Sum, Arches: arches}
 
 	var sig []byte
@@ -172,4 +175,21 @@ func (s *Service) copyTemp(src *os.File) (*os.File, error) {
 		return nil, fmt.Errorf("copy package: %w", err)
 	}
 	return dst, nil
+}
+
+// unservable finds a character of a package file name that the tree's
+// URLs never carry (internal/proxy refuses it before the filesystem):
+// makepkg allows any printable character in a pkgver but '!', '%', '?',
+// '#' or a backslash would make a package that is in the db and that no
+// client can download. Found by fuzzing, issue 7.
+func unservable(name string) (byte, bool) {
+	for i := 0; i < len(name); i++ {
+		switch c := name[i]; {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case c == '.', c == '_', c == '-', c == '+', c == '@', c == ':', c == '~':
+		default:
+			return c, true
+		}
+	}
+	return 0, false
 }

@@ -33,6 +33,7 @@ type Handler struct {
 	metrics *metrics
 	dbs     dbIndexes
 	missing negativeCache
+	index   http.Handler // folders; nil: 404
 }
 
 // Options configures New.
@@ -42,7 +43,10 @@ type Options struct {
 	// private one.
 	Fetcher *fetch.Fetcher
 	// Upstream fetches misses; nil serves only what is in the tree.
-	Upstream   *upstream.Client
+	Upstream *upstream.Client
+	// Index answers paths that name no file (folders, for the HTML
+	// index of internal/web); nil answers 404.
+	Index      http.Handler
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 }
@@ -60,6 +64,7 @@ func New(cfg *config.Config, st *store.Store, opts Options) (*Handler, error) {
 	}
 	h := &Handler{
 		router:  NewRouter(cfg),
+		index:   opts.Index,
 		store:   st,
 		fetcher: opts.Fetcher,
 		flights: opts.Fetcher.Flights(),
@@ -104,6 +109,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	t, err := h.router.Resolve(r.URL.Path)
 	if err != nil {
+		if h.index != nil {
+			h.index.ServeHTTP(w, r)
+			return
+		}
 		httpError(w, "not found", http.StatusNotFound)
 		return
 	}
@@ -426,14 +435,15 @@ func (h *Handler) Shutdown(ctx context.Context) {
 
 // Guard refuses requests whose path is never valid (see CheckPath) with
 // 400 before any handler runs. It sits in front of the whole server so that
-// ServeMux never "cleans" a hostile path into a redirect.
+// ServeMux never "cleans" a hostile path into a redirect. It also bounds
+// how long a request body may stall (see limitBodyStall).
 func Guard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := CheckPath(r.URL.Path, r.URL.EscapedPath()); err != nil {
 			httpError(w, "bad path", http.StatusBadRequest)
 			return
 		}
-		next.ServeHTTP(w, r)
+		next.ServeHTTP(w, limitBodyStall(w, r, bodyStall))
 	})
 }
 

@@ -168,6 +168,27 @@ var hostilePaths = []string{
 	"/archlinux/core/os/x86_64/....//....//secret",
 	"/archlinux/core/os/x86_64/.%2e/.%2e/secret",
 	"/archlinux/core/os/x86_64/%2e./%2e./secret",
+	// Issue 7: more encodings and smuggling forms.
+	"/archlinux/core/os/x86_64/%252f..%252f..%252fsecret",
+	"/archlinux/core/os/x86_64/%ef%bc%8f..%ef%bc%8fsecret",
+	"/archlinux/core/os/x86_64/%c0%af..%c0%afsecret",
+	"/archlinux/core/os/x86_64/%e0%80%ae%e0%80%ae/secret",
+	"/archlinux/core/os/x86_64/%",
+	"/archlinux/core/os/x86_64/%zz",
+	"/archlinux/core/os/x86_64/%u002e%u002e/secret",
+	"/archlinux/core/os/x86_64/..%00/secret",
+	"/archlinux/core/os/x86_64/%7f",
+	"/archlinux/core/os/x86_64/hello-1.0-1-x86_64.pkg.tar.zst%09",
+	"/archlinux/core/os/x86_64/...",
+	"/archlinux/core/os/x86_64/..../secret",
+	"http://127.0.0.1/archlinux/../secret",
+	"*",
+	"archlinux/core/os/x86_64/hello-1.0-1-x86_64.pkg.tar.zst",
+	"/archlinux/core/os/x86_64/?../../../../secret",
+	"/archlinux/core/os/x86_64/#/../../../../secret",
+	"/archlinux/core/os/x86_64/hello-1.0-1-x86_64.pkg.tar.zst;../../../../secret",
+	"/ARCHLINUX/CORE/OS/X86_64/hello-1.0-1-x86_64.pkg.tar.zst",
+	"/archlinux/core/os/x86_64/" + strings.Repeat("%2e%2e/", 200) + "secret",
 }
 
 func TestHostilePaths(t *testing.T) {

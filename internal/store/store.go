@@ -416,10 +416,14 @@ func (s *Store) Open(rel string) (*os.File, error) {
 			return f, err
 		}
 		// The folder may have been removed and made again since its root
-		// was opened: forget it and look once more.
-		if s.dirs.CompareAndDelete(dir, v) {
-			v.(*os.Root).Close()
+		// was opened: then forget it and look once more. The old root is
+		// not closed here: other requests may be opening through it right
+		// now (closing it gave them "file already closed", a spurious
+		// miss, issue 7); os.Root closes itself once unreachable.
+		if !s.staleRoot(dir, v.(*os.Root)) {
+			return nil, ErrNotFound
 		}
+		s.dirs.CompareAndDelete(dir, v)
 	}
 	root, err := s.tree.OpenRoot(dir)
 	if err != nil {
@@ -433,6 +437,16 @@ func (s *Store) Open(rel string) (*os.File, error) {
 		root = v.(*os.Root)
 	}
 	return s.open(root, name)
+}
+
+// staleRoot reports whether root no longer is the tree's folder dir.
+func (s *Store) staleRoot(dir string, root *os.Root) bool {
+	held, err := root.Stat(".")
+	if err != nil {
+		return true
+	}
+	now, err := s.tree.Stat(dir)
+	return err != nil || !os.SameFile(held, now)
 }
 
 func (s *Store) open(root *os.Root, name string) (*os.File, error) {

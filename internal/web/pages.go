@@ -1,0 +1,279 @@
+package web
+
+import (
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/mirrord/mirrord/config"
+	"github.com/mirrord/mirrord/internal/api"
+	"github.com/mirrord/mirrord/internal/hosted"
+)
+
+const perPage = 50
+
+// homeData is the overview: every repo, the cache, the publish queue.
+type homeData struct {
+	Distros []distroRow
+	Status  api.Status
+	Traffic traffic
+	Jobs    []jobRow
+	Hosted  bool // some repo is hosted: show the jobs section
+}
+
+type distroRow struct {
+	Name, Layout, Folder string
+	Repos                []repoRow
+}
+
+type repoRow struct {
+	Distro, Name, Mode, Href string
+	Arches                   []archCell
+	Packages                 int
+	Fresh                    freshness
+}
+
+type archCell struct {
+	Arch, Folder, Error string
+	DB                  bool
+	Packages            int
+}
+
+type jobRow struct {
+	hosted.Job
+	Href string // the published package's page, once done
+}
+
+func (u *UI) home(w http.ResponseWriter, r *http.Request) {
+	st := u.api.Status()
+	syncs := syncStates(st.Sync)
+	d := homeData{Status: st, Traffic: u.traffic()}
+	for _, dv := range u.api.Repos() {
+		dr := distroRow{Name: dv.Name, Layout: dv.Layout, Folder: "/" + url.PathEscape(dv.Name) + "/"}
+		for _, rv := range dv.Repos {
+			dr.Repos = append(dr.Repos, u.repoRow(dv.Name, rv, syncs))
+			d.Hosted = d.Hosted || rv.Mode == config.ModeHosted
+		}
+		d.Distros = append(d.Distros, dr)
+	}
+	if d.Hosted {
+		d.Jobs = u.jobs(r, "", "", 8)
+	}
+	u.render(w, r, http.StatusOK, "home", page{Title: "Repositories", Nav: "repos", Data: d})
+}
+
+func (u *UI) repoRow(distro string, rv api.Repo, syncs map[string]syncState) repoRow {
+	row := repoRow{Distro: distro, Name: rv.Name, Mode: rv.Mode, Href: repoURL(distro, rv.Name), Fresh: u.freshness(distro, rv.Name, syncs)}
+	for _, a := range rv.Arches {
+		row.Arches = append(row.Arches, archCell{Arch: a.Arch, Folder: u.folderURL(distro, rv.Name, a.Arch), Error: a.Error, DB: a.DB, Packages: a.Packages})
+		row.Packages += a.Packages
+	}
+	return row
+}
+
+// jobs lists recent publish jobs with links to what they published.
+func (u *UI) jobs(r *http.Request, distro, repo string, limit int) []jobRow {
+	list, err := u.api.Jobs(distro, repo, limit)
+	if err != nil {
+		u.log.Warn("list publish jobs", "path", r.URL.Path, "err", err)
+	}
+	out := make([]jobRow, 0, len(list))
+	for _, j := range list {
+		row := jobRow{Job: j}
+		if p := j.Package; p != nil && j.Status == hosted.Done && len(p.Arches) > 0 {
+			row.Href = pkgURL(j.Distro, j.Repo, p.Arches[0], p.Name)
+		}
+		out = append(out, row)
+	}
+	return out
+}
+
+// pager is the navigation of a paged list; the links keep the query.
+type pager struct {
+	Page, Pages, Total, First, Last int // First and Last: the 1-based positions shown
+	Prev, Next                      string
+}
+
+func newPager(u *url.URL, page, per, total int) pager {
+	p := pager{Page: page, Pages: max(1, (total+per-1)/per), Total: total}
+	if total > 0 {
+		p.First = min((page-1)*per+1, total+1)
+		p.Last = min(page*per, total)
+	}
+	link := func(n int) string {
+		q := u.Query()
+		q.Set("page", strconv.Itoa(n))
+		return u.Path + "?" + q.Encode()
+	}
+	if page > 1 {
+		p.Prev = link(min(page-1, p.Pages))
+	}
+	if page < p.Pages {
+		p.Next = link(page + 1)
+	}
+	return p
+}
+
+// pageParam reads ?page=, 1 when absent or not a positive number.
+func pageParam(r *http.Request) int {
+	n, err := strconv.Atoi(r.URL.Query().Get("page"))
+	if err != nil || n < 1 || n > 1<<30 {
+		return 1
+	}
+	return n
+}
+
+type searchData struct {
+	Query   string
+	Results []resultRow
+	Pager   pager
+}
+
+type resultRow struct {
+	api.Ref
+	Href, RepoHref string
+}
+
+func (u *UI) search(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query().Get("q")
+	res := u.api.Search(q, pageParam(r), perPage)
+	d := searchData{Query: q, Pager: newPager(r.URL, res.Page, perPage, res.Total)}
+	for _, ref := range res.Results {
+		d.Results = append(d.Results, resultRow{Ref: ref, Href: pkgURL(ref.Distro, ref.Repo, ref.Arch, ref.Package.Name), RepoHref: repoURL(ref.Distro, ref.Repo)})
+	}
+	title := "All packages"
+	if q != "" {
+		title = "Search: " + q
+	}
+	u.render(w, r, http.StatusOK, "search", page{Title: title, Nav: "search", Query: q, Data: d})
+}
+
+type repoData struct {
+	Row     repoRow
+	Arch    string // the arch whose packages are listed
+	Filter  string
+	Page    api.Page
+	Pager   pager
+	ListErr string // why there is no listing (no db yet)
+	Rows    []resultRow
+	Jobs    []jobRow
+	Hosted  bool
+	Sync    *syncState
+	Arches  []string
+	Self    string // this page, for the filter form
+	Server  string // the pacman.conf Server line
+}
+
+func (u *UI) repo(w http.ResponseWriter, r *http.Request) {
+	distro, repo := r.PathValue("distro"), r.PathValue("repo")
+	var rv *api.Repo
+	for _, dv := range u.api.Repos() {
+		if dv.Name != distro {
+			continue
+		}
+		for i := range dv.Repos {
+			if dv.Repos[i].Name == repo {
+				rv = &dv.Repos[i]
+			}
+		}
+	}
+	if rv == nil {
+		u.fail(w, r, http.StatusNotFound, "There is no repo "+distro+"/"+repo+".")
+		return
+	}
+	d := repoData{Row: u.repoRow(distro, *rv, syncStates(u.api.Status().Sync)), Filter: r.URL.Query().Get("q"), Hosted: rv.Mode == config.ModeHosted}
+	d.Sync = d.Row.Fresh.Sync
+	arches := u.cfg.Distros[distro].Arch
+	d.Arches, d.Self = arches, repoURL(distro, repo)
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	d.Server = scheme + "://" + r.Host + "/" + distro + "/" + u.cfg.Distros[distro].Layout
+	d.Arch = r.URL.Query().Get("arch")
+	if !slices.Contains(arches, d.Arch) {
+		d.Arch = arches[0]
+	}
+	res, err := u.api.Packages(distro, repo, d.Arch, d.Filter, pageParam(r), perPage)
+	if err != nil {
+		if api.HTTPStatus(err) != http.StatusNotFound {
+			u.failErr(w, r, err)
+			return
+		}
+		d.ListErr = err.Error()
+	}
+	d.Page = res
+	d.Pager = newPager(r.URL, max(res.Page, 1), perPage, res.Total)
+	for _, s := range res.Packages {
+		d.Rows = append(d.Rows, resultRow{Ref: api.Ref{Distro: distro, Repo: repo, Arch: d.Arch, Package: s}, Href: pkgURL(distro, repo, d.Arch, s.Name)})
+	}
+	if d.Hosted {
+		d.Jobs = u.jobs(r, distro, repo, 20)
+	}
+	u.render(w, r, http.StatusOK, "repo", page{Title: distro + "/" + repo, Nav: "repos", Data: d})
+}
+
+type pkgData struct {
+	api.Details
+	Distro, Repo, Arch string
+	RepoHref           string
+	FileHref, SigHref  string // the package file and its .sig in the tree
+	SigInDB            bool   // %PGPSIG% in the db entry
+	SigFile            bool   // a .sig is in the tree
+	Built              time.Time
+	Depends            []depLink
+	OptDepends         []depLink
+	MakeDepends        []depLink
+	CheckDepends       []depLink
+	Provides           []string
+	Carriers           []resultRow
+}
+
+// depLink is a dependency and where it leads: the package of that name,
+// or else the first that provides it.
+type depLink struct {
+	Text, Href, Via string // Via: the provider's name when it differs
+	Others          int    // more providers
+}
+
+func (u *UI) pkg(w http.ResponseWriter, r *http.Request) {
+	distro, repo, arch, name := r.PathValue("distro"), r.PathValue("repo"), r.PathValue("arch"), r.PathValue("name")
+	p, err := u.api.Package(distro, repo, arch, name)
+	if err != nil {
+		u.failErr(w, r, err)
+		return
+	}
+	dir := u.cfg.RepoDir(distro, repo, arch)
+	d := pkgData{Details: p, Distro: distro, Repo: repo, Arch: arch, RepoHref: repoURL(distro, repo),
+		SigInDB: p.PGPSig != "", Built: time.Unix(p.BuildDate, 0), Provides: p.Provides}
+	if p.Filename != "" {
+		d.FileHref = u.folderURL(distro, repo, arch) + url.PathEscape(p.Filename)
+		if _, err := u.tree.Stat(dir + "/" + p.Filename + ".sig"); err == nil {
+			d.SigFile, d.SigHref = true, d.FileHref+".sig"
+		}
+	}
+	links := func(deps []string) []depLink {
+		out := make([]depLink, 0, len(deps))
+		for _, dep := range deps {
+			l := depLink{Text: dep}
+			if provs := u.api.Providers(distro, arch, dep); len(provs) > 0 {
+				first := provs[0]
+				l.Href = pkgURL(first.Distro, first.Repo, first.Arch, first.Package.Name)
+				if first.Package.Name != api.DepName(dep) {
+					l.Via = first.Package.Name
+				}
+				l.Others = len(provs) - 1
+			}
+			out = append(out, l)
+		}
+		return out
+	}
+	d.Depends, d.OptDepends = links(p.Depends), links(p.OptDepends)
+	d.MakeDepends, d.CheckDepends = links(p.MakeDepends), links(p.CheckDepends)
+	for _, c := range u.api.Carriers(name) {
+		d.Carriers = append(d.Carriers, resultRow{Ref: c, Href: pkgURL(c.Distro, c.Repo, c.Arch, c.Package.Name), RepoHref: repoURL(c.Distro, c.Repo)})
+	}
+	u.render(w, r, http.StatusOK, "package", page{Title: name + " " + p.Version, Nav: "search", Data: d})
+}
