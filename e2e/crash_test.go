@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mirrord/mirrord/internal/alpm"
 	"github.com/mirrord/mirrord/internal/faultserver"
 )
 
@@ -34,15 +33,7 @@ func TestKillDuringFill(t *testing.T) {
 	defer close(gate)
 	up.SetFault("/core/os/x86_64/"+name, faultserver.Fault{Gate: gate, GateAfter: 1 << 20, Times: 1})
 
-	cfg := fmt.Sprintf(`
-distros:
-  archlinux:
-    layout: $repo/os/$arch
-    arch: [x86_64]
-    upstreams: ["http://%s/$repo/os/$arch"]
-    repos:
-      core: {mode: proxy}
-`, up.Addr())
+	cfg := proxyConfig(up, "")
 	dataDir := t.TempDir()
 	d := startDaemon(t, dataDir, cfg)
 	resp, err := http.Get(d.URL + "/archlinux/core/os/x86_64/" + name)
@@ -98,12 +89,7 @@ func TestCrashProxyColdFiles(t *testing.T) {
 	}
 	up, upDir := mirrorUpstream(t, pkgs)
 	want := treeFiles(t, upDir)
-	var names []string
-	for n := range want {
-		if alpm.IsPackageFile(n) {
-			names = append(names, n)
-		}
-	}
+	names := packageNames(want)
 	// About 0.1-0.6 s a file: kills land before, during and after fills,
 	// and later rounds still find cold files.
 	up.SetFault(faultserver.AnyPath, faultserver.Fault{Rate: 1_000_000})

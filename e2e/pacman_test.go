@@ -130,16 +130,7 @@ func TestPacmanThroughProxy(t *testing.T) {
 	}
 	repoAdd(t, repoDir, "core", files...)
 
-	d := startDaemon(t, "", fmt.Sprintf(`
-cache: {db_max_age: 1ns}
-distros:
-  archlinux:
-    layout: $repo/os/$arch
-    arch: [x86_64]
-    upstreams: ["http://%s/$repo/os/$arch"]
-    repos:
-      core: {mode: proxy}
-`, up.Addr()))
+	d := startDaemon(t, "", proxyConfig(up, "cache: {db_max_age: 1ns}\n"))
 	server := d.URL + "/archlinux/$repo/os/$arch"
 
 	p := newPacmanRoot(t, server, "core")

@@ -61,6 +61,17 @@ func syncCmd(dataDir, cfg string, args ...string) *exec.Cmd {
 
 // treeFiles maps the files of dir (links followed, *.old left out, as a
 // mirror does not need repo-add's backups) to their bytes.
+// packageNames lists the package files among files (no dbs, no sigs).
+func packageNames(files map[string][]byte) []string {
+	var names []string
+	for n := range files {
+		if alpm.IsPackageFile(n) {
+			names = append(names, n)
+		}
+	}
+	return names
+}
+
 func treeFiles(t *testing.T, dir string) map[string][]byte {
 	t.Helper()
 	out := map[string][]byte{}
@@ -155,12 +166,7 @@ func TestSyncSurvivesKill9(t *testing.T) {
 	}
 	up, upDir := mirrorUpstream(t, pkgs)
 	want := treeFiles(t, upDir)
-	var names []string
-	for n := range want {
-		if alpm.IsPackageFile(n) {
-			names = append(names, n)
-		}
-	}
+	names := packageNames(want)
 	// About 0.1 s a package: a sync takes about a second.
 	up.SetFault(faultserver.AnyPath, faultserver.Fault{Rate: 400_000})
 	cfg := mirrorConfigFile(t, up, "")
