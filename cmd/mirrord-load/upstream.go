@@ -93,7 +93,11 @@ type countingWriter struct {
 }
 
 func (c *countingWriter) Write(p []byte) (int, error) {
+	// Counted before the write: the client may have the last byte and ask
+	// /_count before a counter updated after the write would have moved.
+	c.u.bytes.Add(int64(len(p)))
 	n, err := c.ResponseWriter.Write(p)
+	c.u.bytes.Add(int64(n - len(p)))
 	if n == 0 {
 		return n, err
 	}
@@ -102,7 +106,6 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 		c.start = now
 	}
 	c.sent += int64(n)
-	c.u.bytes.Add(int64(n))
 	c.u.first.CompareAndSwap(0, now.UnixNano())
 	for last := c.u.last.Load(); now.UnixNano() > last && !c.u.last.CompareAndSwap(last, now.UnixNano()); last = c.u.last.Load() {
 	}
