@@ -71,9 +71,14 @@ type Options struct {
 // is separate so that a cache hit costs one atomic store.
 type entry struct {
 	meta       atomic.Pointer[Meta]
-	content    atomic.Pointer[content] // the file's bytes, if held in memory (see Content)
-	lastAccess atomic.Int64            // unix nanoseconds, written by Touch
-	flushed    atomic.Int64            // lastAccess value last written to badger
+	content    atomic.Pointer[content]    // the file's bytes, if held in memory (see Content)
+	open       atomic.Pointer[SharedFile] // the file held open, if it is (see OpenShared)
+	lastAccess atomic.Int64               // unix nanoseconds, written by Touch
+	flushed    atomic.Int64               // lastAccess value last written to badger
+	// lazy is meta while it was committed by a Batch not yet flushed: its
+	// file's bytes may not be on disk, so nothing may write it to badger
+	// (flushAccess skips it) until the Batch has synced them.
+	lazy atomic.Pointer[Meta]
 }
 
 // Store is the data directory. All methods are safe for concurrent use.
@@ -81,6 +86,7 @@ type Store struct {
 	dir     string
 	root    *os.Root // the data directory: every path goes through it, so nothing escapes
 	tree    *os.Root // root's tree/ folder
+	tmp     *os.File // root's tmp/ folder, for Batch's renames (see Batch.Commit)
 	db      *badger.DB
 	opts    Options
 	log     *slog.Logger
@@ -91,6 +97,7 @@ type Store struct {
 	size    atomic.Int64
 	files   atomic.Int64
 	memUsed atomic.Int64  // bytes held by entries' content
+	held    atomic.Int64  // files held open by entries (see OpenShared)
 	evictMu stdsync.Mutex // one eviction pass at a time; held across removals, never on the request path
 }
 
@@ -136,7 +143,14 @@ func Open(dir string, opts Options) (*Store, error) {
 		root.Close()
 		return nil, fmt.Errorf("open metadata in %s: %w", filepath.Join(dir, metaDir), err)
 	}
-	s := &Store{dir: dir, root: root, tree: tree, db: db, opts: opts, log: opts.Logger}
+	tmp, err := root.Open(tmpDir)
+	if err != nil {
+		db.Close()
+		tree.Close()
+		root.Close()
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	s := &Store{dir: dir, root: root, tree: tree, tmp: tmp, db: db, opts: opts, log: opts.Logger}
 	s.metrics = newMetrics(opts.Registerer, s)
 	if err := s.load(); err != nil {
 		s.Close()
@@ -207,14 +221,22 @@ func (s *Store) load() error {
 }
 
 // put records m in the index (not in badger) and keeps the totals right.
-func (s *Store) put(rel string, m Meta) {
+func (s *Store) put(rel string, m Meta) { s.putEntry(rel, &m, false) }
+
+// putEntry records mp in the index; lazy says that mp is not in badger
+// yet, and must not get there before its Batch is flushed.
+func (s *Store) putEntry(rel string, mp *Meta, lazy bool) *entry {
 	e := &entry{}
 	if v, loaded := s.index.LoadOrStore(rel, e); loaded {
 		e = v.(*entry)
 	} else {
 		s.files.Add(1)
 	}
-	if old := e.meta.Swap(&m); old != nil {
+	m := *mp
+	if lazy {
+		e.lazy.Store(mp) // before meta: flushAccess must never see mp without it
+	}
+	if old := e.meta.Swap(mp); old != nil {
 		s.size.Add(-old.Size)
 	}
 	s.size.Add(m.Size)
@@ -225,16 +247,25 @@ func (s *Store) put(rel string, m Meta) {
 	}
 	e.lastAccess.Store(at)
 	e.flushed.Store(at)
+	if !lazy {
+		e.lazy.Store(nil)
+	}
+	return e
 }
 
 // Close flushes batched access times and closes the metadata database.
 func (s *Store) Close() error {
 	ferr := s.flushAccess()
 	err := s.db.Close()
+	s.index.Range(func(_, v any) bool {
+		s.dropOpen(v.(*entry)) // a response still sending finishes first
+		return true
+	})
 	s.dirs.Range(func(k, v any) bool {
 		v.(*os.Root).Close()
 		return true
 	})
+	s.tmp.Close()
 	s.tree.Close()
 	s.root.Close()
 	return errors.Join(ferr, err)
@@ -550,7 +581,11 @@ func (s *Store) flushAccess() error {
 		if at == e.flushed.Load() {
 			return true
 		}
-		m := *e.meta.Load()
+		mp := e.meta.Load()
+		if e.lazy.Load() == mp {
+			return true // its Batch writes it, once the bytes are durable
+		}
+		m := *mp
 		m.LastAccess = time.Unix(0, at)
 		val, merr := json.Marshal(m)
 		if merr != nil {
