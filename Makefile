@@ -26,7 +26,7 @@ test-short: ## unit tests only, no race detector
 bench: bench-go bench-db bench-proxy bench-sync ## every benchmark below, with ratios against the baselines
 
 bench-go: ## Go micro-benchmarks (parsers, flights, hit path, upstream)
-	$(GO) test -run '^$$' -bench '^Benchmark(Fetch|PlainHTTP|ReadDB15k|WriteDB15k|ReadPackage|Vercmp|Flight|DoHit|ServeHit|ServeHitTCP)$$' -benchmem ./...
+	$(GO) test -run '^$$' -bench '^Benchmark(Fetch|PlainHTTP|ReadDB15k|WriteDB15k|ReadPackage|Vercmp|Flight|DoHit|ServeHit|ServeHitTCP|Hit)$$' -benchmem ./...
 
 bench-db: ## a 1,000-package db: repo-add vs mirrord's writer; hosted publish and 15k rebuild
 	scripts/bench-db.sh

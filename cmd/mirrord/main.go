@@ -126,22 +126,13 @@ func serve(args []string) error {
 	}
 
 	ready := newReadiness()
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
-	mux.Handle("GET /readyz", ready)
-	mux.Handle("/api/v1/", apiH)
-	mux.Handle("GET /{$}", ui) // folders of the tree go through tree to ui.Index
-	mux.Handle("/ui/", ui)
-	mux.Handle("/static/", ui)
-	mux.Handle("/", tree)
-	srv := newServer(cfg.Listen, proxy.Guard(mux), log)
+	mux := routes(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}), ready, apiH, ui, tree)
+	srv := newServer(proxy.Guard(mux), tree.AppendHit, log)
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	ln = proxy.StallListener(ln, proxy.WriteStall) // a client that stops reading is cut after a minute without progress
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	g, ctx := errgroup.WithContext(ctx)

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mirrord/mirrord/config"
+	"github.com/mirrord/mirrord/internal/fastpath"
 	"github.com/mirrord/mirrord/internal/proxy"
 	"github.com/mirrord/mirrord/internal/upstream"
 )
@@ -50,18 +51,39 @@ func newLogger(c config.Log) *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, opts))
 }
 
-// newServer sets timeouts so that slow-header and idle clients cannot pin
-// connections. There is no overall write timeout: a package download on a
-// slow link may rightly take long; stalls are bounded by the fetch side.
-func newServer(addr string, h http.Handler, log *slog.Logger) *http.Server {
-	return &http.Server{
-		Addr:              addr,
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(log.With("component", "http").Handler(), slog.LevelDebug),
+// newServer serves h, with plain GETs of hot small files answered by the
+// fast path (internal/fastpath) from hit. Timeouts keep slow-header and
+// idle clients from pinning connections. There is no overall write
+// timeout: a package download on a slow link may rightly take long; a
+// client that stops reading is cut after proxy.WriteStall.
+func newServer(h http.Handler, hit fastpath.Hit, log *slog.Logger) *fastpath.Server {
+	return &fastpath.Server{
+		Hit: hit,
+		Fallback: &http.Server{
+			Handler:           h,
+			ReadHeaderTimeout: 10 * time.Second,
+			IdleTimeout:       120 * time.Second,
+			MaxHeaderBytes:    64 << 10,
+			ErrorLog:          slog.NewLogLogger(log.With("component", "http").Handler(), slog.LevelDebug),
+		},
+		Wrap:       func(c net.Conn) net.Conn { return proxy.StallConn(c, proxy.WriteStall) },
+		WriteStall: proxy.WriteStall,
 	}
+}
+
+// routes is mirrord's URL layout (DESIGN.md): its own endpoints, and the
+// tree for everything else.
+func routes(metrics, ready, api, ui, tree http.Handler) *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", metrics)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.Handle("GET /readyz", ready)
+	mux.Handle("/api/v1/", api)
+	mux.Handle("GET /{$}", ui) // folders of the tree go through tree to ui.Index
+	mux.Handle("/ui/", ui)
+	mux.Handle("/static/", ui)
+	mux.Handle("/", tree)
+	return mux
 }
 
 // evictable says which tree paths the cache may evict: package files and

@@ -79,7 +79,7 @@ func newEnvWith(t *testing.T, n int, cache config.Cache, upOpts upstream.Options
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.srv = httptest.NewServer(Guard(e.h))
+	e.srv = serveFast(t, e.h)
 	t.Cleanup(func() {
 		e.srv.Close()
 		e.h.Shutdown(context.Background())

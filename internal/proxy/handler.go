@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mirrord/mirrord/config"
+	"github.com/mirrord/mirrord/internal/fastpath"
 	"github.com/mirrord/mirrord/internal/fetch"
 	"github.com/mirrord/mirrord/internal/lockfree"
 	"github.com/mirrord/mirrord/internal/store"
@@ -118,28 +119,72 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ms := h.mirrors[t.Distro+"/"+t.Repo]
 	switch {
-	case ms == nil || t.Mode == config.ModeHosted:
-		// Hosted, or no upstream configured: the tree is all there is.
-	case t.Mode == config.ModeMirror && t.Mutable():
-		// A mirror's databases change only through the sync, which swaps
-		// them in consistently; never fetch one behind its back.
-	case t.Mutable():
+	case revalidates(t, ms):
 		h.serveMutable(w, r, t, ms)
-		return
-	default:
-		// Packages: hit, or fetch (also in mirror repos, as a fallback
-		// for a file the sync has not fetched yet).
-		if h.serveHit(w, r, t, resultHit) {
-			return
-		}
+	case h.serveHit(w, r, t, resultHit):
+	case ms != nil && t.Mode != config.ModeHosted && !t.Mutable():
+		// A package not in the tree: fetch it (in mirror repos too, as a
+		// fallback for a file the sync has not fetched yet).
 		h.serveMiss(w, r, t, ms)
-		return
-	}
-	if !h.serveHit(w, r, t, resultHit) {
+	default:
+		// Hosted, no upstream, or a mirror's database: the tree is all
+		// there is. (A mirror's databases change only through the sync,
+		// which swaps them in consistently; never fetch one behind its back.)
 		h.metrics.request(t, resultNotFound)
 		httpError(w, "not found", http.StatusNotFound)
 	}
 }
+
+// revalidates reports whether t is a proxy repo's database, signature or
+// sync stamp, which is served only after checking its age (serveMutable).
+// Every other file is served from the tree when it is there.
+func revalidates(t Target, ms *upstream.MirrorSet) bool {
+	return ms != nil && t.Mode == config.ModeProxy && t.Mutable()
+}
+
+// AppendHit is ServeHTTP for the fast path (internal/fastpath), which
+// calls it for a plain GET: when ServeHTTP would answer path with a hit,
+// it counts the hit as ServeHTTP does, appends the same header fields to
+// dst and returns the body; a small file from memory, any other as a
+// shared open file for sendfile(2). Anything else (a miss, a database
+// due for revalidation, a folder) is ServeHTTP's: ok is false.
+func (h *Handler) AppendHit(dst []byte, path string) (head []byte, body fastpath.Body, ok bool) {
+	if CheckPath(path, path) != nil {
+		return dst, body, false
+	}
+	t, err := h.router.Resolve(path)
+	if err != nil || revalidates(t, h.mirrors[t.Distro+"/"+t.Repo]) {
+		return dst, body, false
+	}
+	data, f, m, ok := h.store.Hit(t.Rel, copyMax)
+	if !ok {
+		return dst, body, false
+	}
+	if f != nil {
+		body = fastpath.Body{File: f, Size: m.Size}
+	} else {
+		body = fastpath.Body{Data: data}
+	}
+	h.metrics.request(t, resultHit)
+	h.metrics.served(t, m.Size)
+	dst = append(dst, "Accept-Ranges: bytes\r\nCache-Control: "...)
+	if t.Mutable() {
+		dst = append(dst, cacheNoCache[0]...)
+	} else {
+		dst = append(dst, cacheImmutable[0]...)
+	}
+	dst = append(dst, "\r\nContent-Length: "...)
+	dst = strconv.AppendInt(dst, m.Size, 10)
+	dst = append(dst, "\r\nContent-Type: "...)
+	dst = append(dst, contentTypeOctet[0]...)
+	dst = append(dst, "\r\nLast-Modified: "...)
+	dst = m.LastModified.UTC().AppendFormat(dst, http.TimeFormat)
+	return append(dst, "\r\n"...), body, true
+}
+
+// copyMax is the largest file the fast path copies from memory: above
+// it, sendfile(2) from the page cache costs less than the copy.
+const copyMax = 16 << 10
 
 // serveHit serves t from the tree if it is there; false means a miss.
 // Small files come from memory (store.Content), others by sendfile(2).

@@ -58,9 +58,7 @@ func newTestServerMem(t *testing.T, memory int64) (*httptest.Server, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(Guard(h))
-	t.Cleanup(srv.Close)
-	return srv, dir
+	return serveFast(t, h), dir
 }
 
 func TestServeHit(t *testing.T) {

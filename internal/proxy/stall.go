@@ -38,10 +38,16 @@ func (l *stallListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	return StallConn(c, l.stall), nil
+}
+
+// StallConn wraps one TCP connection as StallListener does; any other
+// connection is returned as it is.
+func StallConn(c net.Conn, stall time.Duration) net.Conn {
 	if tc, ok := c.(*net.TCPConn); ok {
-		return &stallConn{TCPConn: tc, stall: l.stall}, nil
+		return &stallConn{TCPConn: tc, stall: stall}
 	}
-	return c, nil
+	return c
 }
 
 // stallConn extends its write deadline before every write and while a

@@ -1,0 +1,132 @@
+package fastpath
+
+import "bytes"
+
+// request is what the fast path needs of a request head.
+type request struct {
+	path  []byte // the request target, an absolute path without query
+	close bool   // "Connection: close": answer, then close
+}
+
+// parseHead parses head, a complete request head ending in "\r\n\r\n".
+// ok is false unless the request is one the fast path answers: a GET, HTTP/1.1,
+// an absolute path with no query or escape, exactly one plain Host, and
+// only headers that do not change the answer. Anything else, valid or not,
+// goes to net/http, which decides; the fast path never accepts what
+// net/http would refuse.
+func parseHead(head []byte) (req request, ok bool) {
+	line, rest, found := bytes.Cut(head, crlf)
+	if !found {
+		return req, false
+	}
+	target, found := bytes.CutPrefix(line, []byte("GET "))
+	if !found {
+		return req, false
+	}
+	target, found = bytes.CutSuffix(target, []byte(" HTTP/1.1"))
+	if !found || len(target) == 0 || target[0] != '/' {
+		return req, false
+	}
+	for _, c := range target {
+		// '%' (escapes), '?' (query) and '#' are left to net/http, which
+		// decodes them; so is anything outside visible ASCII.
+		if c <= ' ' || c >= 0x7f || c == '%' || c == '?' || c == '#' {
+			return req, false
+		}
+	}
+	req.path = target
+	hosts := 0
+	for {
+		line, rest, found = bytes.Cut(rest, crlf)
+		if !found {
+			return req, false
+		}
+		if len(line) == 0 {
+			break // the blank line ending the head
+		}
+		name, value, found := bytes.Cut(line, []byte(":"))
+		if !found || !validName(name) || !validValue(value) {
+			return req, false
+		}
+		value = bytes.Trim(value, " \t")
+		var lower [16]byte
+		switch string(toLower(lower[:0], name)) { // compared without allocating
+		case "host":
+			hosts++
+			if !validHost(value) {
+				return req, false
+			}
+		case "connection":
+			switch {
+			case bytes.EqualFold(value, []byte("keep-alive")):
+			case bytes.EqualFold(value, []byte("close")):
+				req.close = true
+			default:
+				return req, false
+			}
+		case "user-agent", "accept", "accept-encoding", "accept-language", "cache-control", "pragma":
+			// Informational for a file that is sent whole and unencoded.
+		default:
+			// Range, conditions, bodies, upgrades, anything unknown.
+			return req, false
+		}
+	}
+	return req, hosts == 1 && len(rest) == 0
+}
+
+var crlf = []byte("\r\n")
+
+// validName accepts header names made of letters, digits and '-': a strict
+// subset of RFC 9110's token.
+func validName(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	for _, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// validValue accepts visible ASCII, spaces and tabs; no control byte
+// (a lone CR or LF included) and no obs-text.
+func validValue(b []byte) bool {
+	for _, c := range b {
+		if (c < ' ' && c != '\t') || c >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// validHost accepts a non-empty host[:port] of letters, digits and
+// ".-:[]_": what a client puts there, and a subset of what net/http allows.
+func validHost(b []byte) bool {
+	if len(b) == 0 || len(b) > 255 {
+		return false
+	}
+	for _, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+			c == '.' || c == '-' || c == ':' || c == '[' || c == ']' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// toLower appends the ASCII lower-case form of name to dst, or nothing
+// when name is longer than dst's capacity (longer than any known name).
+func toLower(dst, name []byte) []byte {
+	if len(name) > cap(dst)-len(dst) {
+		return dst
+	}
+	for _, c := range name {
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		dst = append(dst, c)
+	}
+	return dst
+}

@@ -1,0 +1,395 @@
+package fastpath
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// testFile is a File whose releases are counted and signalled.
+type testFile struct {
+	f        *os.File
+	released chan struct{}
+}
+
+func (f *testFile) Fd() int { return int(f.f.Fd()) }
+
+func (f *testFile) Release() { f.released <- struct{}{} }
+
+// env is a fast-path server on loopback: "/mem/NAME" bodies come from
+// memory, "/file/NAME" from files; anything else, and every request the
+// fast path declines, reaches the fallback handler, which says so in an
+// X-Fallback header.
+type env struct {
+	t        *testing.T
+	srv      *Server
+	addr     string
+	mem      map[string][]byte
+	files    map[string]string // name -> path
+	released chan struct{}
+	fallback atomic.Int64 // requests the fallback served
+	served   chan error   // Serve's result
+}
+
+func newEnv(t *testing.T, configure func(*Server)) *env {
+	t.Helper()
+	e := &env{t: t, mem: map[string][]byte{}, files: map[string]string{}, released: make(chan struct{}, 1000), served: make(chan error, 1)}
+	e.srv = &Server{
+		Hit: e.hit,
+		Fallback: &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			e.fallback.Add(1)
+			w.Header().Set("X-Fallback", "1")
+			body, _ := io.ReadAll(r.Body)
+			fmt.Fprintf(w, "%s %s body=%q", r.Method, r.URL.Path, body)
+		})},
+	}
+	if configure != nil {
+		configure(e.srv)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.addr = ln.Addr().String()
+	go func() { e.served <- e.srv.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := e.srv.Shutdown(ctx); err != nil {
+			t.Errorf("Shutdown = %v", err)
+		}
+		if err := <-e.served; !errors.Is(err, http.ErrServerClosed) {
+			t.Errorf("Serve = %v, want ErrServerClosed", err)
+		}
+	})
+	return e
+}
+
+func (e *env) hit(dst []byte, path string) ([]byte, Body, bool) {
+	if data, ok := e.mem[strings.TrimPrefix(path, "/mem/")]; ok && strings.HasPrefix(path, "/mem/") {
+		return append(dst, "Content-Length: "+fmt.Sprint(len(data))+"\r\n"...), Body{Data: data}, true
+	}
+	if p, ok := e.files[strings.TrimPrefix(path, "/file/")]; ok && strings.HasPrefix(path, "/file/") {
+		f, err := os.Open(p)
+		if err != nil {
+			e.t.Error(err)
+			return dst, Body{}, false
+		}
+		info, _ := f.Stat()
+		tf := &testFile{f: f, released: e.released}
+		e.t.Cleanup(func() { f.Close() })
+		return append(dst, "Content-Length: "+fmt.Sprint(info.Size())+"\r\n"...), Body{File: tf, Size: info.Size()}, true
+	}
+	return dst, Body{}, false
+}
+
+func (e *env) addFile(name string, data []byte) {
+	p := filepath.Join(e.t.TempDir(), name)
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		e.t.Fatal(err)
+	}
+	e.files[name] = p
+}
+
+func (e *env) dial() net.Conn {
+	e.t.Helper()
+	c, err := net.Dial("tcp", e.addr)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// readResponse reads one response to a GET and its body from br.
+func readResponse(t *testing.T, br *bufio.Reader) (*http.Response, string) {
+	t.Helper()
+	return readResponseTo(t, br, "GET")
+}
+
+func readResponseTo(t *testing.T, br *bufio.Reader, method string) (*http.Response, string) {
+	t.Helper()
+	resp, err := http.ReadResponse(br, &http.Request{Method: method})
+	if err != nil {
+		t.Fatalf("read response: %v", err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("read body: %v", err)
+	}
+	resp.Body.Close()
+	return resp, string(body)
+}
+
+func get(path string, extra ...string) string {
+	return "GET " + path + " HTTP/1.1\r\nHost: test\r\n" + strings.Join(extra, "") + "\r\n"
+}
+
+func TestKeepAliveFastRequests(t *testing.T) {
+	e := newEnv(t, nil)
+	e.mem["a"] = []byte("hello")
+	big := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB, more than a socket buffer
+	e.addFile("big", big)
+	client := &http.Client{Transport: &http.Transport{MaxConnsPerHost: 1}}
+	defer client.CloseIdleConnections()
+	for i := range 5 {
+		for _, tc := range []struct{ path, want string }{{"/mem/a", "hello"}, {"/file/big", string(big)}} {
+			resp, err := client.Get("http://" + e.addr + tc.path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || string(body) != tc.want {
+				t.Fatalf("round %d GET %s = %d, %d bytes, want 200 and %d bytes", i, tc.path, resp.StatusCode, len(body), len(tc.want))
+			}
+			if resp.Header.Get("Date") == "" || resp.Header.Get("X-Fallback") != "" {
+				t.Errorf("GET %s headers %v: want a Date and no fallback", tc.path, resp.Header)
+			}
+		}
+	}
+	if n := e.fallback.Load(); n != 0 {
+		t.Errorf("fallback served %d requests, want 0", n)
+	}
+	for range 5 {
+		<-e.released // every file body released once
+	}
+	select {
+	case <-e.released:
+		t.Error("a file was released more than once")
+	default:
+	}
+}
+
+// A connection is handed over with the requests it pipelined: answers
+// come in order, the fallback's included, and the body of a request the
+// fast path declined reaches the fallback whole.
+func TestPipelinedHandOff(t *testing.T) {
+	e := newEnv(t, nil)
+	e.mem["a"] = []byte("AAAA")
+	c := e.dial()
+	post := "POST /upload HTTP/1.1\r\nHost: test\r\nContent-Length: 7\r\n\r\npayload"
+	io.WriteString(c, get("/mem/a")+get("/mem/a", "Range: bytes=0-1\r\n")+post+get("/mem/a"))
+	br := bufio.NewReader(c)
+	want := []struct{ fallback, body string }{
+		{"", "AAAA"},
+		{"1", `GET /mem/a body=""`},
+		{"1", `POST /upload body="payload"`},
+		{"1", `GET /mem/a body=""`}, // the connection is net/http's now
+	}
+	for i, w := range want {
+		resp, body := readResponse(t, br)
+		if resp.Header.Get("X-Fallback") != w.fallback || body != w.body {
+			t.Errorf("response %d: fallback %q body %q, want %q %q", i, resp.Header.Get("X-Fallback"), body, w.fallback, w.body)
+		}
+	}
+}
+
+func TestHandOffs(t *testing.T) {
+	bigHeader := "Accept: " + strings.Repeat("x", headSize) + "\r\n"
+	tests := []struct {
+		name string
+		req  string
+	}{
+		{"unknown path", get("/nothing")},
+		{"head", "HEAD /mem/a HTTP/1.1\r\nHost: test\r\n\r\n"},
+		{"http/1.0", "GET /mem/a HTTP/1.0\r\n\r\n"},
+		{"head larger than the fast path's buffer", get("/mem/a", bigHeader)},
+		{"query", get("/mem/a?x=1")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, nil)
+			e.mem["a"] = []byte("AAAA")
+			c := e.dial()
+			io.WriteString(c, tt.req)
+			resp, _ := readResponseTo(t, bufio.NewReader(c), strings.Fields(tt.req)[0])
+			if resp.Header.Get("X-Fallback") != "1" {
+				t.Errorf("%s: answered by the fast path (%d %v), want the fallback", tt.name, resp.StatusCode, resp.Header)
+			}
+		})
+	}
+}
+
+func TestConnectionClose(t *testing.T) {
+	e := newEnv(t, nil)
+	e.mem["a"] = []byte("AAAA")
+	c := e.dial()
+	io.WriteString(c, get("/mem/a", "Connection: close\r\n"))
+	br := bufio.NewReader(c)
+	resp, body := readResponse(t, br)
+	if body != "AAAA" || !resp.Close {
+		t.Errorf("body %q close %v, want AAAA and Connection: close", body, resp.Close)
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := br.Read(make([]byte, 1)); err != io.EOF {
+		t.Errorf("after Connection: close, read = %d, %v; want EOF", n, err)
+	}
+}
+
+// A client that stops reading a big file is cut after WriteStall, and the
+// file is released.
+func TestWriteStall(t *testing.T) {
+	e := newEnv(t, func(s *Server) { s.WriteStall = 300 * time.Millisecond })
+	e.addFile("big", make([]byte, 64<<20))
+	c := e.dial()
+	io.WriteString(c, get("/file/big"))
+	select {
+	case <-e.released:
+	case <-time.After(20 * time.Second):
+		t.Fatal("a stalled client still holds the file after 20 s")
+	}
+}
+
+// A slow reader is not a stalled one: it gets the whole file.
+func TestSlowReaderGetsAll(t *testing.T) {
+	e := newEnv(t, func(s *Server) { s.WriteStall = 200 * time.Millisecond })
+	data := bytes.Repeat([]byte("z"), 4<<20)
+	e.addFile("big", data)
+	c := e.dial()
+	io.WriteString(c, get("/file/big"))
+	br := bufio.NewReaderSize(c, 64<<10)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got int
+	buf := make([]byte, 256<<10)
+	for got < len(data) {
+		time.Sleep(50 * time.Millisecond) // a reader this slow takes well over WriteStall in all
+		n, err := resp.Body.Read(buf)
+		got += n
+		if err != nil {
+			break
+		}
+	}
+	if got != len(data) {
+		t.Errorf("slow reader got %d bytes, want %d", got, len(data))
+	}
+}
+
+// Header and idle limits come from the fallback server's settings.
+func TestReadTimeouts(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		send string
+	}{
+		{"partial head", "GET /mem/a HTTP/1.1\r\nHo"},
+		{"idle", ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, func(s *Server) {
+				s.Fallback.ReadHeaderTimeout = 200 * time.Millisecond
+				s.Fallback.IdleTimeout = 200 * time.Millisecond
+			})
+			c := e.dial()
+			io.WriteString(c, tt.send)
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			if _, err := c.Read(make([]byte, 1)); err != io.EOF {
+				t.Errorf("%s: read = %v, want EOF (the server closed it)", tt.name, err)
+			}
+		})
+	}
+}
+
+// Shutdown closes idle connections at once, lets a response in progress
+// finish, and returns.
+func TestShutdown(t *testing.T) {
+	e := newEnv(t, nil)
+	e.mem["a"] = []byte("AAAA")
+	data := make([]byte, 32<<20)
+	e.addFile("big", data)
+
+	idle := e.dial()
+	io.WriteString(idle, get("/mem/a"))
+	ibr := bufio.NewReader(idle)
+	readResponse(t, ibr)
+
+	busy := e.dial()
+	io.WriteString(busy, get("/file/big"))
+	bbr := bufio.NewReader(busy)
+	resp, err := http.ReadResponse(bbr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		done <- e.srv.Shutdown(ctx)
+	}()
+	idle.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := ibr.ReadByte(); err != io.EOF {
+		t.Errorf("idle connection: read = %v, want EOF", err)
+	}
+	n, err := io.Copy(io.Discard, resp.Body)
+	if err != nil || n != int64(len(data)) {
+		t.Errorf("response in progress during Shutdown: %d bytes, %v; want %d", n, err, len(data))
+	}
+	if err := <-done; err != nil {
+		t.Errorf("Shutdown = %v", err)
+	}
+	if _, err := net.Dial("tcp", e.addr); err == nil {
+		t.Error("still accepting after Shutdown")
+	}
+}
+
+// BenchmarkHit compares a 50 KiB hit from memory on one keep-alive
+// connection through the fast path and through net/http alone.
+func BenchmarkHit(b *testing.B) {
+	body := bytes.Repeat([]byte("x"), 50<<10)
+	head := []byte("Content-Length: 51200\r\nContent-Type: application/octet-stream\r\n")
+	run := func(b *testing.B, addr string) {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer c.Close()
+		br := bufio.NewReaderSize(c, 64<<10)
+		req := []byte(get("/mem/a"))
+		b.SetBytes(int64(len(body)))
+		b.ReportAllocs()
+		for b.Loop() {
+			c.Write(req)
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+		}
+	}
+	b.Run("fastpath", func(b *testing.B) {
+		s := &Server{
+			Hit: func(dst []byte, path string) ([]byte, Body, bool) {
+				return append(dst, head...), Body{Data: body}, true
+			},
+			Fallback: &http.Server{},
+		}
+		ln, _ := net.Listen("tcp", "127.0.0.1:0")
+		go s.Serve(ln)
+		defer s.Shutdown(context.Background())
+		run(b, ln.Addr().String())
+	})
+	b.Run("nethttp", func(b *testing.B) {
+		s := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header()["Content-Length"] = []string{"51200"}
+			w.Header()["Content-Type"] = []string{"application/octet-stream"}
+			w.Write(body)
+		})}
+		ln, _ := net.Listen("tcp", "127.0.0.1:0")
+		go s.Serve(ln)
+		defer s.Close()
+		run(b, ln.Addr().String())
+	})
+}
