@@ -46,6 +46,17 @@ type Job struct {
 	Expect func() (Expect, bool)
 	// OnCommit, if set, runs after the file entered the tree.
 	OnCommit func()
+	// Listed says that the caller listed Rel's folder just before and
+	// found no file: the fill then looks for one that another flight
+	// committed since in the store's index only, not on disk (a miss on
+	// disk walks the path). A file placed by hand meanwhile is fetched
+	// again, which replaces it with the same bytes.
+	Listed bool
+	// Batch, if set, commits the file through it: in the tree at once,
+	// durable and recorded only at the batch's Flush. For writers that
+	// make a whole group durable before publishing it (the sync); nil
+	// makes each file durable before the flight ends (the proxy).
+	Batch *store.Batch
 }
 
 // Fetcher runs Jobs. Its zero value is not usable: use New.
@@ -86,7 +97,17 @@ func (f *Fetcher) Do(ctx context.Context, job Job) (*lockfree.Flight, bool) {
 
 func (f *Fetcher) fill(ctx context.Context, fl *lockfree.Flight, job Job) error {
 	req := job.Request
-	meta, err := f.store.Stat(job.Rel)
+	var meta store.Meta
+	var err error
+	if job.Listed {
+		if m, ok := f.store.Indexed(job.Rel); ok {
+			meta = m
+		} else {
+			err = store.ErrNotFound
+		}
+	} else {
+		meta, err = f.store.Stat(job.Rel)
+	}
 	if err == nil {
 		// The caller missed, but a flight for this file may have ended
 		// between its look and its Do: check again inside the flight.
@@ -118,7 +139,13 @@ var bufPool = stdsync.Pool{New: func() any { b := make([]byte, 64<<10); return &
 // verification, so a bad transfer always looks broken to the client,
 // never complete.
 func (f *Fetcher) copyAndCommit(ctx context.Context, fl *lockfree.Flight, job Job, resp *upstream.Response) error {
-	tmp, err := f.store.CreateTemp("fill-*")
+	var tmp *os.File
+	var err error
+	if job.Batch != nil {
+		tmp, err = job.Batch.CreateTemp(job.Rel)
+	} else {
+		tmp, err = f.store.CreateTemp("fill-*")
+	}
 	if err != nil {
 		return err
 	}
@@ -187,7 +214,12 @@ func (f *Fetcher) copyAndCommit(ctx context.Context, fl *lockfree.Flight, job Jo
 	if lm.IsZero() {
 		lm = time.Now()
 	}
-	if err := f.store.Commit(tmp, job.Rel, store.Meta{SHA256: digest, ETag: resp.ETag, LastModified: lm, FetchedAt: time.Now()}); err != nil {
+	m := store.Meta{SHA256: digest, ETag: resp.ETag, LastModified: lm, FetchedAt: time.Now()}
+	commit := f.store.Commit
+	if job.Batch != nil {
+		commit = job.Batch.Commit
+	}
+	if err := commit(tmp, job.Rel, m); err != nil {
 		return err
 	}
 	committed = true

@@ -6,7 +6,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/mirrord/mirrord/internal/alpm"
 	"github.com/mirrord/mirrord/internal/store"
 )
 
@@ -15,11 +14,11 @@ import (
 // unreferenced, and forgets the records of files db names again. Pruning
 // deletes them sync.prune_after later, so that a client holding
 // yesterday's db still finds its packages.
-func (rn *run) markUnreferenced(dir string, db *alpm.DB) error {
-	named := make(map[string]bool, 2*len(db.Packages))
-	for _, p := range db.Packages {
-		named[p.Filename] = true
-		named[p.Filename+".sig"] = true
+func (rn *run) markUnreferenced(dir string, db *parsedDB) error {
+	named := make(map[string]bool, 2*len(db.pkgs))
+	for _, p := range db.pkgs {
+		named[p.file] = true
+		named[p.file+".sig"] = true
 	}
 	entries, err := rn.s.store.ReadDir(dir)
 	if err != nil {

@@ -9,7 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"slices"
 	"strings"
 	stdsync "sync"
 	"sync/atomic"
@@ -43,6 +45,11 @@ type run struct {
 	mu   stdsync.Mutex       // guards bad and good
 	bad  map[string]bool     // templates that sent bad bytes during this run
 	good *upstream.MirrorSet // r.mirrors without the bad ones; nil: r.mirrors
+
+	// batch holds the files download brought in, durable together (see
+	// download); set by download for the arch it runs.
+	batch    *store.Batch
+	flushing atomic.Bool // a worker is flushing batch early
 }
 
 // do syncs every arch of the repo and returns upstream's lastupdate as
@@ -104,9 +111,9 @@ type staged struct {
 	rel       string
 	tmp       *os.File // nil unless a new copy was fetched
 	meta      store.Meta
-	db        *alpm.DB // parsed, for .db and .files
-	unchanged bool     // 304 to the validators of the copy we published
-	absent    bool     // 404 from every mirror
+	db        *parsedDB // parsed, for .db and .files
+	unchanged bool      // 304 to the validators of the copy we published
+	absent    bool      // 404 from every mirror
 }
 
 func (st *staged) discard() {
@@ -213,10 +220,13 @@ func (rn *run) stage(ctx context.Context, arch, rel string, parse bool) (*staged
 			if _, err := st.tmp.Seek(0, io.SeekStart); err != nil {
 				return err
 			}
-			if st.db, err = alpm.ReadDB(bufio.NewReaderSize(st.tmp, 64<<10)); err != nil {
+			db, err := alpm.ReadDB(bufio.NewReaderSize(st.tmp, 64<<10))
+			if err != nil {
 				return fmt.Errorf("%w: %s from %s: %v", errBadBytes, rel, resp.Mirror, err)
 			}
-			st.db = &alpm.DB{Packages: slimPackages(st.db.Packages), Compression: st.db.Compression}
+			// Only the .db's packages are downloaded; the .files db is
+			// parsed to check it.
+			st.db = slim(db, strings.HasSuffix(rel, ".db"))
 		}
 		return nil
 	})
@@ -227,12 +237,34 @@ func (rn *run) stage(ctx context.Context, arch, rel string, parse bool) (*staged
 	return st, nil
 }
 
-// slimPackages keeps of each package only what the sync needs, so a
-// parsed .files db does not hold its file lists while packages download.
-func slimPackages(pkgs []*alpm.Package) []*alpm.Package {
-	out := make([]*alpm.Package, len(pkgs))
-	for i, p := range pkgs {
-		out[i] = &alpm.Package{Filename: p.Filename, Name: p.Name, Version: p.Version, CSize: p.CSize, SHA256Sum: p.SHA256Sum, PGPSig: p.PGPSig}
+// parsedDB is what a sync keeps of a database while its packages
+// download.
+type parsedDB struct {
+	pkgs        []pkgRef
+	compression alpm.Compression
+}
+
+// pkgRef is what a sync needs of a package a db names.
+type pkgRef struct {
+	file   string // %FILENAME%
+	size   int64  // %CSIZE%
+	sha256 string // %SHA256SUM%
+	pgpSig string // %PGPSIG%, base64
+}
+
+// slim keeps of db only what the sync needs (of its packages, only if
+// pkgs is set): a parsed alpm.Package is some 600 bytes before its
+// strings, and those strings share the memory of the whole desc entry, so
+// the kept ones are copied. For 15,000 packages that is about 2 MB
+// instead of some 40 while the packages download.
+func slim(db *alpm.DB, pkgs bool) *parsedDB {
+	out := &parsedDB{compression: db.Compression}
+	if !pkgs {
+		return out
+	}
+	out.pkgs = make([]pkgRef, len(db.Packages))
+	for i, p := range db.Packages {
+		out.pkgs[i] = pkgRef{file: strings.Clone(p.Filename), size: p.CSize, sha256: strings.Clone(p.SHA256Sum), pgpSig: strings.Clone(p.PGPSig)}
 	}
 	return out
 }
@@ -280,7 +312,7 @@ func (rn *run) publish(db, sig *staged) error {
 		return fmt.Errorf("record %s: %w", db.rel, err)
 	}
 	// repo-add's layout: {repo}.db.tar.gz beside {repo}.db (a link here).
-	if ext := db.db.Compression.Ext(); ext != "" {
+	if ext := db.db.compression.Ext(); ext != "" {
 		link := db.rel + ".tar" + ext
 		if _, err := rn.s.store.Lstat(link); err != nil {
 			if err := rn.s.store.Symlink(db.rel[strings.LastIndexByte(db.rel, '/')+1:], link); err != nil {
@@ -310,30 +342,74 @@ type want struct {
 	sig    []byte        // a signature the db carries in %PGPSIG%
 }
 
+// Batching of the downloaded files (see download).
+const (
+	// flushFiles and flushBytes bound what a batch holds before a worker
+	// flushes it early: what a kill -9 or a power loss leaves to hash
+	// again, and the dirty pages one sync of the file system waits for.
+	flushFiles = 4096
+	flushBytes = 512 << 20
+	// sigProbes is how many signatures a sync asks for before it decides
+	// whether upstream publishes package signatures at all.
+	sigProbes = 8
+)
+
 // download brings every file db names into dir, at most sync.concurrency
 // at a time. The first failure stops the rest: what was verified stays in
 // the tree for the next attempt.
-func (rn *run) download(ctx context.Context, arch, dir string, db *alpm.DB) error {
+//
+// The files are committed through one store.Batch: placed in the tree
+// without an fsync each, and made durable together (one sync of the file
+// system, then their records in one badger batch) every flushFiles files
+// and before download returns, so before the db that names them is
+// published. A crash before that leaves files that no published db names
+// and that have no record, which the next sync hashes (have) before
+// trusting them: a power loss may have left them empty or torn, a kill -9
+// left them whole, and neither is fetched again unless its bytes differ.
+func (rn *run) download(ctx context.Context, arch, dir string, db *parsedDB) (err error) {
+	rn.batch = rn.s.store.NewBatch()
+	defer func() {
+		// Also after a failure: what was verified is kept for the next
+		// attempt, and a restart should find it recorded.
+		if ferr := rn.batch.Close(); ferr != nil {
+			err = errors.Join(err, ferr)
+		}
+	}()
+	// One listing of the folder instead of a stat per file: on a first
+	// sync nearly every file is missing, and a miss costs the store a
+	// walk of the path. A file that the proxy brings in after the listing
+	// is found by the fetch, which looks again inside its flight.
+	entries, err := rn.s.store.ReadDir(dir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("list %s: %w", dir, err)
+	}
+	onDisk := make(map[string]bool, len(entries))
+	for _, e := range entries {
+		onDisk[e.Name()] = true
+	}
 	var todo []want
 	var total int64
-	for _, p := range db.Packages {
-		e := fetch.Expect{Size: p.CSize, SHA256: p.SHA256Sum}
-		ok, err := rn.have(dir+"/"+p.Filename, e)
-		if err != nil {
-			return err
+	var newSigs, oldSigs []string // signatures to ask upstream for: of packages fetched now, of the others
+	for _, p := range db.pkgs {
+		e := fetch.Expect{Size: p.size, SHA256: p.sha256}
+		ok := false
+		if onDisk[p.file] {
+			if ok, err = rn.have(dir+"/"+p.file, e); err != nil {
+				return err
+			}
 		}
 		if !ok {
-			todo = append(todo, want{file: p.Filename, expect: &e})
-			total += p.CSize
+			todo = append(todo, want{file: p.file, expect: &e})
+			total += p.size
 		}
-		sigFile := p.Filename + ".sig"
-		if _, err := rn.s.store.Stat(dir + "/" + sigFile); err == nil {
+		sigFile := p.file + ".sig"
+		if onDisk[sigFile] {
 			continue
 		}
-		if p.PGPSig != "" {
+		if p.pgpSig != "" {
 			// The db carries the signature: it is the .sig file's bytes,
 			// so no request is needed.
-			sig, err := base64.StdEncoding.DecodeString(p.PGPSig)
+			sig, err := base64.StdEncoding.DecodeString(p.pgpSig)
 			if err == nil {
 				todo = append(todo, want{file: sigFile, sig: sig})
 				continue
@@ -342,11 +418,87 @@ func (rn *run) download(ctx context.Context, arch, dir string, db *alpm.DB) erro
 		if _, err := rn.s.store.Get(keyNoSig + dir + "/" + sigFile); err == nil {
 			continue
 		}
-		todo = append(todo, want{file: sigFile})
+		if ok {
+			oldSigs = append(oldSigs, sigFile)
+		} else {
+			newSigs = append(newSigs, sigFile)
+		}
 	}
 	rn.r.filesTotal.Add(int64(len(todo)))
 	rn.r.bytesTotal.Add(total)
 
+	sigs, err := rn.probeSigs(ctx, arch, dir, newSigs, oldSigs)
+	if err != nil {
+		return err
+	}
+	for _, f := range sigs {
+		todo = append(todo, want{file: f})
+	}
+	rn.r.filesTotal.Add(int64(len(sigs)))
+	return rn.getAll(ctx, arch, dir, todo)
+}
+
+// probeSigs decides which package signatures to ask upstream for, of
+// those of the packages fetched now (fresh) and of the others (old): all
+// of them if upstream publishes signatures, none if it does not.
+//
+// Arch publishes a .sig beside every package; other repos publish none,
+// and asking for each would double the requests of their syncs and store
+// a "none upstream" record per package. So the sync asks for a sample
+// first (fresh packages first: a repo that starts signing signs those).
+// If none is there the folder is marked unsigned (one key), and later
+// syncs ask for a sample of their fresh packages only. A single signature
+// found makes the folder signed again and every signature not known
+// absent is asked for, so a signed repo gets every one. A repo that
+// signs only some packages may have its signatures found late, a sample
+// at a time; none is ever fetched wrongly.
+func (rn *run) probeSigs(ctx context.Context, arch, dir string, fresh, old []string) ([]string, error) {
+	_, err := rn.s.store.Get(keyUnsigned + dir)
+	marked := err == nil
+	all := slices.Concat(fresh, old)
+	candidates := all
+	if marked {
+		candidates = fresh
+	}
+	// Either way a prefix of all.
+	sample := candidates[:min(len(candidates), sigProbes)]
+	if len(sample) == 0 {
+		return nil, nil
+	}
+	probes := make([]want, len(sample))
+	for i, f := range sample {
+		probes[i] = want{file: f}
+	}
+	rn.r.filesTotal.Add(int64(len(probes)))
+	if err := rn.getAll(ctx, arch, dir, probes); err != nil {
+		return nil, err
+	}
+	found := false
+	for _, f := range sample {
+		if _, ok := rn.s.store.Indexed(dir + "/" + f); ok {
+			found = true
+			break
+		}
+	}
+	if !found {
+		if !marked {
+			rn.s.log.Info("upstream publishes no package signatures; asking for a sample at each sync", "repo", rn.r.key, "folder", dir, "probes", len(sample))
+			rn.batch.Put(keyUnsigned+dir, []byte("1"))
+		}
+		return nil, nil
+	}
+	if marked {
+		rn.s.log.Info("upstream publishes package signatures again", "repo", rn.r.key, "folder", dir)
+		if err := rn.s.store.Delete(keyUnsigned + dir); err != nil {
+			return nil, err
+		}
+	}
+	return all[len(sample):], nil
+}
+
+// getAll gets every file of todo, at most sync.concurrency at a time; the
+// first failure stops the rest.
+func (rn *run) getAll(ctx context.Context, arch, dir string, todo []want) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(rn.s.cfg.Sync.Concurrency)
 	for _, w := range todo {
@@ -363,13 +515,14 @@ func (rn *run) get(ctx context.Context, arch, dir string, w want) error {
 	rel := dir + "/" + w.file
 	if w.sig != nil {
 		now := rn.s.now()
-		if err := rn.s.store.WriteFile(rel, w.sig, store.Meta{LastModified: now, FetchedAt: now}); err != nil {
+		if err := rn.batch.WriteFile(rel, w.sig, store.Meta{LastModified: now, FetchedAt: now}); err != nil {
 			return err
 		}
 		rn.done(int64(len(w.sig)), true)
-		return nil
+		return rn.flushEarly()
 	}
-	job := fetch.Job{Rel: rel, Repo: rn.r.key, Request: upstream.Request{Repo: rn.r.name, Arch: arch, File: w.file, Resumable: true}}
+	job := fetch.Job{Rel: rel, Repo: rn.r.key, Request: upstream.Request{Repo: rn.r.name, Arch: arch, File: w.file, Resumable: true},
+		Listed: true, Batch: rn.batch}
 	if w.expect != nil {
 		e := *w.expect
 		job.Expect = func() (fetch.Expect, bool) { return e, true }
@@ -379,6 +532,9 @@ func (rn *run) get(ctx context.Context, arch, dir string, w want) error {
 		fl, leader := rn.s.fetcher.Do(ctx, job)
 		rn.r.inflight.Store(rel, fl)
 		defer rn.r.inflight.Delete(rel)
+		if rn.s.joined != nil {
+			rn.s.joined(rel)
+		}
 		select {
 		case <-fl.Done():
 		case <-ctx.Done():
@@ -405,9 +561,26 @@ func (rn *run) get(ctx context.Context, arch, dir string, w want) error {
 	if w.expect == nil && errors.Is(err, upstream.ErrNotFound) {
 		// Upstream has no signature for this package: remember it, so
 		// that every later sync does not ask again.
-		return rn.s.store.Put(keyNoSig+rel, []byte("1"))
+		rn.batch.Put(keyNoSig+rel, []byte("1"))
+		return nil
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	return rn.flushEarly()
+}
+
+// flushEarly flushes the batch once it holds flushFiles or flushBytes,
+// in one worker while the others go on downloading.
+func (rn *run) flushEarly() error {
+	if n, b := rn.batch.Pending(); n < flushFiles && b < flushBytes {
+		return nil
+	}
+	if !rn.flushing.CompareAndSwap(false, true) {
+		return nil
+	}
+	defer rn.flushing.Store(false)
+	return rn.batch.Flush()
 }
 
 // done counts a finished file; fetched says the bytes came from upstream

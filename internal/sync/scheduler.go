@@ -37,6 +37,9 @@ const (
 	keyDB    = "sync/db/"    // + tree path of a db: sha256 of the copy the sync published
 	keyUnref = "sync/unref/" // + tree path: unix time since when no db names the file
 	keyNoSig = "sync/nosig/" // + tree path of a .sig that upstream does not have
+	// + tree path of a repo folder whose upstream publishes no package
+	// signatures (see probeSigs)
+	keyUnsigned = "sync/unsigned/"
 )
 
 // Options configures New.
@@ -74,6 +77,9 @@ type Scheduler struct {
 
 	// afterSync, if set (tests only), runs after every scheduled sync.
 	afterSync func(key string, err error)
+	// joined, if set (tests only), runs when a sync started or joined
+	// the flight of a file.
+	joined func(rel string)
 }
 
 // repo is one mirror repo and its runtime state.

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -15,6 +16,7 @@ import (
 	"github.com/mirrord/mirrord/config"
 	"github.com/mirrord/mirrord/internal/faultserver"
 	"github.com/mirrord/mirrord/internal/fetch"
+	"github.com/mirrord/mirrord/internal/store"
 	"github.com/mirrord/mirrord/internal/upstream"
 )
 
@@ -318,9 +320,15 @@ func TestSharesTheProxysDownloads(t *testing.T) {
 	up.SetFault("/"+archDir+"/"+beta, faultserver.Fault{Gate: gate, GateAfter: 100})
 	f, _ = e.fetcher.Do(t.Context(), proxyJob(beta))
 	<-up.Seen("/"+archDir+"/"+beta, 1)
+	atBeta := make(chan struct{})
+	e.sched.joined = func(rel string) {
+		if strings.HasSuffix(rel, "/"+beta) {
+			close(atBeta)
+		}
+	}
 	done := make(chan error)
 	go func() { done <- e.sched.Sync(context.Background(), "archlinux", "core") }()
-	<-up.Seen("/"+archDir+"/"+beta+".sig", 1) // the sync is past alpha and at beta
+	<-atBeta // the sync is past alpha and joined beta's flight
 	close(gate)
 	if err := <-done; err != nil {
 		t.Fatal(err)
@@ -422,5 +430,106 @@ func TestTriggerAndRun(t *testing.T) {
 	}
 	if n := up.Requests("/lastupdate"); n != 2 {
 		t.Errorf("lastupdate requests = %d, want 2 (two syncs)", n)
+	}
+}
+
+// sigRequests adds the upstream GETs of package signatures in up's log
+// to seen, by path, and returns how many there were.
+func sigRequests(up *faultserver.Server, seen map[string]int) int {
+	n := 0
+	for p, c := range packageRequests(up) {
+		if strings.HasSuffix(p, ".sig") {
+			seen[p] += c
+			n += c
+		}
+	}
+	return n
+}
+
+func TestSignedRepoGetsEverySignature(t *testing.T) {
+	var names []string
+	for i := range 3 * sigProbes {
+		names = append(names, fmt.Sprintf("p%02d", i))
+	}
+	up, u := coreUpstream(t, true, names...)
+	e := newEnv(t, archConfig(t, up))
+	mustSync(t, e)
+	seen := map[string]int{}
+	if n := sigRequests(up, seen); n != len(names) {
+		t.Errorf("signature requests = %d, want %d (one per package)", n, len(names))
+	}
+	for _, p := range u.pkgs {
+		if n := seen["/"+archDir+"/"+p.Filename+".sig"]; n != 1 {
+			t.Errorf("requests of %s.sig = %d, want 1", p.Filename, n)
+		}
+	}
+	sameTree(t, listFiles(t, filepath.Join(e.tree(), "archlinux", archDir), nil), listFiles(t, filepath.Join(up.Root(), archDir), nil))
+	if _, err := e.store.Get(keyUnsigned + "archlinux/" + archDir); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("signed repo marked unsigned: err = %v, want ErrNotFound", err)
+	}
+}
+
+// TestUnsignedRepoIsProbed checks that a repo without signatures costs a
+// sample of requests, not one per package, and that signatures are
+// fetched again once upstream publishes them.
+func TestUnsignedRepoIsProbed(t *testing.T) {
+	var names []string
+	for i := range 3 * sigProbes {
+		names = append(names, fmt.Sprintf("p%02d", i))
+	}
+	up, u := coreUpstream(t, false, names...)
+	e := newEnv(t, archConfig(t, up))
+	mustSync(t, e)
+	seen := map[string]int{}
+	if n := sigRequests(up, seen); n != sigProbes {
+		t.Errorf("first sync: signature requests = %d, want %d", n, sigProbes)
+	}
+	// lastupdate, the dbs and their signatures, the packages, the probes.
+	if n, want := up.Total(), 5+len(names)+sigProbes; n != want {
+		t.Errorf("first sync: %d requests, want %d", n, want)
+	}
+	sameTree(t, listFiles(t, filepath.Join(e.tree(), "archlinux", archDir), nil), listFiles(t, filepath.Join(up.Root(), archDir), nil))
+	if _, err := e.store.Get(keyUnsigned + "archlinux/" + archDir); err != nil {
+		t.Errorf("unsigned repo not marked: %v", err)
+	}
+
+	// New unsigned packages: only theirs are asked for.
+	var added []string
+	for _, n := range []string{"q1", "q2", "q3"} {
+		added = append(added, u.add(n, "1.0-1", 1000))
+	}
+	u.write()
+	setLastupdate(t, up.Root(), 2000)
+	up.Reset()
+	mustSync(t, e)
+	before := len(seen)
+	if n := sigRequests(up, seen); n != len(added) || len(seen) != before+len(added) {
+		t.Errorf("second sync: %d signature requests (%d new), want %d, of the new packages", n, len(seen)-before, len(added))
+	}
+	for _, f := range added {
+		if seen["/"+archDir+"/"+f+".sig"] != 1 {
+			t.Errorf("second sync: %s.sig not asked for", f)
+		}
+	}
+
+	// Upstream signs a new package: the repo counts as signed again, and
+	// every signature not known absent is asked for.
+	u.sigs = true
+	signed := u.add("r1", "1.0-1", 1000)
+	u.write()
+	setLastupdate(t, up.Root(), 3000)
+	up.Reset()
+	mustSync(t, e)
+	sigRequests(up, seen)
+	if _, err := os.Stat(filepath.Join(e.tree(), "archlinux", archDir, signed+".sig")); err != nil {
+		t.Errorf("signature of %s not fetched: %v", signed, err)
+	}
+	for _, p := range u.pkgs {
+		if n := seen["/"+archDir+"/"+p.Filename+".sig"]; n != 1 {
+			t.Errorf("requests of %s.sig over three syncs = %d, want 1", p.Filename, n)
+		}
+	}
+	if _, err := e.store.Get(keyUnsigned + "archlinux/" + archDir); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("repo that signs still marked unsigned: err = %v", err)
 	}
 }
