@@ -35,13 +35,16 @@ type File interface {
 	Release()
 }
 
-// Server answers the requests Hit can on its own and hands each
-// connection that sends anything else, with its unread bytes, to Fallback
-// for the rest of its life.
+// Server answers the requests Hit can on its own and hands a connection
+// that sends anything else, with its unread bytes, to Fallback. The
+// connection comes back after a response whose end is plain from its
+// length (see reclaim), so that one miss does not cost a client's later
+// hits on the same connection.
 type Server struct {
 	Hit Hit
 	// Fallback serves every other request; its IdleTimeout and
-	// ReadHeaderTimeout also bound the fast path's reads.
+	// ReadHeaderTimeout also bound the fast path's reads. Serve wraps its
+	// Handler and ConnContext (see reclaim).
 	Fallback *http.Server
 	// Wrap, if set, wraps each connection before Fallback gets it.
 	Wrap func(net.Conn) net.Conn
@@ -75,6 +78,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	if s.closing.Load() {
 		return http.ErrServerClosed
 	}
+	s.wrapFallback()
 	go func() {
 		s.Fallback.Serve(s.handoff)
 		s.handoff.Close() // no connection waits for a server that is gone
@@ -97,18 +101,29 @@ func (s *Server) Serve(ln net.Listener) error {
 			continue
 		}
 		delay = 0
-		c := &conn{s: s, nc: nc, br: bufio.NewReaderSize(nc, headSize)}
-		s.mu.Lock()
-		if s.closing.Load() { // Shutdown has begun: it may be in wg.Wait already
-			s.mu.Unlock()
-			nc.Close()
+		if !s.start(nc, nil) {
 			return http.ErrServerClosed
 		}
-		s.conns[c] = struct{}{}
-		s.wg.Add(1)
-		s.mu.Unlock()
-		go c.serve()
 	}
+}
+
+// start serves nc on the fast path, pending first (bytes the client sent
+// that were read but not answered). It closes nc and returns false once
+// Shutdown has begun: it may be in wg.Wait already.
+func (s *Server) start(nc net.Conn, pending []byte) bool {
+	src := &source{Conn: nc, pending: pending}
+	c := &conn{s: s, nc: nc, src: src, br: bufio.NewReaderSize(src, headSize)}
+	s.mu.Lock()
+	if s.closing.Load() {
+		s.mu.Unlock()
+		nc.Close()
+		return false
+	}
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go c.serve()
+	return true
 }
 
 // Shutdown stops accepting, lets every response in progress finish,
@@ -151,7 +166,8 @@ var aLongTimeAgo = time.Unix(1, 0)
 type conn struct {
 	s        *Server
 	nc       net.Conn
-	br       *bufio.Reader
+	src      *source       // nc's bytes, after those read before the fast path had it
+	br       *bufio.Reader // reads src
 	out      []byte    // the response head, reused
 	bufs     [2][]byte // head and body for writev
 	date     [29]byte  // the Date value of dateSec
@@ -315,13 +331,32 @@ func (c *conn) handOff() bool {
 	if c.s.Wrap != nil {
 		nc = c.s.Wrap(nc)
 	}
-	return c.s.handoff.offer(&replayConn{Conn: nc, br: c.br})
+	return c.s.handoff.offer(&replayConn{Conn: nc, s: c.s, raw: c.nc, br: c.br, src: c.src})
 }
 
-// replayConn reads what the fast path buffered before the connection.
-type replayConn struct {
+// source is a connection's byte stream: pending, then the connection.
+type source struct {
 	net.Conn
-	br *bufio.Reader // nil once drained
+	pending []byte
+}
+
+func (s *source) Read(p []byte) (int, error) {
+	if len(s.pending) > 0 {
+		n := copy(p, s.pending)
+		s.pending = s.pending[n:]
+		return n, nil
+	}
+	return s.Conn.Read(p)
+}
+
+// replayConn is a connection handed to Fallback: it reads what the fast
+// path read and did not answer, then the connection.
+type replayConn struct {
+	net.Conn               // Wrap(raw)
+	s        *Server       // whose fast path it left
+	raw      net.Conn      // the accepted connection
+	br       *bufio.Reader // the fast path's reader, nil once drained
+	src      *source       // what br reads
 }
 
 func (c *replayConn) Read(p []byte) (int, error) {
@@ -331,7 +366,21 @@ func (c *replayConn) Read(p []byte) (int, error) {
 		}
 		c.br = nil
 	}
+	if len(c.src.pending) > 0 {
+		return c.src.Read(p)
+	}
 	return c.Conn.Read(p)
+}
+
+// unread returns the bytes read from c's connection that Read has not
+// returned yet.
+func (c *replayConn) unread() []byte {
+	var b []byte
+	if c.br != nil {
+		buf, _ := c.br.Peek(c.br.Buffered())
+		b = append(b, buf...)
+	}
+	return append(b, c.src.pending...)
 }
 
 // ReadFrom keeps sendfile(2) for net/http's file responses.

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -30,7 +31,9 @@ func (f *testFile) Release() { f.released <- struct{}{} }
 // env is a fast-path server on loopback: "/mem/NAME" bodies come from
 // memory, "/file/NAME" from files; anything else, and every request the
 // fast path declines, reaches the fallback handler, which says so in an
-// X-Fallback header.
+// X-Fallback header. The fallback serves "/serve/NAME" from the file NAME,
+// echoes "/len/..." with a Content-Length, and echoes anything else
+// without one.
 type env struct {
 	t        *testing.T
 	srv      *Server
@@ -40,6 +43,7 @@ type env struct {
 	released chan struct{}
 	fallback atomic.Int64 // requests the fallback served
 	served   chan error   // Serve's result
+	once     sync.Once    // shutdown's
 }
 
 func newEnv(t *testing.T, configure func(*Server)) *env {
@@ -50,8 +54,16 @@ func newEnv(t *testing.T, configure func(*Server)) *env {
 		Fallback: &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			e.fallback.Add(1)
 			w.Header().Set("X-Fallback", "1")
+			if name, ok := strings.CutPrefix(r.URL.Path, "/serve/"); ok { // a file, by sendfile
+				http.ServeFile(w, r, e.files[name])
+				return
+			}
 			body, _ := io.ReadAll(r.Body)
-			fmt.Fprintf(w, "%s %s body=%q", r.Method, r.URL.Path, body)
+			msg := fmt.Sprintf("%s %s body=%q", r.Method, r.URL.Path, body)
+			if strings.HasPrefix(r.URL.Path, "/len/") { // else net/http ends the response
+				w.Header().Set("Content-Length", fmt.Sprint(len(msg)))
+			}
+			io.WriteString(w, msg)
 		})},
 	}
 	if configure != nil {
@@ -63,17 +75,22 @@ func newEnv(t *testing.T, configure func(*Server)) *env {
 	}
 	e.addr = ln.Addr().String()
 	go func() { e.served <- e.srv.Serve(ln) }()
-	t.Cleanup(func() {
+	t.Cleanup(e.shutdown)
+	return e
+}
+
+// shutdown shuts the server down and checks that it went; once.
+func (e *env) shutdown() {
+	e.once.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := e.srv.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown = %v", err)
+			e.t.Errorf("Shutdown = %v", err)
 		}
 		if err := <-e.served; !errors.Is(err, http.ErrServerClosed) {
-			t.Errorf("Serve = %v, want ErrServerClosed", err)
+			e.t.Errorf("Serve = %v, want ErrServerClosed", err)
 		}
 	})
-	return e
 }
 
 func (e *env) hit(dst []byte, path string) ([]byte, Body, bool) {
