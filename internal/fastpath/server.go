@@ -168,9 +168,9 @@ type conn struct {
 	nc       net.Conn
 	src      *source       // nc's bytes, after those read before the fast path had it
 	br       *bufio.Reader // reads src
-	out      []byte    // the response head, reused
-	bufs     [2][]byte // head and body for writev
-	date     [29]byte  // the Date value of dateSec
+	out      []byte        // the response head, reused
+	bufs     [2][]byte     // head and body for writev
+	date     [29]byte      // the Date value of dateSec
 	dateSec  int64
 	readSet  time.Time // when the idle read deadline was last moved
 	writeSet time.Time // when the write deadline was last moved
