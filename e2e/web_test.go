@@ -124,6 +124,19 @@ func browse(t *testing.T, base string) {
 	defer cancelAlloc()
 	ctx, cancel := chromedp.NewContext(actx)
 	defer cancel()
+	// The browser starts on the first Run, bound to that context: so not
+	// one with a timeout. Its first start on a fresh machine (profile,
+	// font caches) can take most of a minute; the steps get their own bound.
+	started := make(chan error, 1)
+	go func() { started <- chromedp.Do(ctx) }()
+	select {
+	case err := <-started:
+		if err != nil {
+			t.Fatalf("start chromium: %v", err)
+		}
+	case <-time.After(3 * time.Minute):
+		t.Fatal("chromium did not start within 3 minutes")
+	}
 	ctx, cancelTimeout := context.WithTimeout(ctx, 60*time.Second)
 	defer cancelTimeout()
 	shot := func(name string) {
@@ -140,7 +153,7 @@ func browse(t *testing.T, base string) {
 		return s
 	}
 	if _, err := chromedp.Call(ctx, emulation.SetScriptExecutionDisabled, emulation.SetScriptExecutionDisabledParams{Value: true}); err != nil {
-		t.Fatalf("start chromium: %v", err)
+		t.Fatalf("disable scripts: %v", err)
 	}
 	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/"), chromedp.WaitVisible(chromedp.CSS("table.repos"))); err != nil {
 		t.Fatalf("open the UI: %v", err)
