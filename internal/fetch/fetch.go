@@ -88,11 +88,22 @@ func (f *Fetcher) Label(repo string) { f.fetched.WithLabelValues(repo) }
 // that get lockfree.ErrNoFile find the file in the tree: it was there (or
 // was revalidated) already.
 func (f *Fetcher) Do(ctx context.Context, job Job) (*lockfree.Flight, bool) {
-	return f.flights.Do(ctx, job.Rel, func(ctx context.Context, fl *lockfree.Flight) error {
+	return f.flights.Do(ctx, job.Rel, f.fillFunc(job))
+}
+
+// Join is Do with a reader of the flight (see lockfree.Group.Join): while
+// the reader is open, nobody can abandon the flight. ctx bounds the
+// reader's waits, not the fetch.
+func (f *Fetcher) Join(ctx context.Context, job Job) (*lockfree.Flight, *lockfree.Reader, bool) {
+	return f.flights.Join(ctx, job.Rel, f.fillFunc(job))
+}
+
+func (f *Fetcher) fillFunc(job Job) lockfree.FillFunc {
+	return func(ctx context.Context, fl *lockfree.Flight) error {
 		ctx, cancel := context.WithTimeout(ctx, fillTimeout)
 		defer cancel()
 		return f.fill(ctx, fl, job)
-	})
+	}
 }
 
 func (f *Fetcher) fill(ctx context.Context, fl *lockfree.Flight, job Job) error {

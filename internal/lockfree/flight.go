@@ -84,7 +84,8 @@ type Flight struct {
 	// before it closes done, read only after <-done.
 	err error
 
-	// readers counts open Readers (for Abort decisions and a gauge).
+	// readers counts open Readers (for Group.Abandon and a gauge); it is
+	// negative once the flight is abandoned, and Join fails from then on.
 	readers atomic.Int64
 	// refs counts holders of the file: 1 for the flight until its fill
 	// returns, plus 1 per Reader that got one. It never rises from 0.
@@ -156,8 +157,8 @@ func (f *Flight) broadcast() {
 // proxy uses it when the last reader left and the cache does not want the
 // file. Readers get the fill's error, wrapped with err when the fill returns
 // a context.Canceled, so that they can tell it from their own context's end.
-// A decision on Readers() == 0 races with a client joining meanwhile: that
-// client gets the error too, a failed transfer it can retry.
+// To end a flight only if nobody reads it, use Group.Abandon: a decision
+// on Readers() == 0 races with a reader joining meanwhile.
 func (f *Flight) Abort(err error) {
 	if err == nil {
 		err = ErrAborted
@@ -189,7 +190,7 @@ func (f *Flight) Err() error {
 }
 
 // Readers returns the number of open Readers.
-func (f *Flight) Readers() int { return int(f.readers.Load()) }
+func (f *Flight) Readers() int { return int(max(f.readers.Load(), 0)) }
 
 func (f *Flight) isDone() bool {
 	select {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -63,6 +64,38 @@ func (g *Group) Do(ctx context.Context, key string, fill FillFunc) (f *Flight, l
 	g.n.Add(1)
 	go g.run(fctx, f, fill)
 	return f, true
+}
+
+// Join is Do followed by Flight.Join: it returns the flight for key with
+// a reader of it, which keeps the flight from being abandoned until the
+// reader is closed. It never returns an abandoned flight.
+func (g *Group) Join(ctx context.Context, key string, fill FillFunc) (f *Flight, r *Reader, leader bool) {
+	for {
+		f, leader = g.Do(ctx, key, fill)
+		var ok bool
+		if r, ok = f.Join(ctx); ok {
+			return f, r, leader
+		}
+		// Abandoned between Do and Join: it has left the registry already.
+	}
+}
+
+// abandoned is a Flight's readers count once Abandon took it: so negative
+// that readers joining through NewReader never bring it back to zero.
+const abandoned = math.MinInt64 / 2
+
+// Abandon aborts f's fill with err (ErrAborted if nil) if f has no reader,
+// and reports whether it did. It is atomic with Flight.Join: a reader
+// joining at the same moment either keeps the flight going or finds it
+// abandoned and starts another (see Join), never a flight that aborts
+// under it. An abandoned flight leaves the registry at once.
+func (g *Group) Abandon(f *Flight, err error) bool {
+	if !f.readers.CompareAndSwap(0, abandoned) {
+		return false
+	}
+	g.flights.CompareAndDelete(f.key, f)
+	f.Abort(err)
+	return true
 }
 
 // Lookup returns the flight in progress for key, or nil.

@@ -28,10 +28,26 @@ type Reader struct {
 
 // NewReader returns a reader of the flight; it counts in Readers until
 // Close. Every wait of the reader ends when ctx is done, with ctx.Err();
-// that ends the wait, not the flight.
+// that ends the wait, not the flight. A reader of an abandoned flight
+// (Group.Abandon) gets its abort error; Join refuses instead.
 func (f *Flight) NewReader(ctx context.Context) *Reader {
 	f.readers.Add(1)
 	return &Reader{f: f, ctx: ctx, held: f.acquire()}
+}
+
+// Join is NewReader unless the flight was abandoned (Group.Abandon), in
+// which case it returns false: the flight has left its Group, so Do finds
+// another one or starts one. See Group.Join.
+func (f *Flight) Join(ctx context.Context) (*Reader, bool) {
+	for {
+		n := f.readers.Load()
+		if n < 0 {
+			return nil, false
+		}
+		if f.readers.CompareAndSwap(n, n+1) {
+			return &Reader{f: f, ctx: ctx, held: f.acquire()}, true
+		}
+	}
 }
 
 // Wait blocks until the fill has called Begin and returns its metadata, or

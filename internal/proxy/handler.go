@@ -267,7 +267,7 @@ func (h *Handler) serveMutable(w http.ResponseWriter, r *http.Request, t Target,
 		httpError(w, "not found", http.StatusNotFound)
 		return
 	}
-	f, leader := h.fetcher.Do(r.Context(), h.job(t, ms))
+	f, rd, leader := h.fetcher.Join(r.Context(), h.job(t, ms))
 	result := resultRevalidated
 	if !cached {
 		result = resultMiss
@@ -275,7 +275,7 @@ func (h *Handler) serveMutable(w http.ResponseWriter, r *http.Request, t Target,
 			result = resultCoalesced
 		}
 	}
-	err = h.serveFlight(w, r, t, f, result)
+	err = h.serveFlight(w, r, t, f, rd, result)
 	if err == nil {
 		return
 	}
@@ -304,12 +304,12 @@ func (h *Handler) serveMiss(w http.ResponseWriter, r *http.Request, t Target, ms
 		h.serveHeadMiss(w, r, t, ms)
 		return
 	}
-	f, leader := h.fetcher.Do(r.Context(), h.job(t, ms))
+	f, rd, leader := h.fetcher.Join(r.Context(), h.job(t, ms))
 	result := resultMiss
 	if !leader {
 		result = resultCoalesced
 	}
-	if err := h.serveFlight(w, r, t, f, result); err != nil {
+	if err := h.serveFlight(w, r, t, f, rd, result); err != nil {
 		h.failed(w, t, err)
 	}
 }
@@ -342,15 +342,14 @@ var errResponseStarted = errors.New("response started")
 // serveFlight streams a flight's file to one client. It returns an error
 // only while nothing has been written, so the caller can still choose the
 // answer (an error status, or a stale copy).
-func (h *Handler) serveFlight(w http.ResponseWriter, r *http.Request, t Target, f *lockfree.Flight, result string) error {
-	rd := f.NewReader(r.Context())
+func (h *Handler) serveFlight(w http.ResponseWriter, r *http.Request, t Target, f *lockfree.Flight, rd *lockfree.Reader, result string) error {
 	defer func() {
 		rd.Close()
-		if !h.cache.FillOnAbort && f.Readers() == 0 {
+		if !h.cache.FillOnAbort {
 			select {
 			case <-f.Done():
 			default:
-				f.Abort(nil) // nobody reads and the cache does not want it
+				h.flights.Abandon(f, nil) // if nobody reads, the cache does not want it
 			}
 		}
 	}()

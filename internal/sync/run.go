@@ -529,7 +529,10 @@ func (rn *run) get(ctx context.Context, arch, dir string, w want) error {
 	}
 	err := rn.withMirrors(func(ms *upstream.MirrorSet) error {
 		job.Mirrors = ms
-		fl, leader := rn.s.fetcher.Do(ctx, job)
+		// A reader of its own keeps the flight from being abandoned by a
+		// proxy client that joins and leaves (cache.fill_on_abort false).
+		fl, rd, leader := rn.s.fetcher.Join(ctx, job)
+		defer rd.Close()
 		rn.r.inflight.Store(rel, fl)
 		defer rn.r.inflight.Delete(rel)
 		if rn.s.joined != nil {
