@@ -37,7 +37,21 @@ type DB struct {
 // directory name and fails if %NAME% or %VERSION% disagree, and it rejects
 // a %FILENAME% that is not a plain base name. Entries other than desc,
 // files and the old depends file are skipped.
-func ReadDB(r io.Reader) (*DB, error) {
+func ReadDB(r io.Reader) (*DB, error) { return readDB(r, true) }
+
+// CheckDB reads a database as ReadDB does, with the same checks, but
+// keeps no file lists: for a mirror that passes a .files db on and only
+// needs to know that it is sound (Arch's extra.files holds a few hundred
+// MiB of them). It returns the compression and the number of packages.
+func CheckDB(r io.Reader) (Compression, int, error) {
+	db, err := readDB(r, false)
+	if err != nil {
+		return 0, 0, err
+	}
+	return db.Compression, len(db.Packages), nil
+}
+
+func readDB(r io.Reader, keepFiles bool) (*DB, error) {
 	br := bufio.NewReaderSize(r, 64<<10)
 	comp := sniff(br)
 	dr, release, err := decompress(comp, br)
@@ -85,7 +99,9 @@ func ReadDB(r io.Reader) (*DB, error) {
 		if hdr.Size > limit {
 			return nil, fmt.Errorf("read db: %s is %d bytes, more than %d", hdr.Name, hdr.Size, limit)
 		}
-		retained += hdr.Size
+		if keepFiles || file != "files" {
+			retained += hdr.Size
+		}
 		if retained > maxDBRetained {
 			return nil, fmt.Errorf("read db: more than %d bytes of entries", maxDBRetained)
 		}
@@ -108,6 +124,9 @@ func ReadDB(r io.Reader) (*DB, error) {
 		}
 		if err := p.parseDesc(string(buf)); err != nil {
 			return nil, fmt.Errorf("read db: %s: %w", hdr.Name, err)
+		}
+		if !keepFiles {
+			p.Files = nil // checked, and the entry's memory with it goes
 		}
 	}
 	if err := drainTrailer(dr); err != nil {

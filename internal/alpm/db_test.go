@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -253,7 +254,35 @@ func TestReadDBErrors(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 				t.Errorf("ReadDB(%s) error = %v, want one containing %q", tc.name, err, tc.wantErr)
 			}
+			_, _, err = CheckDB(bytes.NewReader(tc.data))
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("CheckDB(%s) error = %v, want one containing %q", tc.name, err, tc.wantErr)
+			}
 		})
+	}
+}
+
+// CheckDB reads what ReadDB reads, keeping no file lists: the retained
+// budget does not count them, so a .files db over it still checks.
+func TestCheckDB(t *testing.T) {
+	pkgs := fixtureDBPackages(50)
+	for _, p := range pkgs {
+		for i := range 200 {
+			p.Files = append(p.Files, fmt.Sprintf("usr/share/%s/file%03d", p.Name, i))
+		}
+	}
+	var descs, buf bytes.Buffer
+	must(t, WriteDB(&descs, pkgs, WriteOptions{Compression: None})) // every desc entry, and tar headers
+	must(t, WriteDB(&buf, pkgs, WriteOptions{Files: true, Compression: Zstd}))
+	old := maxDBRetained
+	maxDBRetained = int64(descs.Len()) // room for the desc entries, not for the file lists too
+	t.Cleanup(func() { maxDBRetained = old })
+	comp, n, err := CheckDB(bytes.NewReader(buf.Bytes()))
+	if err != nil || comp != Zstd || n != 50 {
+		t.Fatalf("CheckDB = %v, %d, %v; want zstd, 50, nil", comp, n, err)
+	}
+	if _, err := ReadDB(bytes.NewReader(buf.Bytes())); err == nil {
+		t.Errorf("ReadDB under the same budget succeeded: the budget does not bind, the test proves nothing")
 	}
 }
 

@@ -220,13 +220,22 @@ func (rn *run) stage(ctx context.Context, arch, rel string, parse bool) (*staged
 			if _, err := st.tmp.Seek(0, io.SeekStart); err != nil {
 				return err
 			}
-			db, err := alpm.ReadDB(bufio.NewReaderSize(st.tmp, 64<<10))
-			if err != nil {
-				return fmt.Errorf("%w: %s from %s: %v", errBadBytes, rel, resp.Mirror, err)
-			}
 			// Only the .db's packages are downloaded; the .files db is
-			// parsed to check it.
-			st.db = slim(db, strings.HasSuffix(rel, ".db"))
+			// parsed to check it, without keeping its file lists.
+			r := bufio.NewReaderSize(st.tmp, 64<<10)
+			if strings.HasSuffix(rel, ".db") {
+				db, err := alpm.ReadDB(r)
+				if err != nil {
+					return fmt.Errorf("%w: %s from %s: %v", errBadBytes, rel, resp.Mirror, err)
+				}
+				st.db = slim(db)
+			} else {
+				comp, _, err := alpm.CheckDB(r)
+				if err != nil {
+					return fmt.Errorf("%w: %s from %s: %v", errBadBytes, rel, resp.Mirror, err)
+				}
+				st.db = &parsedDB{compression: comp}
+			}
 		}
 		return nil
 	})
@@ -252,16 +261,12 @@ type pkgRef struct {
 	pgpSig string // %PGPSIG%, base64
 }
 
-// slim keeps of db only what the sync needs (of its packages, only if
-// pkgs is set): a parsed alpm.Package is some 600 bytes before its
+// slim keeps of db only what the sync needs: a parsed alpm.Package is some 600 bytes before its
 // strings, and those strings share the memory of the whole desc entry, so
 // the kept ones are copied. For 15,000 packages that is about 2 MB
 // instead of some 40 while the packages download.
-func slim(db *alpm.DB, pkgs bool) *parsedDB {
+func slim(db *alpm.DB) *parsedDB {
 	out := &parsedDB{compression: db.Compression}
-	if !pkgs {
-		return out
-	}
 	out.pkgs = make([]pkgRef, len(db.Packages))
 	for i, p := range db.Packages {
 		out.pkgs[i] = pkgRef{file: strings.Clone(p.Filename), size: p.CSize, sha256: strings.Clone(p.SHA256Sum), pgpSig: strings.Clone(p.PGPSig)}
