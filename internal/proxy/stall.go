@@ -20,29 +20,11 @@ const (
 	bodyStall  = 60 * time.Second
 )
 
-// StallListener wraps ln so that a write that makes no progress for stall
+// StallConn wraps c so that a write that makes no progress for stall
 // fails (the handler's write errors and the connection is closed). A write
 // that makes some progress gets another stall period, so a slow but live
-// client is never cut. File bodies still go out by sendfile(2).
-func StallListener(ln net.Listener, stall time.Duration) net.Listener {
-	return &stallListener{Listener: ln, stall: stall}
-}
-
-type stallListener struct {
-	net.Listener
-	stall time.Duration
-}
-
-func (l *stallListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	return StallConn(c, l.stall), nil
-}
-
-// StallConn wraps one TCP connection as StallListener does; any other
-// connection is returned as it is.
+// client is never cut. File bodies still go out by sendfile(2). A
+// connection other than TCP is returned as it is.
 func StallConn(c net.Conn, stall time.Duration) net.Conn {
 	if tc, ok := c.(*net.TCPConn); ok {
 		return &stallConn{TCPConn: tc, stall: stall}

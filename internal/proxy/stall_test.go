@@ -30,7 +30,7 @@ func (l smallBufListener) Accept() (net.Conn, error) {
 }
 
 // stallServer serves body at /file (by sendfile from a file) and /mem
-// (one Write of a byte slice) through StallListener. Every handler's end
+// (one Write of a byte slice) through StallConn. Every handler's end
 // is reported on done with its write error.
 func stallServer(t *testing.T, body []byte, stall time.Duration) (addr string, done <-chan error) {
 	t.Helper()
@@ -61,7 +61,7 @@ func stallServer(t *testing.T, body []byte, stall time.Duration) (addr string, d
 		t.Fatal(err)
 	}
 	srv := &http.Server{Handler: mux}
-	go srv.Serve(StallListener(smallBufListener{ln}, stall))
+	go srv.Serve(stallListener{smallBufListener{ln}, stall})
 	t.Cleanup(func() { srv.Close() })
 	return ln.Addr().String(), ch
 }
@@ -81,7 +81,7 @@ func dialSmall(t *testing.T, addr string) *net.TCPConn {
 
 // A client that never reads is cut after the stall: the handler returns
 // with an error instead of blocking forever (regression test, issue 7).
-func TestStallListenerCutsNonReader(t *testing.T) {
+func TestStallConnCutsNonReader(t *testing.T) {
 	body := make([]byte, 8<<20)
 	addr, done := stallServer(t, body, 300*time.Millisecond)
 	for _, path := range []string{"/file", "/mem"} {
@@ -102,7 +102,7 @@ func TestStallListenerCutsNonReader(t *testing.T) {
 
 // A slow client that pauses for less than the stall each time gets every
 // byte, in order, by sendfile and by Write alike.
-func TestStallListenerSlowReaderGetsAll(t *testing.T) {
+func TestStallConnSlowReaderGetsAll(t *testing.T) {
 	body := make([]byte, 1<<20)
 	rand.Read(body)
 	addr, done := stallServer(t, body, 300*time.Millisecond)
@@ -204,4 +204,18 @@ func TestBodyStallUnreadBody(t *testing.T) {
 	if !strings.Contains(string(rest), "ok") {
 		t.Logf("response: %q", rest)
 	}
+}
+
+// stallListener wraps each accepted connection with StallConn.
+type stallListener struct {
+	net.Listener
+	stall time.Duration
+}
+
+func (l stallListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return StallConn(c, l.stall), nil
 }
