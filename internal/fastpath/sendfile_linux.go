@@ -6,6 +6,8 @@ import (
 	"os"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // sendState is the response sendFile is sending: what is left of the
@@ -16,7 +18,8 @@ type sendState struct {
 	head      []byte
 	fd        int
 	off, size int64
-	sent      int64 // bytes sent in all, to tell a slow client from a stalled one
+	sent      int64 // bytes sent in all
+	acked     int64 // of those, how many the client had taken when the socket last filled up
 	err       error
 }
 
@@ -40,7 +43,6 @@ func (c *conn) sendFile(head []byte, fd int, size int64) error {
 	st.head, st.fd, st.off, st.size, st.err = head, fd, 0, size, nil
 	for {
 		c.writeDeadline()
-		before := st.sent
 		err := st.rc.Write(st.step)
 		if err == nil {
 			err = st.err
@@ -48,12 +50,40 @@ func (c *conn) sendFile(head []byte, fd int, size int64) error {
 		if err == nil {
 			return nil
 		}
-		if errors.Is(err, os.ErrDeadlineExceeded) && st.sent > before {
-			c.writeSet = time.Time{} // slow, not stalled
+		if errors.Is(err, os.ErrDeadlineExceeded) && st.reading() {
+			c.writeSet = time.Time{} // slow, not stalled: WriteStall more
 			continue
 		}
 		return err
 	}
+}
+
+// reading reports whether the client took bytes since the socket last
+// filled up. Not "did a send make progress": the first burst fills the
+// kernel's buffers at once, and a client that then never reads would get
+// a second stall period; and the kernel wakes a writer only once a good
+// part of its buffer is free, so a slow reader can go a whole stall
+// period without a send and still be reading.
+func (st *sendState) reading() bool {
+	acked, ok := int64(0), false
+	st.rc.Control(func(fd uintptr) { acked, ok = st.taken(int(fd)) })
+	return !ok || acked > st.acked
+}
+
+// taken returns how many of the bytes sent the client's side has taken
+// (acknowledged): sent minus what is still queued (SIOCOUTQ).
+func (st *sendState) taken(fd int) (int64, bool) {
+	q, err := unix.IoctlGetInt(fd, unix.SIOCOUTQ)
+	if err != nil {
+		return 0, false
+	}
+	return st.sent - int64(q), true
+}
+
+// wait records, as the socket fills up, what the client has taken.
+func (st *sendState) wait(fd int) bool {
+	st.acked, _ = st.taken(fd)
+	return false
 }
 
 // sendStep sends what the socket takes; false means "wait until it is
@@ -68,7 +98,7 @@ func (c *conn) sendStep(s uintptr) bool {
 		n, err := syscall.SendmsgN(int(s), st.head, nil, nil, flags)
 		switch {
 		case err == syscall.EAGAIN:
-			return false
+			return st.wait(int(s))
 		case err == syscall.EINTR:
 			continue
 		case err != nil:
@@ -82,7 +112,7 @@ func (c *conn) sendStep(s uintptr) bool {
 		n, err := syscall.Sendfile(int(s), st.fd, &st.off, int(min(st.size-st.off, 1<<30)))
 		switch {
 		case err == syscall.EAGAIN:
-			return false
+			return st.wait(int(s))
 		case err == syscall.EINTR:
 			continue
 		case err != nil:

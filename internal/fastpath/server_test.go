@@ -257,13 +257,22 @@ func TestConnectionClose(t *testing.T) {
 
 // A client that stops reading a big file is cut after WriteStall, and the
 // file is released.
+// A client that stops reading is cut WriteStall after the last byte that
+// went out to it: its first burst fills the socket buffers at once, and
+// must not earn it a second stall period.
 func TestWriteStall(t *testing.T) {
-	e := newEnv(t, func(s *Server) { s.WriteStall = 300 * time.Millisecond })
+	const stall = 2 * time.Second
+	e := newEnv(t, func(s *Server) { s.WriteStall = stall })
 	e.addFile("big", make([]byte, 64<<20))
 	c := e.dial()
+	c.(*net.TCPConn).SetReadBuffer(4 << 10) // full at once, as a client that never reads
+	start := time.Now()
 	io.WriteString(c, get("/file/big"))
 	select {
 	case <-e.released:
+		if el := time.Since(start); el > stall+stall*3/4 {
+			t.Errorf("a stalled client cut after %v, want about %v (one stall period)", el, stall)
+		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("a stalled client still holds the file after 20 s")
 	}
