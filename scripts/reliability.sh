@@ -28,14 +28,16 @@ go test -race -count=1 -timeout 20m -v \
 	./e2e/ >"$logs/e2e.log" 2>&1 || status=1
 grep -E '^(---|ok|FAIL)|crash_test.go|sync_test.go|reliability_test.go' "$logs/e2e.log" | grep -v 'mirrord log' || true
 # 2. Hostile paths, stall guards and the store race, in-package.
-echo "== proxy and store regression tests"
-go test -race -count=1 -v -run '^(TestHostilePaths|TestStallListener.*|TestBodyStall.*)$' ./internal/proxy/ >"$logs/proxy.log" 2>&1 || status=1
+echo "== proxy, fast path and store regression tests"
+go test -race -count=1 -v -run '^(TestHostilePaths|TestStallConn.*|TestBodyStall.*)$' ./internal/proxy/ >"$logs/proxy.log" 2>&1 || status=1
+go test -race -count=1 -v -run '^(TestWriteStall|TestSlowReaderGetsAll|TestReadTimeouts|TestReclaim.*)$' ./internal/fastpath/ >>"$logs/proxy.log" 2>&1 || status=1
 go test -race -count=1 -v -run '^TestOpenConcurrentMissesAndHits$' ./internal/store/ >>"$logs/proxy.log" 2>&1 || status=1
 grep -E '^(--- |ok|FAIL)' "$logs/proxy.log" || true
 # 3. Fuzz targets of the path resolver and the parsers.
 echo "== fuzz ($fuzztime each)"
 fuzzrows=""
 for spec in internal/proxy:FuzzPath internal/proxy:FuzzServePath internal/proxy:FuzzParseFileName \
+	internal/fastpath:FuzzParseHead \
 	internal/alpm:FuzzReadDB internal/alpm:FuzzReadPackage internal/alpm:FuzzParseDesc internal/alpm:FuzzParsePKGINFO internal/alpm:FuzzVercmp; do
 	pkg=${spec%%:*}
 	target=${spec#*:}
@@ -127,7 +129,8 @@ so the latencies are those of a saturated machine, not of mirrord alone.
 
 | defect | found by | fix | regression test |
 |---|---|---|---|
-| a client that never reads a response pinned its goroutine, connection and the flight's file descriptor forever (no write timeout) | probe of issue 7 | \`proxy.StallListener\`: a write that makes no progress for 60 s fails; progress extends it; files still go by sendfile | \`internal/proxy\` TestStallListenerCutsNonReader, TestStallListenerSlowReaderGetsAll; e2e TestSlowClients (full) |
+| a client that never reads a response pinned its goroutine, connection and the flight's file descriptor forever (no write timeout) | probe of issue 7 | \`proxy.StallConn\`: a write that makes no progress for 60 s fails; progress extends it; files still go by sendfile | \`internal/proxy\` TestStallConnCutsNonReader, TestStallConnSlowReaderGetsAll; e2e TestSlowClients (full) |
+| the fast path (\`internal/fastpath\`, cache hits) cut a client that never reads only after three stall periods: its sendfile loop counted the kernel's growing send buffer as progress | this run's first try (TestSlowClients: 40 never-reading clients not released within 90 s) | progress is what the client took (bytes sent minus the socket's SIOCOUTQ), checked when the write deadline expires | \`internal/fastpath\` TestWriteStall (cut within 1.75 stall periods); e2e TestSlowClients (full) |
 | an upload body that stops, or a request that announces a body it never sends, pinned the connection forever (no read timeout on bodies) | probe of issue 7 | \`proxy.Guard\` gives every request body a read deadline that moves with each read (60 s without a byte fails) | TestBodyStall, TestBodyStallUnreadBody; e2e TestSlowClients (full) |
 | under load, a miss in a folder closed the folder's cached root while other requests opened files through it: "file already closed", a hit served as a miss (a spurious 404 in a hosted repo) | the load test (2 warnings in a 10 s run) | \`store.Open\` drops a cached folder root only when the folder was really replaced, and never closes one in use | \`internal/store\` TestOpenConcurrentMissesAndHits |
 | a hosted package whose pkgver has a character URLs never carry ('!', '%', '?', '#', a backslash: makepkg allows them) was published into the db, and no client could download it (the router refuses such paths) | fuzzing (\`FuzzParseFileName\`: "A-!0-0-0.pkg.tar") | the hosted worker refuses such file names (422) | \`internal/hosted\` TestRefusals case "pkgver no URL serves"; the fuzz corpus entry |
