@@ -6,8 +6,6 @@ import (
 	"os"
 	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // sendState is the response sendFile is sending: what is left of the
@@ -18,8 +16,9 @@ type sendState struct {
 	head      []byte
 	fd        int
 	off, size int64
-	sent      int64 // bytes sent in all
-	acked     int64 // of those, how many the client had taken when the socket last filled up
+	sent      int64     // bytes sent in all
+	last      time.Time // when the client last took bytes (see sendFile)
+	woke      bool      // the next send follows a wakeup, not a first try
 	err       error
 }
 
@@ -41,6 +40,7 @@ func (c *conn) sendFile(head []byte, fd int, size int64) error {
 		st.rc, st.step = rc, c.sendStep
 	}
 	st.head, st.fd, st.off, st.size, st.err = head, fd, 0, size, nil
+	st.woke = false
 	for {
 		c.writeDeadline()
 		err := st.rc.Write(st.step)
@@ -50,40 +50,38 @@ func (c *conn) sendFile(head []byte, fd int, size int64) error {
 		if err == nil {
 			return nil
 		}
-		if errors.Is(err, os.ErrDeadlineExceeded) && st.reading() {
-			c.writeSet = time.Time{} // slow, not stalled: WriteStall more
+		if errors.Is(err, os.ErrDeadlineExceeded) && !st.last.IsZero() && time.Since(st.last) < c.s.WriteStall {
+			// Slow, not stalled: WriteStall from the last bytes it took.
+			c.nc.SetWriteDeadline(st.last.Add(c.s.WriteStall))
+			c.writeSet = time.Now()
+			st.woke = false // the retry's first try is no wakeup
 			continue
 		}
 		return err
 	}
 }
 
-// reading reports whether the client took bytes since the socket last
-// filled up. Not "did a send make progress": the first burst fills the
-// kernel's buffers at once, and a client that then never reads would get
-// a second stall period; and the kernel wakes a writer only once a good
-// part of its buffer is free, so a slow reader can go a whole stall
-// period without a send and still be reading.
-func (st *sendState) reading() bool {
-	acked, ok := int64(0), false
-	st.rc.Control(func(fd uintptr) { acked, ok = st.taken(int(fd)) })
-	return !ok || acked > st.acked
-}
+// The stall rule is nginx's send_timeout: the clock restarts on a send
+// that follows a wakeup (the kernel says the socket has room again, which
+// it does once the client has read a good part of what is queued), not on
+// any send that moves a byte. A client that never reads has its kernel
+// take a few more bytes now and then (the send buffer grows, the receive
+// queue is compacted): counting those, each retry after the deadline
+// looked like progress, and such a client was cut only after several
+// stall periods, or never.
 
-// taken returns how many of the bytes sent the client's side has taken
-// (acknowledged): sent minus what is still queued (SIOCOUTQ).
-func (st *sendState) taken(fd int) (int64, bool) {
-	q, err := unix.IoctlGetInt(fd, unix.SIOCOUTQ)
-	if err != nil {
-		return 0, false
-	}
-	return st.sent - int64(q), true
-}
-
-// wait records, as the socket fills up, what the client has taken.
-func (st *sendState) wait(fd int) bool {
-	st.acked, _ = st.taken(fd)
+// wait notes that the socket is full: the next send follows a wakeup.
+func (st *sendState) wait() bool {
+	st.woke = true
 	return false
+}
+
+// progress notes a send; it is the client's doing after a wakeup.
+func (st *sendState) progress(n int) {
+	st.sent += int64(n)
+	if st.woke {
+		st.last = time.Now()
+	}
 }
 
 // sendStep sends what the socket takes; false means "wait until it is
@@ -98,7 +96,7 @@ func (c *conn) sendStep(s uintptr) bool {
 		n, err := syscall.SendmsgN(int(s), st.head, nil, nil, flags)
 		switch {
 		case err == syscall.EAGAIN:
-			return st.wait(int(s))
+			return st.wait()
 		case err == syscall.EINTR:
 			continue
 		case err != nil:
@@ -106,13 +104,13 @@ func (c *conn) sendStep(s uintptr) bool {
 			return true
 		}
 		st.head = st.head[n:]
-		st.sent += int64(n)
+		st.progress(n)
 	}
 	for st.off < st.size {
 		n, err := syscall.Sendfile(int(s), st.fd, &st.off, int(min(st.size-st.off, 1<<30)))
 		switch {
 		case err == syscall.EAGAIN:
-			return st.wait(int(s))
+			return st.wait()
 		case err == syscall.EINTR:
 			continue
 		case err != nil:
@@ -122,7 +120,7 @@ func (c *conn) sendStep(s uintptr) bool {
 			st.err = io.ErrUnexpectedEOF // the file shrank under us
 			return true
 		}
-		st.sent += int64(n)
+		st.progress(n)
 	}
 	return true
 }

@@ -293,16 +293,19 @@ func (c *conn) startHead() []byte {
 }
 
 // write sends head and body in one writev(2). A write that makes progress
-// gets more time; one stalled for WriteStall fails.
+// gets WriteStall more, once: these are small responses, and a client that
+// never reads has its kernel take a few bytes now and then, which would
+// otherwise look like progress for ever (see the stall rule in sendfile).
 func (c *conn) write(head, body []byte) error {
 	c.bufs = [2][]byte{head, body}
 	v := net.Buffers(c.bufs[:])
-	for len(v) > 0 {
+	for extended := false; len(v) > 0; {
 		c.writeDeadline()
 		n, err := v.WriteTo(c.nc)
 		if err != nil {
-			if n > 0 && errors.Is(err, os.ErrDeadlineExceeded) {
+			if n > 0 && !extended && errors.Is(err, os.ErrDeadlineExceeded) {
 				c.writeSet = time.Time{} // slow, not stalled
+				extended = true
 				continue
 			}
 			return err

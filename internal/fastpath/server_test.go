@@ -278,30 +278,42 @@ func TestWriteStall(t *testing.T) {
 	}
 }
 
-// A slow reader is not a stalled one: it gets the whole file.
+// A slow reader is not a stalled one: it gets the whole file, though the
+// transfer takes many stall periods. Its receive buffer is small, as on a
+// slow link: the stall clock restarts when the kernel wakes the writer,
+// which it does once the client has drained a good part of what is
+// queued, and loopback's buffers of several MB would take a reader this
+// slow longer than this test's stall to drain (with the real 60 s stall,
+// a reader of some 30 KB/s or more).
 func TestSlowReaderGetsAll(t *testing.T) {
-	e := newEnv(t, func(s *Server) { s.WriteStall = 200 * time.Millisecond })
-	data := bytes.Repeat([]byte("z"), 4<<20)
+	const stall = 300 * time.Millisecond
+	e := newEnv(t, func(s *Server) { s.WriteStall = stall })
+	data := pattern(256 << 10)
 	e.addFile("big", data)
 	c := e.dial()
+	c.(*net.TCPConn).SetReadBuffer(4 << 10)
+	start := time.Now()
 	io.WriteString(c, get("/file/big"))
-	br := bufio.NewReaderSize(c, 64<<10)
+	br := bufio.NewReaderSize(c, 4<<10)
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var got int
-	buf := make([]byte, 256<<10)
-	for got < len(data) {
-		time.Sleep(50 * time.Millisecond) // a reader this slow takes well over WriteStall in all
+	var got bytes.Buffer
+	buf := make([]byte, 32<<10)
+	for got.Len() < len(data) {
+		time.Sleep(10 * time.Millisecond) // a slow link, not a dead one
 		n, err := resp.Body.Read(buf)
-		got += n
+		got.Write(buf[:n])
 		if err != nil {
 			break
 		}
 	}
-	if got != len(data) {
-		t.Errorf("slow reader got %d bytes, want %d", got, len(data))
+	if !bytes.Equal(got.Bytes(), data) {
+		t.Errorf("slow reader got %d bytes (intact: %v), want %d", got.Len(), bytes.Equal(got.Bytes(), data), len(data))
+	}
+	if el := time.Since(start); el < 2*stall {
+		t.Errorf("transfer took %v, under two stall periods: the test proves nothing", el)
 	}
 }
 
@@ -418,4 +430,14 @@ func BenchmarkHit(b *testing.B) {
 		defer s.Close()
 		run(b, ln.Addr().String())
 	})
+}
+
+// pattern returns n bytes that differ from block to block, so that bytes
+// from the wrong offset are caught.
+func pattern(n int) []byte {
+	p := make([]byte, n)
+	for i := range p {
+		p[i] = byte(i*7 + i>>12)
+	}
+	return p
 }

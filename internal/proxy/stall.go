@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"syscall"
 	"time"
 )
 
@@ -32,9 +33,15 @@ func StallConn(c net.Conn, stall time.Duration) net.Conn {
 	return c
 }
 
-// stallConn extends its write deadline before every write and while a
-// write makes progress. net/http sets no write deadline of its own when
-// the server's WriteTimeout is 0, so nothing else moves it.
+// stallConn gives each write WriteStall from the last time the client
+// took bytes, as nginx's send_timeout does: the clock restarts only on a
+// write that follows a wakeup (the kernel says the socket has room again,
+// which it does once the client has read a good part of what is queued).
+// Not on any write that moves a byte: a client that never reads has its
+// kernel take a few more bytes now and then (the receive queue is
+// compacted, the send buffer grows), and each retry after a deadline
+// would count that as progress for ever. net/http sets no write deadline
+// of its own when the server's WriteTimeout is 0, so nothing else moves it.
 type stallConn struct {
 	*net.TCPConn
 	stall time.Duration
@@ -42,46 +49,66 @@ type stallConn struct {
 
 func (c *stallConn) Write(p []byte) (int, error) {
 	n := 0
-	for {
-		c.TCPConn.SetWriteDeadline(time.Now().Add(c.stall))
-		m, err := c.TCPConn.Write(p[n:])
-		n += m
-		if m > 0 && errors.Is(err, os.ErrDeadlineExceeded) {
-			continue // slow, not stalled
+	err := c.send(func(fd int) (int, error) {
+		m, err := syscall.Write(fd, p[n:])
+		if m > 0 {
+			n += m
 		}
-		return n, err
-	}
+		return m, err
+	}, func() bool { return n == len(p) })
+	return n, err
 }
 
-// ReadFrom keeps sendfile(2) for regular files: a sendfile cut by the
-// deadline has advanced the file's offset (or the LimitedReader's N) by
-// what it sent, so it resumes where it stopped. Any other reader is copied
-// through Write, which never loses a buffered byte.
-func (c *stallConn) ReadFrom(r io.Reader) (int64, error) {
-	if !regularFile(r) {
-		return io.Copy(writerOnly{c}, r)
+// send runs op until done under the stall rule. op moves bytes to the
+// socket's descriptor and returns how many.
+func (c *stallConn) send(op func(fd int) (int, error), done func() bool) error {
+	rc, err := c.TCPConn.SyscallConn()
+	if err != nil {
+		return err
 	}
-	var n int64
+	last := time.Now() // a new write: whatever comes before was answered
+	woke := false      // the next op follows a wakeup, not a first try
+	var opErr error
+	step := func(fd uintptr) bool {
+		for !done() {
+			m, err := op(int(fd))
+			if m > 0 && woke {
+				last = time.Now()
+			}
+			switch {
+			case err == syscall.EAGAIN:
+				woke = true
+				return false // wait until writable
+			case err == syscall.EINTR:
+				continue
+			case err != nil:
+				opErr = err
+				return true
+			}
+		}
+		return true
+	}
 	for {
-		c.TCPConn.SetWriteDeadline(time.Now().Add(c.stall))
-		m, err := c.TCPConn.ReadFrom(r)
-		n += m
-		if m > 0 && errors.Is(err, os.ErrDeadlineExceeded) {
+		c.TCPConn.SetWriteDeadline(last.Add(c.stall))
+		err := rc.Write(step)
+		if err == nil {
+			return opErr
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) && time.Since(last) < c.stall {
+			woke = false // the retry's first try is no wakeup
 			continue
 		}
-		return n, err
+		return err
 	}
 }
 
-// regularFile reports whether r is a file the tree handler sends: the
-// handler only ever opens regular files (store.Open), so the type says
-// enough and the hit path costs no extra fstat(2).
-func regularFile(r io.Reader) bool {
-	if lr, ok := r.(*io.LimitedReader); ok {
-		r = lr.R
-	}
-	_, ok := r.(*os.File)
-	return ok
+// ReadFrom copies through Write, under its stall rule. net/http would
+// otherwise use the TCP connection's ReadFrom (sendfile(2)), which retries
+// after its deadline as if any byte were progress. Whole-file hits, where
+// sendfile matters, are the fast path's (internal/fastpath), which keeps
+// it under the same rule.
+func (c *stallConn) ReadFrom(r io.Reader) (int64, error) {
+	return io.Copy(writerOnly{c}, r)
 }
 
 // writerOnly hides ReadFrom, so io.Copy does not call it again.
