@@ -61,7 +61,7 @@ func hostileDaemon(t *testing.T) (*daemon, *faultserver.Server, map[string][]byt
 	dir := filepath.Join(up.Root(), "core/os/x86_64")
 	os.MkdirAll(dir, 0o755)
 	files := map[string][]byte{}
-	for i, size := range []int{10_000, 3 << 20} {
+	for i, size := range []int{10_000, 3 << 20, 32 << 20} {
 		name := fmt.Sprintf("f%d-1-1-x86_64.pkg.tar.zst", i)
 		b := bytes.Repeat([]byte{byte('a' + i)}, size)
 		os.WriteFile(filepath.Join(dir, name), b, 0o644)
@@ -342,9 +342,12 @@ func TestSlowClients(t *testing.T) {
 		})
 		t.Run("clients that never read", func(t *testing.T) {
 			// Each pins a handler while its write blocks: 40 of them show.
+			// The file is larger than the socket buffers can take (up to
+			// some 4 MB each way): a response the kernel takes whole is
+			// answered, and its connection is merely idle (IdleTimeout).
 			const n = 40
 			for range n {
-				io.WriteString(dial(), "GET /archlinux/core/os/x86_64/f1-1-1-x86_64.pkg.tar.zst HTTP/1.1\r\nHost: x\r\n\r\n")
+				io.WriteString(dial(), "GET /archlinux/core/os/x86_64/f2-1-1-x86_64.pkg.tar.zst HTTP/1.1\r\nHost: x\r\n\r\n")
 			}
 			eventually(t, 30*time.Second, "handlers of the clients that never read running", func() bool {
 				return d.goroutines() >= base+n
