@@ -61,7 +61,9 @@ func (c *conn) sendFile(head []byte, fd int, size int64) error {
 	}
 }
 
-// The stall rule is nginx's send_timeout: the clock restarts on a send
+// The stall rule is nginx's send_timeout, as in proxy.StallConn (which
+// net/http's connections get; this loop keeps its own to set deadlines at
+// most once a second on the hit path): the clock restarts on a send
 // that follows a wakeup (the kernel says the socket has room again, which
 // it does once the client has read a good part of what is queued), not on
 // any send that moves a byte. A client that never reads has its kernel

@@ -40,7 +40,8 @@ func StallConn(c net.Conn, stall time.Duration) net.Conn {
 // Not on any write that moves a byte: a client that never reads has its
 // kernel take a few more bytes now and then (the receive queue is
 // compacted, the send buffer grows), and each retry after a deadline
-// would count that as progress for ever. net/http sets no write deadline
+// would count that as progress for ever. The fast path's sendfile loop
+// (internal/fastpath) applies the same rule. net/http sets no write deadline
 // of its own when the server's WriteTimeout is 0, so nothing else moves it.
 type stallConn struct {
 	*net.TCPConn
