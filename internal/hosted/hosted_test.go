@@ -540,3 +540,18 @@ func TestStopBuilds(t *testing.T) {
 		}
 	}
 }
+
+// A hosted repo new to the config has its empty databases as soon as New
+// returns, before Run: the daemon serves after New, and pacman's first
+// -Sy must not meet a 404.
+func TestNewBuildsMissingDatabases(t *testing.T) {
+	e := newEnv(t, "", testConfig(), false)
+	for _, arch := range []string{"x86_64", "aarch64"} {
+		for _, name := range []string{"local.db", "local.files"} {
+			rel := "archlinux/local/os/" + arch + "/" + name
+			if _, err := e.st.Stat(rel); err != nil {
+				t.Errorf("%s after New: %v", rel, err)
+			}
+		}
+	}
+}

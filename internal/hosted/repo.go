@@ -387,15 +387,21 @@ func (r *repo) settle() {
 // entries are never modified once indexed (a change replaces them), so
 // the snapshot needs no copy of the packages.
 func (r *repo) startBuild(arch string, built chan<- buildResult) {
-	pkgs := make([]*alpm.Package, 0, len(r.idx[arch]))
-	for _, e := range r.idx[arch] {
-		pkgs = append(pkgs, &e.Package)
-	}
+	pkgs := r.snapshot(arch)
 	r.dirty[arch] = false
 	r.building[arch] = true
 	go func() {
 		built <- buildResult{arch: arch, err: r.s.build(r.key, r.dirs[arch], r.name, pkgs)}
 	}()
+}
+
+// snapshot returns the packages of arch's index, for a build.
+func (r *repo) snapshot(arch string) []*alpm.Package {
+	pkgs := make([]*alpm.Package, 0, len(r.idx[arch]))
+	for _, e := range r.idx[arch] {
+		pkgs = append(pkgs, &e.Package)
+	}
+	return pkgs
 }
 
 // finish records the end of a build: a failed one is retried as a change,

@@ -138,8 +138,17 @@ func (s *Service) load() error {
 		for _, a := range r.arches {
 			_, derr := s.store.Get(dirtyKey(r.key, a))
 			_, lerr := s.store.Lstat(r.dirs[a] + "/" + r.name + ".db")
+			if lerr != nil && derr != nil {
+				// Never built (a repo new to the config): build it now,
+				// before the daemon serves, so that pacman's first -Sy
+				// never meets a 404 for a repo the config names.
+				lerr = s.build(r.key, r.dirs[a], r.name, r.snapshot(a))
+				if lerr != nil {
+					s.log.Warn("build database", "repo", r.key, "arch", a, "err", lerr)
+				}
+			}
 			if derr == nil || lerr != nil {
-				// Changed before a crash, or never built: build at once.
+				// Changed before a crash, or not built: build at once.
 				r.dirty[a] = true
 				r.since[a] = time.Time{}
 			}
