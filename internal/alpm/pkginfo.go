@@ -130,7 +130,9 @@ func parsePKGINFO(data []byte) (*PKGINFO, error) {
 		default:
 			pi.Unknown = append(pi.Unknown, Field{Line: line, Key: key, Value: val})
 		}
-		if list != nil && val != "" {
+		// A list value of whitespace alone ("\r") is as empty as "": it
+		// would be written back as an empty value.
+		if list != nil && strings.Trim(val, " ") != "" {
 			*list = append(*list, val)
 		}
 	}
