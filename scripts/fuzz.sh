@@ -12,17 +12,23 @@ fuzztime=${1:-${FUZZTIME:-10s}}
 cd "$(dirname "$0")/.."
 log=$(mktemp /tmp/mirrord-fuzz.XXXXXX)
 trap 'rm -f "$log"' EXIT
+# inputs DIR TARGET: how many inputs TARGET's corpus folder holds.
+inputs() {
+	local f=("$1"/testdata/fuzz/"$2"/*)
+	echo ${#f[@]}
+}
+shopt -s nullglob
 status=0
 for pkg in $(go list ./...); do
 	dir=$(go list -f '{{.Dir}}' "$pkg")
 	for target in $(go test -list '^Fuzz' "$pkg" | grep '^Fuzz' || true); do
 		for try in 1 2; do
 			echo "fuzz $pkg $target ($fuzztime)"
-			before=$(ls "$dir/testdata/fuzz/$target" 2>/dev/null | wc -l)
+			before=$(inputs "$dir" "$target")
 			if go test -run "^$" -fuzz "^${target}$" -fuzztime "$fuzztime" -fuzzminimizetime 3s "$pkg" >"$log" 2>&1; then
 				break
 			fi
-			after=$(ls "$dir/testdata/fuzz/$target" 2>/dev/null | wc -l)
+			after=$(inputs "$dir" "$target")
 			if [[ $try == 1 && $after == "$before" ]] && grep -q 'context deadline exceeded' "$log"; then
 				echo "  no failing input written (go.dev/issue/75804): once more"
 				continue
