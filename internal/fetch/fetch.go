@@ -84,16 +84,11 @@ func (f *Fetcher) Flights() *lockfree.Group { return f.flights }
 // Label pre-creates the metrics of a repo at zero.
 func (f *Fetcher) Label(repo string) { f.fetched.WithLabelValues(repo) }
 
-// Do joins the flight for job.Rel or starts one. Readers of the flight
-// that get lockfree.ErrNoFile find the file in the tree: it was there (or
-// was revalidated) already.
-func (f *Fetcher) Do(ctx context.Context, job Job) (*lockfree.Flight, bool) {
-	return f.flights.Do(ctx, job.Rel, f.fillFunc(job))
-}
-
-// Join is Do with a reader of the flight (see lockfree.Group.Join): while
-// the reader is open, nobody can abandon the flight. ctx bounds the
-// reader's waits, not the fetch.
+// Join joins the flight for job.Rel or starts one, and returns it with a
+// reader of it (see lockfree.Group.Join): while the reader is open, nobody
+// can abandon the flight. Readers that get lockfree.ErrNoFile find the
+// file in the tree: it was there (or was revalidated) already. ctx bounds
+// the reader's waits, not the fetch.
 func (f *Fetcher) Join(ctx context.Context, job Job) (*lockfree.Flight, *lockfree.Reader, bool) {
 	return f.flights.Join(ctx, job.Rel, f.fillFunc(job))
 }

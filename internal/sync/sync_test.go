@@ -314,11 +314,13 @@ func TestSharesTheProxysDownloads(t *testing.T) {
 	}
 	// alpha cached by the proxy before the sync; beta in flight, held.
 	alpha, beta := "alpha-1.0-1-x86_64.pkg.tar.zst", "beta-1.0-1-x86_64.pkg.tar.zst"
-	f, _ := e.fetcher.Do(t.Context(), proxyJob(alpha))
+	f, rd, _ := e.fetcher.Join(t.Context(), proxyJob(alpha))
 	<-f.Done()
+	rd.Close()
 	gate := make(chan struct{})
 	up.SetFault("/"+archDir+"/"+beta, faultserver.Fault{Gate: gate, GateAfter: 100})
-	f, _ = e.fetcher.Do(t.Context(), proxyJob(beta))
+	f, rd, _ = e.fetcher.Join(t.Context(), proxyJob(beta))
+	defer rd.Close()
 	<-up.Seen("/"+archDir+"/"+beta, 1)
 	atBeta := make(chan struct{})
 	e.sched.joined = func(rel string) {
