@@ -253,16 +253,7 @@ func (b *Batch) WriteFile(rel string, data []byte, m Meta) error {
 	if err != nil {
 		return err
 	}
-	defer f.Close()
-	if _, err := f.Write(data); err != nil {
-		os.Remove(f.Name())
-		return fmt.Errorf("write %s: %w", rel, err)
-	}
-	if err := b.Commit(f, rel, m); err != nil {
-		os.Remove(f.Name())
-		return err
-	}
-	return nil
+	return writeCommit(f, rel, data, func() error { return b.Commit(f, rel, m) })
 }
 
 // Put stores val under key at the next Flush, with the files' records.

@@ -337,12 +337,18 @@ func (s *Store) WriteFile(rel string, data []byte, m Meta) error {
 	if err != nil {
 		return err
 	}
+	return writeCommit(f, rel, data, func() error { return s.Commit(f, rel, m) })
+}
+
+// writeCommit writes data to the temp file f and commits it; f is closed,
+// and removed unless committed.
+func writeCommit(f *os.File, rel string, data []byte, commit func() error) error {
 	defer f.Close()
 	if _, err := f.Write(data); err != nil {
 		os.Remove(f.Name())
 		return fmt.Errorf("write %s: %w", rel, err)
 	}
-	if err := s.Commit(f, rel, m); err != nil {
+	if err := commit(); err != nil {
 		os.Remove(f.Name())
 		return err
 	}
