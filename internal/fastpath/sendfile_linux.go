@@ -16,9 +16,8 @@ type sendState struct {
 	head      []byte
 	fd        int
 	off, size int64
-	sent      int64     // bytes sent in all
-	last      time.Time // when the client last took bytes (see sendFile)
-	woke      bool      // the next send follows a wakeup, not a first try
+	sent      int64 // bytes sent in all
+	clock     StallClock
 	err       error
 }
 
@@ -40,7 +39,7 @@ func (c *conn) sendFile(head []byte, fd int, size int64) error {
 		st.rc, st.step = rc, c.sendStep
 	}
 	st.head, st.fd, st.off, st.size, st.err = head, fd, 0, size, nil
-	st.woke = false
+	st.clock.Start(time.Now())
 	for {
 		c.writeDeadline()
 		err := st.rc.Write(st.step)
@@ -50,40 +49,27 @@ func (c *conn) sendFile(head []byte, fd int, size int64) error {
 		if err == nil {
 			return nil
 		}
-		if errors.Is(err, os.ErrDeadlineExceeded) && !st.last.IsZero() && time.Since(st.last) < c.s.WriteStall {
-			// Slow, not stalled: WriteStall from the last bytes it took.
-			c.nc.SetWriteDeadline(st.last.Add(c.s.WriteStall))
-			c.writeSet = time.Now()
-			st.woke = false // the retry's first try is no wakeup
-			continue
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			if d, ok := st.clock.Expired(c.s.WriteStall); ok {
+				c.nc.SetWriteDeadline(d) // slow, not stalled
+				c.writeSet = time.Now()
+				continue
+			}
 		}
 		return err
 	}
 }
 
-// The stall rule is nginx's send_timeout, as in proxy.StallConn (which
-// net/http's connections get; this loop keeps its own to set deadlines at
-// most once a second on the hit path): the clock restarts on a send
-// that follows a wakeup (the kernel says the socket has room again, which
-// it does once the client has read a good part of what is queued), not on
-// any send that moves a byte. A client that never reads has its kernel
-// take a few more bytes now and then (the send buffer grows, the receive
-// queue is compacted): counting those, each retry after the deadline
-// looked like progress, and such a client was cut only after several
-// stall periods, or never.
-
-// wait notes that the socket is full: the next send follows a wakeup.
+// wait notes that the socket is full (see StallClock).
 func (st *sendState) wait() bool {
-	st.woke = true
+	st.clock.Full()
 	return false
 }
 
-// progress notes a send; it is the client's doing after a wakeup.
+// progress notes a send of n bytes.
 func (st *sendState) progress(n int) {
 	st.sent += int64(n)
-	if st.woke {
-		st.last = time.Now()
-	}
+	st.clock.Sent(n)
 }
 
 // sendStep sends what the socket takes; false means "wait until it is

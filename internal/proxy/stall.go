@@ -8,6 +8,8 @@ import (
 	"os"
 	"syscall"
 	"time"
+
+	"github.com/mirrord/mirrord/internal/fastpath"
 )
 
 // Stall bounds (issue 7). The server has no overall read or write timeout,
@@ -33,16 +35,10 @@ func StallConn(c net.Conn, stall time.Duration) net.Conn {
 	return c
 }
 
-// stallConn gives each write WriteStall from the last time the client
-// took bytes, as nginx's send_timeout does: the clock restarts only on a
-// write that follows a wakeup (the kernel says the socket has room again,
-// which it does once the client has read a good part of what is queued).
-// Not on any write that moves a byte: a client that never reads has its
-// kernel take a few more bytes now and then (the receive queue is
-// compacted, the send buffer grows), and each retry after a deadline
-// would count that as progress for ever. The fast path's sendfile loop
-// (internal/fastpath) applies the same rule. net/http sets no write deadline
-// of its own when the server's WriteTimeout is 0, so nothing else moves it.
+// stallConn gives each write WriteStall under fastpath.StallClock's rule
+// (nginx's send_timeout), as the fast path does its own sends. net/http
+// sets no write deadline of its own when the server's WriteTimeout is 0,
+// so nothing else moves it.
 type stallConn struct {
 	*net.TCPConn
 	stall time.Duration
@@ -67,18 +63,17 @@ func (c *stallConn) send(op func(fd int) (int, error), done func() bool) error {
 	if err != nil {
 		return err
 	}
-	last := time.Now() // a new write: whatever comes before was answered
-	woke := false      // the next op follows a wakeup, not a first try
+	var clock fastpath.StallClock
+	clock.Start(time.Now())
+	deadline := time.Now().Add(c.stall)
 	var opErr error
 	step := func(fd uintptr) bool {
 		for !done() {
 			m, err := op(int(fd))
-			if m > 0 && woke {
-				last = time.Now()
-			}
+			clock.Sent(m)
 			switch {
 			case err == syscall.EAGAIN:
-				woke = true
+				clock.Full()
 				return false // wait until writable
 			case err == syscall.EINTR:
 				continue
@@ -90,14 +85,16 @@ func (c *stallConn) send(op func(fd int) (int, error), done func() bool) error {
 		return true
 	}
 	for {
-		c.TCPConn.SetWriteDeadline(last.Add(c.stall))
+		c.TCPConn.SetWriteDeadline(deadline)
 		err := rc.Write(step)
 		if err == nil {
 			return opErr
 		}
-		if errors.Is(err, os.ErrDeadlineExceeded) && time.Since(last) < c.stall {
-			woke = false // the retry's first try is no wakeup
-			continue
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			var ok bool
+			if deadline, ok = clock.Expired(c.stall); ok {
+				continue // slow, not stalled
+			}
 		}
 		return err
 	}
