@@ -76,6 +76,18 @@ type Hosted struct {
 	MaxDelay  time.Duration `mapstructure:"max_delay" yaml:"max_delay"`
 	MaxUpload ByteSize      `mapstructure:"max_upload" yaml:"max_upload"`
 	Retention time.Duration `mapstructure:"retention" yaml:"retention"`
+	// SigningKey is an armored OpenPGP secret key that signs every hosted
+	// repo's databases (and, with SignPackages, packages uploaded without
+	// a signature); a repo's own signing_key overrides it. Its passphrase,
+	// if any, comes from MIRRORD_HOSTED_SIGNING_PASSPHRASE, never a file.
+	SigningKey   string `mapstructure:"signing_key" yaml:"signing_key,omitempty"`
+	SignPackages bool   `mapstructure:"sign_packages" yaml:"sign_packages"`
+	// TrustedKeys is an armored public keyring: an uploaded .sig must be
+	// a valid signature by one of its keys.
+	TrustedKeys string `mapstructure:"trusted_keys" yaml:"trusted_keys,omitempty"`
+	// RequireSignatures refuses packages without a .sig that no repo key
+	// would sign.
+	RequireSignatures bool `mapstructure:"require_signatures" yaml:"require_signatures"`
 }
 
 // API configures the REST API.
@@ -105,6 +117,8 @@ type Repo struct {
 	SyncInterval time.Duration `mapstructure:"sync_interval" yaml:"sync_interval,omitempty"`
 	// Upstreams overrides the distro's mirror list for this repo.
 	Upstreams []string `mapstructure:"upstreams" yaml:"upstreams,omitempty"`
+	// SigningKey overrides hosted.signing_key for this hosted repo.
+	SigningKey string `mapstructure:"signing_key" yaml:"signing_key,omitempty"`
 }
 
 // defaults is the one table of every scalar key and its default. Viper only
@@ -135,6 +149,10 @@ var defaults = []struct {
 	{"hosted.max_delay", "30s"},
 	{"hosted.max_upload", "2GiB"},
 	{"hosted.retention", "24h"},
+	{"hosted.signing_key", ""},
+	{"hosted.sign_packages", true},
+	{"hosted.trusted_keys", ""},
+	{"hosted.require_signatures", false},
 }
 
 // DefaultDistros is used when the configuration names no distros at all:
@@ -278,6 +296,8 @@ func (c *Config) Validate() error {
 	if c.Hosted.MaxDelay < c.Hosted.Debounce {
 		bad("hosted.max_delay", "must not be shorter than hosted.debounce")
 	}
+	checkKeyFile("hosted.signing_key", c.Hosted.SigningKey, bad)
+	checkKeyFile("hosted.trusted_keys", c.Hosted.TrustedKeys, bad)
 	if len(c.Distros) == 0 {
 		bad("distros", "at least one distro is needed")
 	}
@@ -290,7 +310,7 @@ func (c *Config) Validate() error {
 			bad(key+".name", "must not be empty")
 		}
 		if len(t.SHA256) != 64 || strings.Trim(strings.ToLower(t.SHA256), "0123456789abcdef") != "" {
-			bad(key+".sha256", "must be the 64 hex digits of the token's sha256 (sha256sum of the token)")
+			bad(key+".sha256", "must be the 64 hex digits of a token's sha256: run `mirrord token --name %s --repo DISTRO/REPO` and paste the line it prints", orDefault(t.Name, "NAME"))
 		}
 		for _, r := range t.Repos {
 			d, repo, ok := strings.Cut(r, "/")
@@ -369,6 +389,10 @@ func (c *Config) validateDistro(dn string, bad func(key, format string, args ...
 		for _, u := range r.Upstreams {
 			checkUpstream(rkey+".upstreams", u, bad)
 		}
+		if r.SigningKey != "" && r.Mode != ModeHosted {
+			bad(rkey+".signing_key", "only hosted repos are signed by mirrord")
+		}
+		checkKeyFile(rkey+".signing_key", r.SigningKey, bad)
 	}
 }
 
@@ -376,6 +400,27 @@ func checkUpstream(key, u string, bad func(key, format string, args ...any)) {
 	if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
 		bad(key, "%q must be an http:// or https:// URL template", u)
 	}
+}
+
+// checkKeyFile proves that a key file named by key can be read; its
+// content is parsed by internal/hosted at start.
+func checkKeyFile(key, path string, bad func(key, format string, args ...any)) {
+	if path == "" {
+		return
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		bad(key, "%v", err)
+		return
+	}
+	f.Close()
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
 }
 
 // checkLayout accepts relative templates like "$repo/os/$arch" or "$arch/$repo".

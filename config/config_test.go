@@ -1,6 +1,8 @@
 package config
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"os"
 	"path/filepath"
 	"strings"
@@ -58,9 +60,19 @@ func TestExampleLoads(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Chdir(t.TempDir())
-	c, err := load(t, string(src))
+	// As shipped, the example holds no usable token: copied as it is, it
+	// stops mirrord at start and says how to make one.
+	_, err = load(t, string(src))
+	if err == nil || !strings.Contains(err.Error(), "api.tokens[0].sha256") || !strings.Contains(err.Error(), "mirrord token") {
+		t.Fatalf("example config as shipped: %v; want api.tokens[0].sha256 refused with a hint at `mirrord token`", err)
+	}
+	if n := strings.Count(string(src), "REPLACE-ME"); n != 1 {
+		t.Fatalf("example has %d placeholders, want 1", n)
+	}
+	sum := sha256.Sum256([]byte("a token made by mirrord token"))
+	c, err := load(t, strings.Replace(string(src), "REPLACE-ME: run mirrord token", hex.EncodeToString(sum[:]), 1))
 	if err != nil {
-		t.Fatalf("example config: %v", err)
+		t.Fatalf("example config with a real token: %v", err)
 	}
 	if got := c.Distros["archlinux"].Repos["core"].Mode; got != ModeMirror {
 		t.Errorf("example core mode = %q, want mirror", got)
@@ -131,6 +143,10 @@ func TestRejects(t *testing.T) {
 		{"repo named local", distro("    layout: $repo/os/$arch\n    arch: [x86_64]\n    repos: {local: {mode: hosted}}\n"), "reserved by pacman"},
 		{"token for unknown repo", base + "api: {tokens: [{name: ci, sha256: " + strings.Repeat("a", 64) + ", repos: [archlinux/nope]}]}\n", "names no configured repo"},
 		{"unreachable data dir", "data_dir: " + file + "/sub\n", "data_dir"},
+		{"missing signing key", base + "hosted: {signing_key: " + dir + "/nope.asc}\n", "hosted.signing_key"},
+		{"missing trusted keys", base + "hosted: {trusted_keys: " + dir + "/nope.asc}\n", "hosted.trusted_keys"},
+		{"signing key on a proxy repo", distro("    layout: $repo/os/$arch\n    arch: [x86_64]\n    upstreams: [http://127.0.0.1:1/$repo/os/$arch]\n    repos: {core: {mode: proxy, signing_key: " + file + "}}\n"),
+			"distros.arch.repos.core.signing_key: only hosted repos"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

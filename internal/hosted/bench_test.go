@@ -78,7 +78,7 @@ func BenchmarkBuild15000(b *testing.B) {
 	e := newEnv(b, b.TempDir(), testConfig(), false)
 	r := e.svc.repos["archlinux/local"]
 	for b.Loop() {
-		if err := e.svc.build(r.key, r.dirs["x86_64"], "local", pkgs); err != nil {
+		if err := e.svc.build(r.key, r.dirs["x86_64"], "local", nil, pkgs); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -136,7 +136,7 @@ func TestRebuildVsRepoAdd(t *testing.T) {
 	e := newEnv(t, "", testConfig(), false)
 	r := e.svc.repos["archlinux/local"]
 	start := time.Now()
-	if err := e.svc.build(r.key, r.dirs["x86_64"], "local", pkgs); err != nil {
+	if err := e.svc.build(r.key, r.dirs["x86_64"], "local", nil, pkgs); err != nil {
 		t.Fatal(err)
 	}
 	ours := time.Since(start)

@@ -14,13 +14,15 @@ import (
 	"time"
 
 	"github.com/mirrord/mirrord/internal/alpm"
+	"github.com/mirrord/mirrord/internal/pgp"
 	"github.com/mirrord/mirrord/internal/store"
 )
 
 // build writes {repo}.files.tar.gz then {repo}.db.tar.gz of one arch from
 // pkgs (so that a db never names a package its files db lacks), each
-// atomically, and points the {repo}.db and {repo}.files links at them.
-func (s *Service) build(key, dir, repo string, pkgs []*alpm.Package) error {
+// atomically and, with a signer, each just after its .sig, and points the
+// {repo}.db and {repo}.files links (and their .sig) at them.
+func (s *Service) build(key, dir, repo string, signer *pgp.Signer, pkgs []*alpm.Package) error {
 	start := time.Now()
 	lm := s.dbTime(path.Join(dir, repo+".db.tar.gz"), start)
 	for _, files := range []bool{true, false} {
@@ -29,7 +31,10 @@ func (s *Service) build(key, dir, repo string, pkgs []*alpm.Package) error {
 			link = repo + ".files"
 		}
 		name := link + ".tar.gz"
-		if err := s.writeDB(path.Join(dir, name), pkgs, alpm.WriteOptions{Files: files, ModTime: lm}); err != nil {
+		if err := s.writeDB(path.Join(dir, name), signer, pkgs, alpm.WriteOptions{Files: files, ModTime: lm}); err != nil {
+			return err
+		}
+		if err := s.linkSig(signer, dir, link, name); err != nil {
 			return err
 		}
 		if info, err := s.store.Lstat(path.Join(dir, link)); err != nil || info.Mode()&fs.ModeSymlink == 0 {
@@ -56,7 +61,7 @@ func (s *Service) dbTime(rel string, now time.Time) time.Time {
 	return t
 }
 
-func (s *Service) writeDB(rel string, pkgs []*alpm.Package, opts alpm.WriteOptions) error {
+func (s *Service) writeDB(rel string, signer *pgp.Signer, pkgs []*alpm.Package, opts alpm.WriteOptions) error {
 	f, err := s.store.CreateTemp("db-*")
 	if err != nil {
 		return err
@@ -67,6 +72,9 @@ func (s *Service) writeDB(rel string, pkgs []*alpm.Package, opts alpm.WriteOptio
 	err = alpm.WriteDB(bw, pkgs, opts)
 	if err == nil {
 		err = bw.Flush()
+	}
+	if err == nil {
+		err = s.writeSig(signer, f, rel)
 	}
 	if err == nil {
 		err = s.store.Commit(f, rel, store.Meta{SHA256: hex.EncodeToString(h.Sum(nil)), LastModified: opts.ModTime})

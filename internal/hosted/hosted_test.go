@@ -357,8 +357,9 @@ func TestRefusals(t *testing.T) {
 
 func TestAnyAndDelete(t *testing.T) {
 	e := newEnv(t, "", testConfig(), true)
-	sig := []byte{0x89, 0x01, 0x33, 0x04, 0x00, 0x01, 0x08}
-	j, err := e.submit("local", pkg(t, "noarch", "1-1", "any"), sig, false)
+	_, signer, _ := testKey(t, t.TempDir(), "uploader")
+	data := pkg(t, "noarch", "1-1", "any")
+	j, err := e.submit("local", data, sign(t, signer, data), false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -499,7 +500,7 @@ func TestDBTimeMonotonic(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := e.svc.repos["archlinux/local"]
-	if err := e.svc.build(r.key, r.dirs["x86_64"], "local", nil); err != nil {
+	if err := e.svc.build(r.key, r.dirs["x86_64"], "local", nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	second, _ := e.st.Stat(rel)

@@ -7,10 +7,12 @@ import (
 	"os"
 	"path"
 	"slices"
+	stdsync "sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/mirrord/mirrord/internal/alpm"
+	"github.com/mirrord/mirrord/internal/pgp"
 	"github.com/mirrord/mirrord/internal/store"
 )
 
@@ -32,6 +34,9 @@ func dirtyKey(repo, arch string) string { return dirtyPrefix + repo + "/" + arch
 type entry struct {
 	alpm.Package
 	Job string `json:",omitempty"`
+	// SignedBy is the fingerprint of the key whose signature of the file
+	// was verified or made at publish; "" if none was.
+	SignedBy string `json:",omitempty"`
 }
 
 // repo is the actor of one hosted repo: its goroutine (run) alone reads
@@ -43,6 +48,7 @@ type repo struct {
 	key          string   // "distro/repo", the metrics label
 	arches       []string // sorted
 	dirs         map[string]string
+	signer       *pgp.Signer // signs the dbs (and unsigned uploads); nil: unsigned
 
 	in   chan any      // *commitReq, *deleteReq
 	kick chan struct{} // a job ended: look at the schedule again
@@ -51,6 +57,7 @@ type repo struct {
 	pending      atomic.Int64 // jobs of this repo queued or running
 	lastActivity atomic.Int64 // unix ns of the last upload or change
 	unsettled    atomic.Int64 // arches dirty or building, for WaitIdle
+	signedBy     stdsync.Map  // arch+"/"+file -> fingerprint; written by run, read by SignedBy
 
 	// ---- owned by run ----
 	idx      map[string]map[string]*entry    // arch -> name -> entry
@@ -77,6 +84,7 @@ type commitReq struct {
 	force     bool
 	files     map[string]*os.File
 	sigs      map[string]*os.File
+	signedBy  string   // fingerprint of the verified signer, "" if none
 	committed []string // temp names the actor moved into the tree
 	reply     chan error
 }
@@ -214,7 +222,7 @@ func (r *repo) commit(q *commitReq) error {
 				return err
 			}
 		}
-		e := &entry{Package: *p, Job: q.job}
+		e := &entry{Package: *p, Job: q.job, SignedBy: q.signedBy}
 		val, err := json.Marshal(e)
 		if err != nil {
 			return err
@@ -224,6 +232,11 @@ func (r *repo) commit(q *commitReq) error {
 		}
 		old := r.idx[a][p.Name]
 		r.idx[a][p.Name] = e
+		if q.signedBy != "" {
+			r.signedBy.Store(a+"/"+p.Filename, q.signedBy)
+		} else {
+			r.signedBy.Delete(a + "/" + p.Filename)
+		}
 		if err := r.unretire(a, p.Filename); err != nil {
 			return err
 		}
@@ -332,6 +345,7 @@ func (r *repo) sweep() {
 				continue
 			}
 			r.s.store.Remove(rel + ".sig")
+			r.signedBy.Delete(a + "/" + file)
 			if err := r.s.store.Delete(r.gcKey(a, file)); err != nil {
 				r.s.log.Warn("forget retired file", "file", rel, "err", err)
 				continue
@@ -391,7 +405,7 @@ func (r *repo) startBuild(arch string, built chan<- buildResult) {
 	r.dirty[arch] = false
 	r.building[arch] = true
 	go func() {
-		built <- buildResult{arch: arch, err: r.s.build(r.key, r.dirs[arch], r.name, pkgs)}
+		built <- buildResult{arch: arch, err: r.s.build(r.key, r.dirs[arch], r.name, r.signer, pkgs)}
 	}()
 }
 

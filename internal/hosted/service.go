@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mirrord/mirrord/config"
+	"github.com/mirrord/mirrord/internal/pgp"
 	"github.com/mirrord/mirrord/internal/store"
 )
 
@@ -26,9 +27,12 @@ type Options struct {
 	StagingDir string
 	// QueueSize bounds the jobs waiting for a worker; beyond it an upload
 	// gets ErrBusy. Default 4096.
-	QueueSize  int
-	Logger     *slog.Logger
-	Registerer prometheus.Registerer
+	QueueSize int
+	// SigningPassphrase unlocks the signing keys (main reads it from
+	// MIRRORD_HOSTED_SIGNING_PASSPHRASE); nil for keys without one.
+	SigningPassphrase []byte
+	Logger            *slog.Logger
+	Registerer        prometheus.Registerer
 }
 
 // Service is the publish pipeline of every hosted repo. Its methods are
@@ -39,6 +43,7 @@ type Service struct {
 	staging string
 	log     *slog.Logger
 	metrics *metrics
+	trusted *pgp.Keyring // hosted.trusted_keys; nil: uploaded sigs are only checked for form
 
 	repos   map[string]*repo // "distro/repo" -> its actor; fixed after New
 	queue   chan Job         // acknowledged jobs for the workers
@@ -94,6 +99,9 @@ func New(cfg *config.Config, st *store.Store, opts Options) (*Service, error) {
 		}
 	}
 	s.metrics = newMetrics(opts.Registerer, s)
+	if err := s.loadKeys(cfg, opts.SigningPassphrase); err != nil {
+		return nil, err
+	}
 	if err := s.load(); err != nil {
 		return nil, err
 	}
@@ -115,6 +123,9 @@ func (s *Service) load() error {
 			return nil
 		}
 		r.idx[arch][name] = e
+		if e.SignedBy != "" {
+			r.signedBy.Store(arch+"/"+e.Filename, e.SignedBy)
+		}
 		return nil
 	})
 	if err != nil {
@@ -142,13 +153,14 @@ func (s *Service) load() error {
 				// Never built (a repo new to the config): build it now,
 				// before the daemon serves, so that pacman's first -Sy
 				// never meets a 404 for a repo the config names.
-				lerr = s.build(r.key, r.dirs[a], r.name, r.snapshot(a))
+				lerr = s.build(r.key, r.dirs[a], r.name, r.signer, r.snapshot(a))
 				if lerr != nil {
 					s.log.Warn("build database", "repo", r.key, "arch", a, "err", lerr)
 				}
 			}
-			if derr == nil || lerr != nil {
-				// Changed before a crash, or not built: build at once.
+			if derr == nil || lerr != nil || !r.sigCurrent(a) {
+				// Changed before a crash, not built, or signed by
+				// another key than the config's: build at once.
 				r.dirty[a] = true
 				r.since[a] = time.Time{}
 			}

@@ -119,16 +119,16 @@ func (s *Service) publish(r *repo, j *Job) (string, error) {
 	}
 	j.Package = &Released{Name: p.Name, Version: p.Version, Arch: p.Arch, Filename: p.Filename, SHA256: p.SHA256Sum, Arches: arches}
 
-	var sig []byte
-	if j.HasSig {
-		if sig, err = os.ReadFile(s.stagePath(j.ID, ".sig")); err != nil {
-			return "", fmt.Errorf("read staged signature: %w", err)
-		}
+	sig, signedBy, err := s.signature(r, j, tmp)
+	if err != nil {
+		return "", err
+	}
+	if sig != nil {
 		if p.PGPSig, err = alpm.EncodeSig(sig); err != nil {
 			return "", fmt.Errorf("%w: %v", ErrInvalid, err)
 		}
 	}
-	req = &commitReq{job: j.ID, pkg: p, force: j.Force, files: map[string]*os.File{}, sigs: map[string]*os.File{}, reply: make(chan error, 1)}
+	req = &commitReq{job: j.ID, pkg: p, force: j.Force, signedBy: signedBy, files: map[string]*os.File{}, sigs: map[string]*os.File{}, reply: make(chan error, 1)}
 	// One copy per arch db that lists it: the store links nothing across
 	// folders, and an any package is served in every arch.
 	for i, a := range arches {

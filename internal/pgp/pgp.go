@@ -45,6 +45,7 @@ type Key struct {
 type Signer struct {
 	entity *openpgp.Entity
 	key    Key
+	issuer string // key id of the (sub)key that signs, upper-case hex
 }
 
 // LoadSigner reads an armored OpenPGP secret key (the first of the file)
@@ -75,7 +76,7 @@ func LoadSigner(path string, passphrase []byte) (*Signer, error) {
 	if !ok || sk.PrivateKey == nil {
 		return nil, fmt.Errorf("%s has no valid (unexpired, unrevoked) signing key", path)
 	}
-	s := &Signer{entity: e}
+	s := &Signer{entity: e, issuer: fmt.Sprintf("%016X", sk.PublicKey.KeyId)}
 	if s.key, err = publicKey(e); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -123,6 +124,10 @@ func publicKey(e *openpgp.Entity) (Key, error) {
 // Key is the signer's public key.
 func (s *Signer) Key() Key { return s.key }
 
+// Issuer is the key id its signatures name (a signing subkey's, if the
+// key has one), as Issuers reports it.
+func (s *Signer) Issuer() string { return s.issuer }
+
 // Sign writes a binary detached signature of everything r yields to w.
 func (s *Signer) Sign(w io.Writer, r io.Reader) error {
 	if err := openpgp.DetachSign(w, s.entity, r, config); err != nil {
@@ -142,11 +147,47 @@ func LoadKeyring(path string) (*Keyring, error) {
 		return nil, err
 	}
 	defer f.Close()
-	list, err := openpgp.ReadArmoredKeyRing(io.LimitReader(f, 16<<20))
+	k, err := ReadKeyring(f)
 	if err != nil {
-		return nil, fmt.Errorf("%s: not an armored OpenPGP keyring: %w", path, err)
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return k, nil
+}
+
+// ReadKeyring reads an armored public keyring from r.
+func ReadKeyring(r io.Reader) (*Keyring, error) {
+	list, err := openpgp.ReadArmoredKeyRing(io.LimitReader(r, 16<<20))
+	if err != nil {
+		return nil, fmt.Errorf("not an armored OpenPGP keyring: %w", err)
 	}
 	return &Keyring{list: list}, nil
+}
+
+// NewKey makes a new signing key (the library's default algorithm) for
+// name and email and returns its secret and public halves, armored, as
+// `gpg --armor --export-secret-keys` and `--export` would.
+func NewKey(name, email string) (secret, public []byte, err error) {
+	e, err := openpgp.NewEntity(name, "", email, config)
+	if err != nil {
+		return nil, nil, err
+	}
+	var sec, pub bytes.Buffer
+	w, err := armor.Encode(&sec, openpgp.PrivateKeyType, nil)
+	if err == nil {
+		err = e.SerializePrivate(w, config)
+	}
+	if err == nil {
+		err = w.Close()
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	k, err := publicKey(e)
+	if err != nil {
+		return nil, nil, err
+	}
+	pub.Write(k.Armored)
+	return sec.Bytes(), pub.Bytes(), nil
 }
 
 // Len is the number of keys in the ring.

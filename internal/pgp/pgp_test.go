@@ -71,8 +71,8 @@ func TestSignVerify(t *testing.T) {
 		t.Errorf("Verify(changed file) = %v, want ErrBadSignature", err)
 	}
 	ids, err := Issuers(sig.Bytes())
-	if err != nil || len(ids) != 1 || ids[0] != s.Key().KeyID {
-		t.Errorf("Issuers = %v, %v; want [%s]", ids, err, s.Key().KeyID)
+	if err != nil || len(ids) != 1 || ids[0] != s.Issuer() {
+		t.Errorf("Issuers = %v, %v; want [%s]", ids, err, s.Issuer())
 	}
 
 	// A key the ring does not hold: untrusted, naming the key seen.
@@ -83,8 +83,8 @@ func TestSignVerify(t *testing.T) {
 	}
 	var osig bytes.Buffer
 	other.Sign(&osig, bytes.NewReader(msg))
-	if _, err := ring.Verify(bytes.NewReader(msg), osig.Bytes()); !errors.Is(err, ErrUntrusted) || !strings.Contains(err.Error(), other.Key().KeyID) {
-		t.Errorf("Verify(stranger's signature) = %v, want ErrUntrusted naming %s", err, other.Key().KeyID)
+	if _, err := ring.Verify(bytes.NewReader(msg), osig.Bytes()); !errors.Is(err, ErrUntrusted) || !strings.Contains(err.Error(), other.Issuer()) {
+		t.Errorf("Verify(stranger's signature) = %v, want ErrUntrusted naming %s", err, other.Issuer())
 	}
 }
 
@@ -119,6 +119,31 @@ func TestIssuersRefusesMalformed(t *testing.T) {
 	}
 	if ids, err := Issuers(append(good.Bytes(), good.Bytes()...)); err != nil || len(ids) != 2 {
 		t.Errorf("Issuers(two signatures) = %v, %v", ids, err)
+	}
+}
+
+func TestNewKey(t *testing.T) {
+	sec, pub, err := NewKey("Repo", "repo@example.org")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "k.asc")
+	os.WriteFile(path, sec, 0o600)
+	s, err := LoadSigner(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sig bytes.Buffer
+	s.Sign(&sig, strings.NewReader("db"))
+	ring, err := ReadKeyring(bytes.NewReader(pub))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ring.Verify(strings.NewReader("db"), sig.Bytes()); err != nil {
+		t.Errorf("Verify with NewKey's public half = %v", err)
+	}
+	if !bytes.Equal(pub, s.Key().Armored) {
+		t.Error("NewKey's public half differs from the signer's Key().Armored")
 	}
 }
 
