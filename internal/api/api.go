@@ -11,6 +11,7 @@ import (
 
 	"github.com/mirrord/mirrord/config"
 	"github.com/mirrord/mirrord/internal/hosted"
+	"github.com/mirrord/mirrord/internal/pgp"
 )
 
 // Tree is what the API reads of the data directory (internal/store).
@@ -28,6 +29,12 @@ type Publisher interface {
 	Job(id string) (hosted.Job, error)
 	WaitJob(ctx context.Context, id string) (hosted.Job, error)
 	Pending() int
+	// Key is the public signing key of a hosted repo, false when the
+	// repo is not signed.
+	Key(distro, repo string) (pgp.Key, bool)
+	// SignedBy is the fingerprint of the key whose signature of a
+	// published package file mirrord verified (or made), "" if none.
+	SignedBy(distro, repo, arch, file string) string
 }
 
 // Syncer is the mirror sync engine (internal/sync). Trigger starts a sync
@@ -43,9 +50,12 @@ type Syncer interface {
 // Options configures New. Nil Publisher or Syncer make their endpoints
 // answer 503; nil InFlight reports 0.
 type Options struct {
-	Publisher  Publisher
-	Syncer     Syncer
-	InFlight   func() int // fetches in flight (internal/lockfree)
+	Publisher Publisher
+	Syncer    Syncer
+	InFlight  func() int // fetches in flight (internal/lockfree)
+	// AdminToken is the sha256 of the admin token (see AdminToken), used
+	// only when api.tokens is empty; with neither, every write is refused.
+	AdminToken []byte
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 }
@@ -77,13 +87,14 @@ func New(cfg *config.Config, tree Tree, opts Options) *Handler {
 	}
 	h := &Handler{
 		cfg: cfg, tree: tree, pub: opts.Publisher, syncer: opts.Syncer, inFlight: opts.InFlight,
-		auth: newAuth(cfg), dbs: newDBCache(tree), log: opts.Logger, mux: http.NewServeMux(),
+		auth: newAuth(cfg, opts.AdminToken), dbs: newDBCache(tree), log: opts.Logger, mux: http.NewServeMux(),
 	}
 	h.metrics = newMetrics(opts.Registerer)
 	m := h.mux
 	m.HandleFunc("GET /api/v1/repos", h.repos)
 	m.HandleFunc("GET /api/v1/repos/{distro}/{repo}/{arch}/packages", h.listPackages)
 	m.HandleFunc("GET /api/v1/repos/{distro}/{repo}/{arch}/packages/{name}", h.getPackage)
+	m.HandleFunc("GET /api/v1/repos/{distro}/{repo}/key", h.key)
 	m.HandleFunc("POST /api/v1/repos/{distro}/{repo}/packages", h.upload)
 	m.HandleFunc("DELETE /api/v1/repos/{distro}/{repo}/{arch}/packages/{name}", h.deletePackage)
 	m.HandleFunc("GET /api/v1/jobs/{id}", h.job)

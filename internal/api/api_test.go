@@ -25,6 +25,7 @@ import (
 	"github.com/mirrord/mirrord/config"
 	"github.com/mirrord/mirrord/internal/alpm"
 	"github.com/mirrord/mirrord/internal/hosted"
+	"github.com/mirrord/mirrord/internal/pgp"
 	"github.com/mirrord/mirrord/internal/store"
 )
 
@@ -182,9 +183,10 @@ func TestPublishAndRead(t *testing.T) {
 	var body bytes.Buffer
 	mw := multipart.NewWriter(&body)
 	fw, _ := mw.CreateFormFile("package", "signed-1-1-any.pkg.tar.zst")
-	fw.Write(pkg(t, "signed", "1-1", "any", "carries a signature"))
+	signed := pkg(t, "signed", "1-1", "any", "carries a signature")
+	fw.Write(signed)
 	sw, _ := mw.CreateFormFile("signature", "signed-1-1-any.pkg.tar.zst.sig")
-	sw.Write([]byte{0x89, 0x01, 0x33})
+	sw.Write(signature(t, signed))
 	mw.Close()
 	code, out, hdr := e.do("POST", "/api/v1/repos/archlinux/local/packages", tokenCI, &body, mw.FormDataContentType())
 	if code != 202 || hdr.Get("Location") != out["status_url"] {
@@ -441,22 +443,164 @@ func TestSync(t *testing.T) {
 	}
 }
 
-// With no tokens configured, writes come from loopback only.
-func TestLoopbackOnly(t *testing.T) {
+// No write is anonymous: not from loopback, not with a token anywhere but
+// the Authorization header, and not from another site's page even with
+// a valid token. With no api.tokens, the admin token writes everything.
+func TestNoAnonymousWrites(t *testing.T) {
 	cfg := testConfig()
 	cfg.API.Tokens = nil
+	admin := "mirrord_admin-token-for-tests"
+	dir := t.TempDir()
+	st, err := store.Open(dir, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	svc, err := hosted.New(cfg, st, hosted.Options{StagingDir: filepath.Join(dir, "staging")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256([]byte(admin))
+	h := New(cfg, st, Options{Publisher: svc, Syncer: &fakeSyncer{}, AdminToken: sum[:]})
+	upload := "/api/v1/repos/archlinux/local/packages?filename=x.pkg.tar.zst"
+	cases := []struct {
+		name, method, path, remote string
+		header                     map[string]string
+		code                       int
+	}{
+		{"loopback without token", "POST", upload, "127.0.0.1:4000", nil, 401},
+		{"ipv6 loopback without token", "POST", upload, "[::1]:4000", nil, 401},
+		{"LAN without token", "POST", upload, "192.0.2.7:4000", nil, 401},
+		{"token in the query", "POST", upload + "&token=" + admin + "&access_token=" + admin, "127.0.0.1:4000", nil, 401},
+		{"token in a cookie", "POST", upload, "127.0.0.1:4000", map[string]string{"Cookie": "token=" + admin + "; mirrord_token=" + admin}, 401},
+		{"basic auth", "POST", upload, "127.0.0.1:4000", map[string]string{"Authorization": "Basic " + admin}, 401},
+		{"a web page's text/plain POST", "POST", upload, "127.0.0.1:4000", map[string]string{"Origin": "http://evil.example", "Content-Type": "text/plain"}, 403},
+		{"foreign Origin with the token", "POST", upload, "127.0.0.1:4000", map[string]string{"Origin": "http://evil.example", "Authorization": "Bearer " + admin}, 403},
+		{"null Origin with the token", "POST", upload, "127.0.0.1:4000", map[string]string{"Origin": "null", "Authorization": "Bearer " + admin}, 403},
+		{"Origin on another port", "POST", upload, "127.0.0.1:4000", map[string]string{"Origin": "http://example.com:9999", "Authorization": "Bearer " + admin}, 403},
+		{"cross-site fetch", "POST", upload, "127.0.0.1:4000", map[string]string{"Sec-Fetch-Site": "cross-site", "Authorization": "Bearer " + admin}, 403},
+		{"sync without token", "POST", "/api/v1/sync/archlinux/core", "127.0.0.1:4000", nil, 401},
+		{"sync from a page", "POST", "/api/v1/sync/archlinux/core", "127.0.0.1:4000", map[string]string{"Origin": "http://evil.example", "Authorization": "Bearer " + admin}, 403},
+		{"delete without token", "DELETE", "/api/v1/repos/archlinux/local/x86_64/packages/x", "127.0.0.1:4000", nil, 401},
+		{"admin token", "POST", upload, "192.0.2.7:4000", map[string]string{"Authorization": "Bearer " + admin}, 202},
+		{"admin token, same Origin", "POST", upload, "127.0.0.1:4000", map[string]string{"Authorization": "Bearer " + admin, "Origin": "http://example.com"}, 202},
+		{"admin token, another repo", "POST", "/api/v1/repos/archlinux/other/packages?filename=x.pkg.tar.zst", "127.0.0.1:4000", map[string]string{"Authorization": "Bearer " + admin}, 202},
+		{"admin token starts syncs", "POST", "/api/v1/sync/archlinux/core", "127.0.0.1:4000", map[string]string{"Authorization": "Bearer " + admin}, 202},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			req := httptest.NewRequest(c.method, c.path, bytes.NewReader(pkg(t, "lo", "1-1", "x86_64", "")))
+			req.RemoteAddr = c.remote
+			for k, v := range c.header {
+				req.Header.Set(k, v)
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if rec.Code != c.code {
+				t.Errorf("%s %s = %d %s, want %d", c.method, c.path, rec.Code, rec.Body, c.code)
+			}
+		})
+	}
+	// Without configured tokens and without an admin token, nothing writes.
+	none := New(cfg, st, Options{Publisher: svc})
+	req := httptest.NewRequest("POST", upload, bytes.NewReader(pkg(t, "lo", "1-1", "x86_64", "")))
+	req.RemoteAddr = "127.0.0.1:4000"
+	req.Header.Set("Authorization", "Bearer "+admin)
+	rec := httptest.NewRecorder()
+	none.ServeHTTP(rec, req)
+	if rec.Code != 401 {
+		t.Errorf("no tokens at all: upload = %d, want 401", rec.Code)
+	}
+}
+
+func TestAdminToken(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "admin.token")
+	sum, created, err := AdminToken(path)
+	if err != nil || !created || len(sum) != 32 {
+		t.Fatalf("AdminToken(new) = %x, %v, %v", sum, created, err)
+	}
+	info, err := os.Stat(path)
+	if err != nil || info.Mode().Perm() != 0o600 {
+		t.Fatalf("admin.token mode = %v, %v; want 0600", info.Mode(), err)
+	}
+	data, _ := os.ReadFile(path)
+	tok := strings.TrimSpace(string(data))
+	if len(tok) < 40 || TokenHash(tok) != hex.EncodeToString(sum) {
+		t.Errorf("admin.token holds %q; its hash is not the one returned", tok)
+	}
+	again, created, err := AdminToken(path)
+	if err != nil || created || !bytes.Equal(again, sum) {
+		t.Errorf("AdminToken(existing) = %x, %v, %v; want the same token, not created", again, created, err)
+	}
+	if a, b := NewToken(), NewToken(); a == b || !strings.HasPrefix(a, "mirrord_") {
+		t.Errorf("NewToken() = %q, %q", a, b)
+	}
+	os.Chmod(path, 0o644)
+	if _, _, err := AdminToken(path); err == nil || !strings.Contains(err.Error(), "others read") {
+		t.Errorf("AdminToken(mode 0644) = %v, want refused", err)
+	}
+	link := filepath.Join(t.TempDir(), "admin.token")
+	os.Symlink(path, link)
+	if _, _, err := AdminToken(link); err == nil {
+		t.Error("AdminToken(symlink) succeeded")
+	}
+	short := filepath.Join(t.TempDir(), "admin.token")
+	os.WriteFile(short, []byte("test\n"), 0o600)
+	if _, _, err := AdminToken(short); err == nil {
+		t.Error("AdminToken(4-character token) succeeded")
+	}
+}
+
+// signature is a detached signature of data by a new key.
+func signature(t *testing.T, data []byte) []byte {
+	t.Helper()
+	sec, _, err := pgp.NewKey("Uploader", "up@example.org")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "key.asc")
+	os.WriteFile(path, sec, 0o600)
+	s, err := pgp.LoadSigner(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	if err := s.Sign(&b, bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+// A signed hosted repo serves its public key; others answer 404.
+func TestRepoKey(t *testing.T) {
+	sec, pub, err := pgp.NewKey("Repo", "repo@example.org")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(t.TempDir(), "key.asc")
+	os.WriteFile(keyFile, sec, 0o600)
+	cfg := testConfig()
+	cfg.Hosted.SigningKey = keyFile
 	e := newEnv(t, cfg)
-	for _, c := range []struct {
-		addr string
-		code int
-	}{{"192.0.2.7:4000", 403}, {"[2001:db8::1]:4000", 403}, {"127.0.0.1:4000", 202}, {"[::1]:4000", 202}} {
-		req := httptest.NewRequest("POST", "/api/v1/repos/archlinux/local/packages", bytes.NewReader(pkg(t, "lo", "1-1", "x86_64", "")))
-		req.RemoteAddr = c.addr
-		rec := httptest.NewRecorder()
-		e.h.ServeHTTP(rec, req)
-		if rec.Code != c.code {
-			t.Errorf("upload from %s = %d %s, want %d", c.addr, rec.Code, rec.Body, c.code)
+	resp, err := http.Get(e.srv.URL + "/api/v1/repos/archlinux/local/key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	k, _ := e.svc.Key("archlinux", "local")
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/pgp-keys" || !bytes.Equal(body, pub) ||
+		resp.Header.Get("X-Key-Fingerprint") != k.Fingerprint {
+		t.Errorf("GET key = %d %q %q, want the armored public key", resp.StatusCode, resp.Header.Get("Content-Type"), body)
+	}
+	for _, path := range []string{"/api/v1/repos/archlinux/core/key", "/api/v1/repos/archlinux/nope/key"} {
+		if code, _, _ := e.do("GET", path, "", nil, ""); code != 404 {
+			t.Errorf("GET %s = %d, want 404", path, code)
 		}
+	}
+	_, out, _ := e.do("GET", "/api/v1/repos", "", nil, "")
+	if !strings.Contains(fmt.Sprint(out), k.Fingerprint) {
+		t.Errorf("/api/v1/repos does not name the signing key %s: %v", k.Fingerprint, out)
 	}
 }
 

@@ -3,7 +3,10 @@
 // mode), uploads and deletes in hosted repos (through internal/hosted),
 // publish jobs, sync triggers and status.
 //
-// Writes need a bearer token from api.tokens (or, with none configured, a
-// loopback client). Every error leaves as {"error": "..."} with its status
-// chosen in one place, errors.go.
+// Every write needs a bearer token in the Authorization header: one of
+// api.tokens or, with none configured, the admin token of
+// {data_dir}/admin.token (auth.go). No client is exempt, and a write a
+// browser sends for another site is refused whatever its token. Every
+// error leaves as {"error": "..."} with its status chosen in one place,
+// errors.go.
 package api

@@ -9,8 +9,10 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/mirrord/mirrord/config"
 	"github.com/mirrord/mirrord/internal/alpm"
 	"github.com/mirrord/mirrord/internal/hosted"
+	"github.com/mirrord/mirrord/internal/pgp"
 	"github.com/mirrord/mirrord/internal/store"
 )
 
@@ -33,11 +35,15 @@ type Summary struct {
 // Details is one package with every field of its db entry.
 type Details struct {
 	Summary
-	Base         string   `json:"base,omitempty"`
-	Groups       []string `json:"groups,omitempty"`
-	MD5Sum       string   `json:"md5sum,omitempty"`
-	SHA256Sum    string   `json:"sha256sum,omitempty"`
-	PGPSig       string   `json:"pgpsig,omitempty"`
+	Base      string   `json:"base,omitempty"`
+	Groups    []string `json:"groups,omitempty"`
+	MD5Sum    string   `json:"md5sum,omitempty"`
+	SHA256Sum string   `json:"sha256sum,omitempty"`
+	PGPSig    string   `json:"pgpsig,omitempty"`
+	// SignedBy is the fingerprint of the key whose signature of this
+	// file mirrord verified or made (hosted repos only); a %PGPSIG% alone
+	// proves nothing.
+	SignedBy     string   `json:"signed_by,omitempty"`
 	URL          string   `json:"url,omitempty"`
 	Licenses     []string `json:"licenses,omitempty"`
 	Packager     string   `json:"packager,omitempty"`
@@ -102,12 +108,24 @@ func (h *Handler) Package(distro, repo, arch, name string) (Details, error) {
 	if p == nil {
 		return Details{}, errorf(http.StatusNotFound, "no package "+strconv.Quote(name)+" in "+distro+"/"+repo+"/"+arch)
 	}
-	return Details{
+	d := Details{
 		Summary: summarize(p), Base: p.Base, Groups: p.Groups, MD5Sum: p.MD5Sum, SHA256Sum: p.SHA256Sum, PGPSig: p.PGPSig,
 		URL: p.URL, Licenses: p.Licenses, Packager: p.Packager, Replaces: p.Replaces, Conflicts: p.Conflicts,
 		Provides: p.Provides, Depends: p.Depends, OptDepends: p.OptDepends, MakeDepends: p.MakeDepends,
 		CheckDepends: p.CheckDepends, XData: p.XData,
-	}, nil
+	}
+	if h.pub != nil && h.cfg.Distros[distro].Repos[repo].Mode == config.ModeHosted {
+		d.SignedBy = h.pub.SignedBy(distro, repo, arch, p.Filename)
+	}
+	return d, nil
+}
+
+// Key is the public signing key of a hosted repo, false if it has none.
+func (h *Handler) Key(distro, repo string) (pgp.Key, bool) {
+	if h.pub == nil || h.cfg.Distros[distro].Repos[repo].Mode != config.ModeHosted {
+		return pgp.Key{}, false
+	}
+	return h.pub.Key(distro, repo)
 }
 
 // Distro is one configured distro as GET /api/v1/repos shows it.
@@ -123,6 +141,10 @@ type Repo struct {
 	Name   string     `json:"name"`
 	Mode   string     `json:"mode"`
 	Arches []RepoArch `json:"arches"`
+	// SigningKey is the fingerprint of the key that signs a hosted
+	// repo's databases; its public key is at KeyURL.
+	SigningKey string `json:"signing_key,omitempty"`
+	KeyURL     string `json:"key_url,omitempty"`
 }
 
 // RepoArch is one arch folder of a Repo.
@@ -142,6 +164,9 @@ func (h *Handler) Repos() []Distro {
 		dv := Distro{Name: dn, Layout: d.Layout, Arches: d.Arch, Repos: []Repo{}}
 		for _, rn := range sortedKeys(d.Repos) {
 			rv := Repo{Name: rn, Mode: d.Repos[rn].Mode, Arches: []RepoArch{}}
+			if k, ok := h.Key(dn, rn); ok {
+				rv.SigningKey, rv.KeyURL = k.Fingerprint, "/api/v1/repos/"+dn+"/"+rn+"/key"
+			}
 			for _, a := range d.Arch {
 				av := RepoArch{Arch: a}
 				p, err := h.dbs.get(h.cfg.RepoDir(dn, rn, a) + "/" + rn + ".db")

@@ -162,6 +162,27 @@ func (h *Handler) getPackage(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, p)
 }
 
+// key serves a hosted repo's public signing key, armored, for
+// `pacman-key --add`.
+func (h *Handler) key(w http.ResponseWriter, r *http.Request) {
+	distro, repo := r.PathValue("distro"), r.PathValue("repo")
+	if _, _, err := h.repoConfig(distro, repo); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	k, ok := h.Key(distro, repo)
+	if !ok {
+		h.fail(w, r, errorf(http.StatusNotFound, distro+"/"+repo+" is not signed (no hosted.signing_key)"))
+		return
+	}
+	hd := w.Header()
+	hd.Set("Content-Type", "application/pgp-keys")
+	hd.Set("Content-Disposition", `inline; filename="`+distro+"-"+repo+".asc\"")
+	hd.Set("X-Key-Fingerprint", k.Fingerprint)
+	hd.Set("Content-Length", strconv.Itoa(len(k.Armored)))
+	w.Write(k.Armored)
+}
+
 func (h *Handler) repos(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"distros": h.Repos()})
 }

@@ -26,6 +26,11 @@ func (h *Handler) upload(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, errorf(http.StatusServiceUnavailable, "publishing is not enabled"))
 		return
 	}
+	tok, err := h.auth.who(r)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
 	if _, rc, err := h.repoConfig(distro, repo); err != nil {
 		h.fail(w, r, err)
 		return
@@ -33,7 +38,7 @@ func (h *Handler) upload(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, errorf(http.StatusNotFound, distro+"/"+repo+" is a "+rc.Mode+" repo; packages are published to hosted repos only"))
 		return
 	}
-	if err := h.auth.allow(r, distro+"/"+repo); err != nil {
+	if err := tok.may(distro + "/" + repo); err != nil {
 		h.fail(w, r, err)
 		return
 	}
@@ -157,11 +162,16 @@ func (h *Handler) deletePackage(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, errorf(http.StatusServiceUnavailable, "publishing is not enabled"))
 		return
 	}
+	tok, err := h.auth.who(r)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
 	if _, _, err := h.repoConfig(distro, repo); err != nil {
 		h.fail(w, r, err)
 		return
 	}
-	if err := h.auth.allow(r, distro+"/"+repo); err != nil {
+	if err := tok.may(distro + "/" + repo); err != nil {
 		h.fail(w, r, err)
 		return
 	}
@@ -221,6 +231,11 @@ func (h *Handler) sync(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, errorf(http.StatusServiceUnavailable, "the sync engine is not running"))
 		return
 	}
+	tok, err := h.auth.who(r) // who asks, before what exists is told
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
 	d, ok := h.cfg.Distros[distro]
 	if !ok {
 		h.fail(w, r, errorf(http.StatusNotFound, "no distro "+strconv.Quote(distro)))
@@ -236,7 +251,7 @@ func (h *Handler) sync(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	if err := h.auth.allow(r, targets...); err != nil {
+	if err := tok.may(targets...); err != nil {
 		h.fail(w, r, err)
 		return
 	}
