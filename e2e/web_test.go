@@ -72,16 +72,18 @@ func TestWebUI(t *testing.T) {
 	browse(t, d.URL)
 }
 
-// uploadTo POSTs a package to a hosted repo ("distro/repo") without a
-// token, as a loopback client may while api.tokens is empty (the
-// defaults), and returns the job id.
+// uploadTo POSTs a package to a hosted repo ("distro/repo") with the
+// admin token the daemon made in its data dir (the defaults have no
+// api.tokens), and returns the job id.
 func (d *daemon) uploadTo(repo, path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return "", err
 	}
 	defer f.Close()
-	resp, err := http.Post(d.URL+"/api/v1/repos/"+repo+"/packages?filename="+filepath.Base(path), "application/octet-stream", f)
+	req, _ := http.NewRequest("POST", d.URL+"/api/v1/repos/"+repo+"/packages?filename="+filepath.Base(path), f)
+	req.Header.Set("Authorization", "Bearer "+d.adminToken())
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return "", err
 	}

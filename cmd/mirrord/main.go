@@ -48,6 +48,10 @@ func run(args []string) error {
 		return syncCommand(rest)
 	case "publish":
 		return publishCommand(rest)
+	case "delete":
+		return deleteCommand(rest)
+	case "token":
+		return tokenCommand(rest)
 	case "config":
 		return printConfig(rest)
 	case "version", "--version":
@@ -64,7 +68,9 @@ func run(args []string) error {
 const usage = `usage:
   mirrord serve   [--config FILE] [--listen ADDR] [--data-dir DIR]
   mirrord sync    [--config FILE] [DISTRO[/REPO]...]   one-shot sync with progress
-  mirrord publish --url URL [--token T] [--force] [--wait] DISTRO/REPO FILE.pkg.tar.zst...
+  mirrord publish --url URL [--token T | --token-file F] [--force] [--wait] DISTRO/REPO FILE.pkg.tar.zst...
+  mirrord delete  --url URL [--token T | --token-file F] [--arch A] DISTRO/REPO NAME
+  mirrord token   [--name N] [--repo DISTRO/REPO...]   a new token and its api.tokens line
   mirrord config  [--config FILE]     print the effective config
   mirrord version`
 
@@ -105,15 +111,20 @@ func serve(args []string) error {
 	}
 
 	pub, err := hosted.New(cfg, st, hosted.Options{
-		StagingDir: filepath.Join(cfg.DataDir, "staging"),
-		Logger:     log.With("component", "hosted"),
-		Registerer: reg,
+		StagingDir:        filepath.Join(cfg.DataDir, "staging"),
+		SigningPassphrase: []byte(os.Getenv("MIRRORD_HOSTED_SIGNING_PASSPHRASE")),
+		Logger:            log.With("component", "hosted"),
+		Registerer:        reg,
 	})
 	if err != nil {
 		return err
 	}
+	admin, err := adminToken(cfg, log)
+	if err != nil {
+		return err
+	}
 
-	apiH := api.New(cfg, st, api.Options{Publisher: pub, Syncer: sched, InFlight: fetcher.Flights().Len,
+	apiH := api.New(cfg, st, api.Options{Publisher: pub, Syncer: sched, InFlight: fetcher.Flights().Len, AdminToken: admin,
 		Logger: log.With("component", "api"), Registerer: reg})
 	ui, err := web.New(cfg, apiH, st, web.Options{Gatherer: reg, Logger: log.With("component", "web")})
 	if err != nil {

@@ -20,27 +20,29 @@ import (
 	"github.com/spf13/pflag"
 )
 
-const publishUsage = `usage: mirrord publish --url URL [--token T] [--force] [--wait] DISTRO/REPO FILE.pkg.tar.zst...
+const publishUsage = `usage: mirrord publish --url URL [--token T | --token-file F] [--force] [--wait] DISTRO/REPO FILE.pkg.tar.zst...
   Uploads packages (and FILE.sig when present) to a hosted repo of the
-  mirrord at URL. The token may also come from MIRRORD_TOKEN. With --wait,
-  waits for every job and exits non-zero if one failed.`
+  mirrord at URL. The token comes from --token, else MIRRORD_TOKEN, else
+  --token-file. With --wait, waits for every job and exits non-zero if one
+  failed.`
 
 // publishCommand is `mirrord publish`.
 func publishCommand(args []string) error {
 	fs := pflag.NewFlagSet("publish", pflag.ContinueOnError)
 	fs.Usage = func() { fmt.Fprintln(os.Stderr, publishUsage) }
 	base := fs.String("url", os.Getenv("MIRRORD_URL"), "base URL of the mirrord, e.g. http://mirror.lan:8080")
-	token := fs.String("token", "", "bearer token (default $MIRRORD_TOKEN)")
+	token, tokenFile := tokenFlags(fs)
 	wait := fs.Bool("wait", false, "wait for the publish jobs and fail if one fails")
 	force := fs.Bool("force", false, "publish even if the repo holds the same or a newer version")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *token == "" {
-		*token = os.Getenv("MIRRORD_TOKEN")
-	}
 	if *base == "" || fs.NArg() < 2 {
 		return errors.New(publishUsage)
+	}
+	tok, err := clientToken(*token, *tokenFile)
+	if err != nil {
+		return err
 	}
 	distro, repo, ok := strings.Cut(fs.Arg(0), "/")
 	if !ok || distro == "" || repo == "" || strings.Contains(repo, "/") {
@@ -50,7 +52,7 @@ func publishCommand(args []string) error {
 	defer stop()
 	c := &publisher{
 		base:     strings.TrimSuffix(*base, "/"),
-		token:    *token,
+		token:    tok,
 		force:    *force,
 		client:   &http.Client{Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, ResponseHeaderTimeout: 5 * time.Minute}},
 		terminal: isTerminal(os.Stderr),
@@ -152,9 +154,7 @@ func (c *publisher) upload(ctx context.Context, distro, repo, file string) (stri
 		req.ContentLength = info.Size()
 	}
 	req.Header.Set("Content-Type", contentType)
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
 	var out struct {
 		Job string `json:"job"`
 	}

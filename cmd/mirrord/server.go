@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"sync/atomic"
@@ -14,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mirrord/mirrord/config"
+	"github.com/mirrord/mirrord/internal/api"
 	"github.com/mirrord/mirrord/internal/fastpath"
 	"github.com/mirrord/mirrord/internal/proxy"
 	"github.com/mirrord/mirrord/internal/upstream"
@@ -49,6 +51,27 @@ func newLogger(c config.Log) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+// adminToken is the sha256 of {data_dir}/admin.token, made at first
+// start, when the config names no api.tokens: the defaults then still let
+// this machine write (with --token-file), and nobody else. Only the
+// file's path is logged, never the token.
+func adminToken(cfg *config.Config, log *slog.Logger) ([]byte, error) {
+	if len(cfg.API.Tokens) > 0 {
+		return nil, nil
+	}
+	path := filepath.Join(cfg.DataDir, "admin.token")
+	sum, created, err := api.AdminToken(path)
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		log.Info("created the admin token: writes need it (mirrord publish --token-file FILE) until api.tokens is configured", "file", path)
+	} else {
+		log.Info("writes need the admin token (no api.tokens configured)", "file", path)
+	}
+	return sum, nil
 }
 
 // newServer serves h, with plain GETs of hot small files answered by the

@@ -54,6 +54,11 @@ type upPkg struct {
 	body []byte
 }
 
+// adminToken writes to every hosted repo of the test env.
+const adminToken = "mirrord_web-test-admin-token"
+
+var adminSum = sha256.Sum256([]byte(adminToken))
+
 func writeUpstreamRepo(t *testing.T, root, repo string, pkgs []upPkg) {
 	t.Helper()
 	dir := filepath.Join(root, repo, "os", "x86_64")
@@ -157,7 +162,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := api.New(cfg, st, api.Options{Publisher: pub, Syncer: sched, InFlight: fetcher.Flights().Len, Registerer: reg})
+	a := api.New(cfg, st, api.Options{Publisher: pub, Syncer: sched, InFlight: fetcher.Flights().Len, Registerer: reg, AdminToken: adminSum[:]})
 	ui, err := New(cfg, a, st, Options{Gatherer: reg})
 	if err != nil {
 		t.Fatal(err)
@@ -219,7 +224,9 @@ func hostedPkg(t *testing.T, name, version, desc string, depends ...string) []by
 // until the db lists it.
 func (e *env) publish(pkg []byte, filename string) {
 	e.t.Helper()
-	resp, err := http.Post(e.srv.URL+"/api/v1/repos/archlinux/custom/packages?filename="+filename, "application/octet-stream", bytes.NewReader(pkg))
+	req, _ := http.NewRequest("POST", e.srv.URL+"/api/v1/repos/archlinux/custom/packages?filename="+filename, bytes.NewReader(pkg))
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/mirrord/mirrord/config"
 	"github.com/mirrord/mirrord/internal/api"
 	"github.com/mirrord/mirrord/internal/hosted"
+	"github.com/mirrord/mirrord/internal/pgp"
 )
 
 const perPage = 50
@@ -164,6 +165,8 @@ type repoData struct {
 	Arches  []string
 	Self    string // this page, for the filter form
 	Server  string // the pacman.conf Server line
+	Key     *pgp.Key
+	KeyURL  string // where pacman-key's --add finds the key
 }
 
 func (u *UI) repo(w http.ResponseWriter, r *http.Request) {
@@ -192,6 +195,9 @@ func (u *UI) repo(w http.ResponseWriter, r *http.Request) {
 		scheme = "https"
 	}
 	d.Server = scheme + "://" + r.Host + "/" + distro + "/" + u.cfg.Distros[distro].Layout
+	if k, ok := u.api.Key(distro, repo); ok {
+		d.Key, d.KeyURL = &k, scheme+"://"+r.Host+"/api/v1/repos/"+distro+"/"+repo+"/key"
+	}
 	d.Arch = r.URL.Query().Get("arch")
 	if !slices.Contains(arches, d.Arch) {
 		d.Arch = arches[0]

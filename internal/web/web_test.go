@@ -41,7 +41,7 @@ func TestPages(t *testing.T) {
 			`href="/archlinux/custom/os/x86_64/hello-1.0-1-x86_64.pkg.tar.zst"`, `<span class="state muted">none</span>`,
 			"Carried by", `<a href="/ui/repo/archlinux/custom">archlinux/custom</a>`,
 		}, nil},
-		{"package signed", "/ui/pkg/archlinux/core/x86_64/glibc", 200, []string{`<span class="state good">present</span> in the database`, "48.0 MiB", "GPL-2.0-or-later, LGPL-2.1-or-later", `href="https://www.gnu.org/software/libc"`}, nil},
+		{"package signed", "/ui/pkg/archlinux/core/x86_64/glibc", 200, []string{`not verified by mirrord</span>: in the database`, "48.0 MiB", "GPL-2.0-or-later, LGPL-2.1-or-later", `href="https://www.gnu.org/software/libc"`}, nil},
 		{"package hostile fields", "/ui/pkg/archlinux/extra/x86_64/evil", 200, []string{"&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;"}, []string{"<script", "<img src=x", `href="javascript:`}},
 		{"no such package", "/ui/pkg/archlinux/core/x86_64/nope", 404, []string{"404 Not Found", "no package &#34;nope&#34; in archlinux/core/x86_64"}, nil},
 		{"no such repo's package", "/ui/pkg/archlinux/nope/x86_64/glibc", 404, []string{"no repo"}, nil},
