@@ -33,6 +33,7 @@ type Config struct {
 	Sync     Sync              `mapstructure:"sync" yaml:"sync"`
 	Hosted   Hosted            `mapstructure:"hosted" yaml:"hosted"`
 	API      API               `mapstructure:"api" yaml:"api"`
+	Storage  Storage           `mapstructure:"storage" yaml:"storage"`
 	Distros  map[string]Distro `mapstructure:"distros" yaml:"distros"`
 
 	// File is the config file that was read, "" when running on defaults.
@@ -88,6 +89,14 @@ type Hosted struct {
 	// RequireSignatures refuses packages without a .sig that no repo key
 	// would sign.
 	RequireSignatures bool `mapstructure:"require_signatures" yaml:"require_signatures"`
+}
+
+// Storage says how the tree is kept on disk.
+type Storage struct {
+	// TreeMode "public" (default) keeps the tree's files 0644 and folders
+	// 0755, so that nginx or an rsync daemon running as another user can
+	// serve it; "private" keeps them to mirrord's user (0600, 0700).
+	TreeMode string `mapstructure:"tree_mode" yaml:"tree_mode"`
 }
 
 // API configures the REST API.
@@ -149,6 +158,7 @@ var defaults = []struct {
 	{"hosted.max_delay", "30s"},
 	{"hosted.max_upload", "2GiB"},
 	{"hosted.retention", "24h"},
+	{"storage.tree_mode", "public"},
 	{"hosted.signing_key", ""},
 	{"hosted.sign_packages", true},
 	{"hosted.trusted_keys", ""},
@@ -261,6 +271,9 @@ func (c *Config) Validate() error {
 	}
 	if !oneOf(c.Log.Format, "text", "json") {
 		bad("log.format", "%q is not one of text, json", c.Log.Format)
+	}
+	if !oneOf(c.Storage.TreeMode, "public", "private") {
+		bad("storage.tree_mode", "%q is not one of public, private", c.Storage.TreeMode)
 	}
 	if c.Cache.MaxSize <= 0 {
 		bad("cache.max_size", "must be positive")

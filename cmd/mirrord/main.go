@@ -89,6 +89,7 @@ func serve(args []string) error {
 		MemorySize:   int64(cfg.Cache.MemorySize),
 		Evictable:    evictable(cfg),
 		KeepVersions: cfg.Cache.KeepVersions,
+		PrivateTree:  cfg.Storage.TreeMode == "private",
 		Pinned:       func(rel string) bool { return tree.Pinned(rel) },
 		Logger:       log.With("component", "store"),
 		Registerer:   reg,

@@ -36,7 +36,7 @@ func syncCommand(args []string) error {
 	}
 	log := newLogger(cfg.Log)
 	reg := prometheus.NewRegistry() // nobody scrapes a one-shot run; the collectors still need a home
-	st, err := store.Open(cfg.DataDir, store.Options{Logger: log.With("component", "store"), Registerer: reg})
+	st, err := store.Open(cfg.DataDir, store.Options{PrivateTree: cfg.Storage.TreeMode == "private", Logger: log.With("component", "store"), Registerer: reg})
 	if err != nil {
 		// badger locks its folder: a running `mirrord serve` holds it.
 		return fmt.Errorf("%w (if mirrord serve runs on this data dir, ask it instead: POST /api/v1/sync/DISTRO[/REPO])", err)

@@ -70,7 +70,11 @@ func New(cfg *config.Config, st *store.Store, opts Options) (*Service, error) {
 	if opts.Registerer == nil {
 		opts.Registerer = prometheus.NewRegistry()
 	}
-	if err := os.MkdirAll(opts.StagingDir, 0o755); err != nil {
+	// Uploads not yet checked are nobody else's business.
+	if err := os.MkdirAll(opts.StagingDir, 0o700); err != nil {
+		return nil, fmt.Errorf("hosted: %w", err)
+	}
+	if err := os.Chmod(opts.StagingDir, 0o700); err != nil {
 		return nil, fmt.Errorf("hosted: %w", err)
 	}
 	s := &Service{

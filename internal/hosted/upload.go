@@ -46,7 +46,7 @@ func (u *Upload) ReadPackage(name string, r io.Reader) error {
 	if u.pkg != nil {
 		return fmt.Errorf("%w: two packages in one upload", ErrInvalid)
 	}
-	f, err := os.OpenFile(u.path(".pkg"), os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o644)
+	f, err := os.OpenFile(u.path(".pkg"), os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o600)
 	if err != nil {
 		return fmt.Errorf("stage upload: %w", err)
 	}
@@ -73,7 +73,7 @@ func (u *Upload) ReadSig(r io.Reader) error {
 	if u.sig != nil {
 		return fmt.Errorf("%w: two signatures in one upload", ErrInvalid)
 	}
-	f, err := os.OpenFile(u.path(".sig"), os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o644)
+	f, err := os.OpenFile(u.path(".sig"), os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o600)
 	if err != nil {
 		return fmt.Errorf("stage signature: %w", err)
 	}

@@ -88,6 +88,10 @@ func (b *Batch) CreateTemp(rel string) (*os.File, error) {
 	if d, err := b.folder(path.Dir(rel), false); err == nil && !b.noUnnamed.Load() {
 		f, err := createUnnamed(d, filepath.Join(b.s.dir, tmpDir, ".unnamed"))
 		if err == nil {
+			if err := f.Chmod(b.s.mode.file); err != nil {
+				f.Close()
+				return nil, err
+			}
 			b.mu.Lock()
 			b.unnamed[f] = true
 			b.mu.Unlock()
@@ -199,7 +203,7 @@ func (b *Batch) folder(dir string, fresh bool) (*os.File, error) {
 	if dir == "" {
 		dir = "."
 	}
-	if err := b.s.tree.MkdirAll(dir, 0o755); err != nil {
+	if err := b.s.mkdirs(dir); err != nil {
 		return nil, err
 	}
 	d, err := b.s.tree.Open(dir)

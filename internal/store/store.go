@@ -62,8 +62,13 @@ type Options struct {
 	// FlushInterval is how often batched access times reach badger and
 	// eviction runs; default 30s.
 	FlushInterval time.Duration
-	Logger        *slog.Logger
-	Registerer    prometheus.Registerer
+	// PrivateTree makes the tree readable by mirrord's user only (files
+	// 0600, folders 0700; storage.tree_mode private). By default files
+	// are 0644 and folders 0755, so that nginx or an rsync daemon running
+	// as another user can serve the tree.
+	PrivateTree bool
+	Logger      *slog.Logger
+	Registerer  prometheus.Registerer
 }
 
 // entry is the in-memory record of one indexed file. meta is replaced
@@ -99,6 +104,8 @@ type Store struct {
 	memUsed atomic.Int64  // bytes held by entries' content
 	held    atomic.Int64  // files held open by entries (see OpenShared)
 	evictMu stdsync.Mutex // one eviction pass at a time; held across removals, never on the request path
+	mode    treeModes
+	dirsOK  stdsync.Map // tree folder -> true once it exists with mode.dir (mkdirs)
 }
 
 // Open opens or creates the data directory, wipes leftovers of a crash
@@ -116,17 +123,34 @@ func Open(dir string, opts Options) (*Store, error) {
 	if opts.Registerer == nil {
 		opts.Registerer = prometheus.NewRegistry()
 	}
-	for _, d := range []string{treeDir, metaDir} {
-		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
-			return nil, fmt.Errorf("open store: %w", err)
-		}
-	}
 	// A temp file is only ever an unfinished write: nothing in tmp/ survives a restart.
 	if err := os.RemoveAll(filepath.Join(dir, tmpDir)); err != nil {
 		return nil, fmt.Errorf("open store: clean %s: %w", tmpDir, err)
 	}
-	if err := os.MkdirAll(filepath.Join(dir, tmpDir), 0o755); err != nil {
+	// The data dir and the tree can be traversed by other users (unless
+	// private); meta/ and tmp/ never. The data dir may be the operator's:
+	// it only gains the bits that reaching the tree needs.
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
+	}
+	if info, err := os.Stat(dir); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	} else if want := info.Mode().Perm() | 0o011; !opts.PrivateTree && info.Mode().Perm() != want {
+		if err := os.Chmod(dir, want); err != nil {
+			return nil, fmt.Errorf("open store: %w", err)
+		}
+	}
+	for _, d := range []struct {
+		name string
+		mode os.FileMode
+	}{{treeDir, modes(opts.PrivateTree).dir}, {metaDir, 0o700}, {tmpDir, 0o700}} {
+		p := filepath.Join(dir, d.name)
+		if err := os.MkdirAll(p, d.mode); err != nil {
+			return nil, fmt.Errorf("open store: %w", err)
+		}
+		if err := os.Chmod(p, d.mode); err != nil {
+			return nil, fmt.Errorf("open store: %w", err)
+		}
 	}
 	root, err := os.OpenRoot(dir)
 	if err != nil {
@@ -150,7 +174,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		root.Close()
 		return nil, fmt.Errorf("open store: %w", err)
 	}
-	s := &Store{dir: dir, root: root, tree: tree, tmp: tmp, db: db, opts: opts, log: opts.Logger}
+	s := &Store{dir: dir, root: root, tree: tree, tmp: tmp, db: db, opts: opts, log: opts.Logger, mode: modes(opts.PrivateTree)}
 	s.metrics = newMetrics(opts.Registerer, s)
 	if err := s.load(); err != nil {
 		s.Close()
@@ -190,8 +214,20 @@ func (s *Store) load() error {
 	if err != nil {
 		return fmt.Errorf("load metadata: %w", err)
 	}
+	var fixed int
 	err = fs.WalkDir(s.tree.FS(), ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			info, err := d.Info()
+			if err == nil && info.Mode().Perm() != s.mode.dir {
+				fixed++
+				err = s.tree.Chmod(p, s.mode.dir)
+			}
+			if err == nil {
+				s.dirsOK.Store(p, true)
+			}
 			return err
 		}
 		if !d.Type().IsRegular() {
@@ -200,6 +236,13 @@ func (s *Store) load() error {
 		info, err := d.Info()
 		if err != nil {
 			return err
+		}
+		if info.Mode().Perm() != s.mode.file {
+			// A tree from before modes were kept, or placed by hand.
+			fixed++
+			if err := s.tree.Chmod(p, s.mode.file); err != nil {
+				return err
+			}
 		}
 		m, ok := known[p]
 		if !ok || m.Size != info.Size() {
@@ -211,6 +254,9 @@ func (s *Store) load() error {
 	})
 	if err != nil {
 		return fmt.Errorf("index tree: %w", err)
+	}
+	if fixed > 0 {
+		s.log.Info("set the modes of the tree's files and folders", "files_and_folders", fixed, "file_mode", fmt.Sprintf("%04o", s.mode.file), "folder_mode", fmt.Sprintf("%04o", s.mode.dir))
 	}
 	for p := range known {
 		if err := s.Delete(filePrefix + p); err != nil {
@@ -289,7 +335,56 @@ func CleanPath(rel string) error {
 // CreateTemp creates a file in tmp/ for a write that Commit will publish.
 // The caller removes it (os.Remove) if it does not commit it.
 func (s *Store) CreateTemp(pattern string) (*os.File, error) {
-	return os.CreateTemp(filepath.Join(s.dir, tmpDir), strings.ReplaceAll(pattern, "/", "_"))
+	f, err := os.CreateTemp(filepath.Join(s.dir, tmpDir), strings.ReplaceAll(pattern, "/", "_"))
+	if err != nil {
+		return nil, err
+	}
+	// The mode it will have in the tree (tmp/ itself is private).
+	if err := f.Chmod(s.mode.file); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, err
+	}
+	return f, nil
+}
+
+// treeModes are the permissions of the tree's files and folders.
+type treeModes struct{ file, dir os.FileMode }
+
+func modes(private bool) treeModes {
+	if private {
+		return treeModes{file: 0o600, dir: 0o700}
+	}
+	return treeModes{file: 0o644, dir: 0o755}
+}
+
+// mkdirs makes the tree folder dir and its parents with the tree's folder
+// mode, whatever the process's umask. A folder once checked is
+// remembered and not checked again (one made again after a removal by
+// hand gets the umask's mode until the next start fixes it).
+func (s *Store) mkdirs(dir string) error {
+	if dir == "" {
+		dir = "."
+	}
+	if err := s.tree.MkdirAll(dir, s.mode.dir); err != nil {
+		return err
+	}
+	for p := dir; p != "." && p != "/"; p = path.Dir(p) {
+		if _, ok := s.dirsOK.Load(p); ok {
+			break
+		}
+		info, err := s.tree.Lstat(p)
+		if err != nil {
+			return err
+		}
+		if info.Mode().Perm() != s.mode.dir {
+			if err := s.tree.Chmod(p, s.mode.dir); err != nil {
+				return err
+			}
+		}
+		s.dirsOK.Store(p, true)
+	}
+	return nil
 }
 
 // Commit publishes a temp file made by CreateTemp at rel: fsync the file,
@@ -319,7 +414,7 @@ func (s *Store) Commit(f *os.File, rel string, m Meta) error {
 	} else {
 		m.LastModified = info.ModTime()
 	}
-	if err := s.tree.MkdirAll(path.Dir(rel), 0o755); err != nil {
+	if err := s.mkdirs(path.Dir(rel)); err != nil {
 		return fmt.Errorf("commit %s: %w", rel, err)
 	}
 	if err := s.root.Rename(tmpRel, treeDir+"/"+rel); err != nil {
@@ -368,7 +463,7 @@ func (s *Store) Symlink(target, rel string) error {
 	if err := s.root.Symlink(target, tmp); err != nil {
 		return fmt.Errorf("symlink %s: %w", rel, err)
 	}
-	if err := s.tree.MkdirAll(path.Dir(rel), 0o755); err != nil {
+	if err := s.mkdirs(path.Dir(rel)); err != nil {
 		return fmt.Errorf("symlink %s: %w", rel, err)
 	}
 	if err := s.root.Rename(tmp, treeDir+"/"+rel); err != nil {
