@@ -68,6 +68,9 @@ type Upstream struct {
 type Sync struct {
 	Concurrency int           `mapstructure:"concurrency" yaml:"concurrency"`
 	PruneAfter  time.Duration `mapstructure:"prune_after" yaml:"prune_after"`
+	// MaxBandwidth caps the bytes per second that syncs pull from
+	// upstream, all their transfers together; 0 is no cap.
+	MaxBandwidth ByteSize `mapstructure:"max_bandwidth" yaml:"max_bandwidth"`
 }
 
 // Hosted tunes the publish queue of hosted repos.
@@ -153,6 +156,7 @@ var defaults = []struct {
 	{"upstream.stall_timeout", "8s"},
 	{"sync.concurrency", 4},
 	{"sync.prune_after", "24h"},
+	{"sync.max_bandwidth", "0"},
 	{"hosted.workers", 4},
 	{"hosted.debounce", "2s"},
 	{"hosted.max_delay", "30s"},
@@ -299,6 +303,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Sync.Concurrency < 1 || c.Sync.Concurrency > 64 {
 		bad("sync.concurrency", "must be between 1 and 64")
+	}
+	if c.Sync.MaxBandwidth < 0 || (c.Sync.MaxBandwidth > 0 && c.Sync.MaxBandwidth < 64<<10) {
+		bad("sync.max_bandwidth", "must be 0 (no cap) or at least 64KiB (bytes per second)")
 	}
 	if c.Hosted.Workers < 1 || c.Hosted.Workers > 256 {
 		bad("hosted.workers", "must be between 1 and 256")

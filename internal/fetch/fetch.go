@@ -57,6 +57,17 @@ type Job struct {
 	// make a whole group durable before publishing it (the sync); nil
 	// makes each file durable before the flight ends (the proxy).
 	Batch *store.Batch
+	// Limit, if set, paces the transfer: every chunk read from upstream
+	// waits for as many bytes of its budget (the sync's
+	// sync.max_bandwidth, shared by all of a sync's transfers). Whoever
+	// joins the flight then reads at that pace too.
+	Limit Limiter
+}
+
+// Limiter is a byte budget over time (golang.org/x/time/rate.Limiter).
+type Limiter interface {
+	WaitN(ctx context.Context, n int) error
+	Burst() int
 }
 
 // Fetcher runs Jobs. Its zero value is not usable: use New.
@@ -180,7 +191,15 @@ func (f *Fetcher) copyAndCommit(ctx context.Context, fl *lockfree.Flight, job Jo
 	var n int64
 	for {
 		buf := *bufA
+		if job.Limit != nil && job.Limit.Burst() < len(buf) {
+			buf = buf[:job.Limit.Burst()]
+		}
 		m, rerr := resp.Body.Read(buf)
+		if m > 0 && job.Limit != nil {
+			if err := job.Limit.WaitN(ctx, m); err != nil {
+				return err
+			}
+		}
 		if m > 0 {
 			sum.Write(buf[:m])
 			n += int64(m)

@@ -528,6 +528,9 @@ func (rn *run) get(ctx context.Context, arch, dir string, w want) error {
 	}
 	job := fetch.Job{Rel: rel, Repo: rn.r.key, Request: upstream.Request{Repo: rn.r.name, Arch: arch, File: w.file, Resumable: true},
 		Listed: true, Batch: rn.batch}
+	if rn.s.limit != nil {
+		job.Limit = rn.s.limit
+	}
 	if w.expect != nil {
 		e := *w.expect
 		job.Expect = func() (fetch.Expect, bool) { return e, true }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
 
 	"github.com/mirrord/mirrord/config"
 	"github.com/mirrord/mirrord/internal/fetch"
@@ -72,6 +73,7 @@ type Scheduler struct {
 	log       *slog.Logger
 	now       func() time.Time
 	metrics   *metrics
+	limit     *rate.Limiter    // sync.max_bandwidth, shared by every sync; nil: no cap
 	repos     map[string]*repo // "distro/repo" -> repo; fixed after New
 	order     []string         // keys of repos, sorted
 
@@ -124,6 +126,9 @@ type Progress struct {
 	FilesTotal int64 `json:"files_total"`
 	BytesDone  int64 `json:"bytes_done"` // including partial downloads
 	BytesTotal int64 `json:"bytes_total"`
+	// RateBytesPerSecond is BytesDone over the time since the sync began
+	// (under sync.max_bandwidth when it is set).
+	RateBytesPerSecond int64 `json:"rate_bytes_per_second"`
 }
 
 // New prepares the syncs of cfg's mirror repos and loads their state.
@@ -142,6 +147,10 @@ func New(cfg *config.Config, st *store.Store, opts Options) (*Scheduler, error) 
 	}
 	s := &Scheduler{cfg: cfg, store: st, fetcher: opts.Fetcher, up: opts.Upstream, onPublish: opts.OnPublish,
 		log: opts.Logger, now: opts.Now, repos: map[string]*repo{}}
+	if bw := int64(cfg.Sync.MaxBandwidth); bw > 0 {
+		// A burst of a tenth of a second, at least one read buffer.
+		s.limit = rate.NewLimiter(rate.Limit(bw), int(max(bw/10, 64<<10)))
+	}
 	for dn, d := range cfg.Distros {
 		for rn, rc := range d.Repos {
 			if rc.Mode != config.ModeMirror {
@@ -319,6 +328,9 @@ func (s *Scheduler) States() []State {
 				p.BytesDone += v.(*lockfree.Flight).Written()
 				return true
 			})
+			if d := s.now().Sub(st.LastAttempt).Seconds(); d > 0 {
+				p.RateBytesPerSecond = int64(float64(p.BytesDone) / d)
+			}
 			st.Progress = p
 		}
 		out = append(out, st)
