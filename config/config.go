@@ -76,6 +76,9 @@ type Hosted struct {
 	MaxDelay  time.Duration `mapstructure:"max_delay" yaml:"max_delay"`
 	MaxUpload ByteSize      `mapstructure:"max_upload" yaml:"max_upload"`
 	Retention time.Duration `mapstructure:"retention" yaml:"retention"`
+	// MaxFilesPerPackage caps the file list of one upload (0: alpm's own
+	// cap of 4,194,304 archive entries).
+	MaxFilesPerPackage int `mapstructure:"max_files_per_package" yaml:"max_files_per_package"`
 }
 
 // API configures the REST API.
@@ -135,6 +138,7 @@ var defaults = []struct {
 	{"hosted.max_delay", "30s"},
 	{"hosted.max_upload", "2GiB"},
 	{"hosted.retention", "24h"},
+	{"hosted.max_files_per_package", 200000},
 }
 
 // DefaultDistros is used when the configuration names no distros at all:
@@ -274,6 +278,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Hosted.MaxUpload <= 0 {
 		bad("hosted.max_upload", "must be positive")
+	}
+	if c.Hosted.MaxFilesPerPackage < 1 {
+		bad("hosted.max_files_per_package", "must be positive")
 	}
 	if c.Hosted.MaxDelay < c.Hosted.Debounce {
 		bad("hosted.max_delay", "must not be shorter than hosted.debounce")
