@@ -88,8 +88,8 @@ func TestReserve(t *testing.T) {
 	}{
 		{"zstd 32 MiB window", func(t *testing.T) []byte { return zstdWith(t, tarball.Bytes(), 32<<20) }, 32 << 20},
 		{"zstd 1 MiB window", func(t *testing.T) []byte { return zstdWith(t, tarball.Bytes(), 1<<20) }, 1 << 20},
-		{"xz 64 MiB dictionary", func(t *testing.T) []byte { return xzTool(t, tarball.Bytes(), "--lzma2=dict=64MiB") }, 64 << 20},
-		{"xz 64 MiB dictionary, sizes in the header", func(t *testing.T) []byte { return xzTool(t, tarball.Bytes(), "-T2", "--lzma2=dict=64MiB") }, tarSize},
+		{"xz 8 MiB dictionary", func(t *testing.T) []byte { return xzTool(t, tarball.Bytes(), "--lzma2=dict=8MiB") }, 8 << 20},
+		{"xz 8 MiB dictionary, sizes in the header", func(t *testing.T) []byte { return xzTool(t, tarball.Bytes(), "-T2", "--lzma2=dict=8MiB") }, tarSize},
 		{"gzip", func(t *testing.T) []byte {
 			return buildPackage(t, pi, []PackageFile{{Name: "usr/share/win", Body: payload}}, Gzip)
 		}, -1},
@@ -213,7 +213,7 @@ func (c *countReader) Read(p []byte) (int, error) {
 
 // TestReadPackageInfo: the .PKGINFO is read without reading the rest.
 func TestReadPackageInfo(t *testing.T) {
-	payload := make([]byte, 4<<20)
+	payload := make([]byte, 1<<20)
 	rng := rand.New(rand.NewPCG(3, 4))
 	for i := range payload {
 		payload[i] = byte(rng.Uint32())
