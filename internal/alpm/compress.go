@@ -151,6 +151,7 @@ func decompress(c Compression, r *bufio.Reader, reserve func(int64) func()) (io.
 			} else {
 				d.Close()
 			}
+			d = nil // unreachable before done: its memory may be collected then
 			done()
 		}, nil
 	case Gzip:

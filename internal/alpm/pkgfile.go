@@ -36,7 +36,9 @@ type ReadOptions struct {
 	// dictionary (xz) a decoder is about to allocate, before it does; the
 	// function it returns is called once the decoder is done with them.
 	// It may block: internal/hosted bounds the memory of concurrent
-	// uploads with it. Gzip, bzip2 and bare tars need no window.
+	// uploads with it. When release is called the window is unreachable,
+	// so release may collect it (runtime.GC) before another read
+	// allocates one. Gzip, bzip2 and bare tars need no window.
 	Reserve func(bytes int64) (release func())
 }
 

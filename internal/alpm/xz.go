@@ -44,6 +44,7 @@ type xzReader struct {
 // release returns the reservation of the dictionary, once the reader is no
 // longer used.
 func (x *xzReader) release() {
+	x.block = nil // unreachable before done: its dictionary may be collected then
 	if x.done != nil {
 		x.done()
 		x.done = nil
@@ -225,9 +226,11 @@ func (x *xzReader) nextBlock() error {
 	if dict < lzma.MinDictCap {
 		dict = lzma.MinDictCap
 	}
-	if dict > x.reserved {
-		// The first block, or one that needs more than those before it
-		// (whose dictionaries are garbage by now).
+	if dict > x.reserved || dict > poolWindow {
+		// The first block, or one that needs more than those before it,
+		// or a large one: the reservation is returned and taken again, so
+		// that the dictionary of the block before, garbage by now, may be
+		// collected in between (see ReadOptions.Reserve).
 		x.release()
 		if x.reserve != nil {
 			x.done = x.reserve(int64(dict))

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"slices"
 
 	"golang.org/x/sync/semaphore"
@@ -26,12 +27,25 @@ const decodeBudget = alpm.MaxWindow
 // what memory is per: every Service of a process draws on it.
 var decodeMemory = semaphore.NewWeighted(decodeBudget)
 
+// collectAbove is the window above which a release collects garbage
+// before it returns the budget: the window is garbage by then, and the
+// next read allocates its own in the memory just freed instead of beside
+// it. Without it, eight 128 MiB uploads in a row peaked at 470 MB RSS
+// (the heap may grow to twice what is live before the GC runs). zstd -19
+// declares 8 MiB; a collection of a heap this size takes milliseconds.
+const collectAbove = 8 << 20
+
 // reserveDecode is alpm.ReadOptions.Reserve for uploads: it waits until
 // the window fits in decodeBudget.
 func reserveDecode(n int64) func() {
 	n = min(n, decodeBudget)
 	_ = decodeMemory.Acquire(context.Background(), n) // fails only when its context ends
-	return func() { decodeMemory.Release(n) }
+	return func() {
+		if n > collectAbove {
+			runtime.GC()
+		}
+		decodeMemory.Release(n)
+	}
 }
 
 // readOptions are the limits of reading an upload.
