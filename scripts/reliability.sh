@@ -143,6 +143,27 @@ so the latencies are those of a saturated machine, not of mirrord alone.
 | under load, a miss in a folder closed the folder's cached root while other requests opened files through it: "file already closed", a hit served as a miss (a spurious 404 in a hosted repo) | the load test (2 warnings in a 10 s run) | \`store.Open\` drops a cached folder root only when the folder was really replaced, and never closes one in use | \`internal/store\` TestOpenConcurrentMissesAndHits |
 | a hosted package whose pkgver has a character URLs never carry ('!', '%', '?', '#', a backslash: makepkg allows them) was published into the db, and no client could download it (the router refuses such paths) | fuzzing (\`FuzzParseFileName\`: "A-!0-0-0.pkg.tar") | the hosted worker refuses such file names (422) | \`internal/hosted\` TestRefusals case "pkgver no URL serves"; the fuzz corpus entry |
 
+## Upload memory (issue 14)
+
+A zstd frame or an xz block makes its decoder allocate the window its
+header declares, up to 128 MiB (\`alpm.MaxWindow\`), however small the file;
+issue 14 measured four such uploads taking a daemon from 197 MB to
+1.15 GB, and the whole archive was read before the version check. Now:
+
+- the worker reads the \`.PKGINFO\` first (\`hosted\` precheck) and refuses a
+  bad arch or name, or a version not newer than the published one (unless
+  forced), before reading the rest;
+- every decode of an upload first reserves its window from a budget of
+  128 MiB for the process (\`hosted/precheck.go\`): one worst-case upload at
+  a time, or four of makepkg's 32 MiB zstd windows; an xz block that states
+  its size (xz -T) gets a dictionary no larger, and a zstd decoder of more
+  than 8 MiB is not pooled;
+- a reservation over 8 MiB is returned after a garbage collection, so
+  the next upload's window reuses the memory just freed (without it the
+  eight bombs peaked at 470 MiB);
+- a file list of more than \`hosted.max_files_per_package\` (200,000)
+  entries or 64 MiB of names is refused with 422.
+
 ## Known limits
 
 - The e2e crash tests kill at random moments (a sleep of random length is
