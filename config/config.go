@@ -92,6 +92,9 @@ type Hosted struct {
 	// RequireSignatures refuses packages without a .sig that no repo key
 	// would sign.
 	RequireSignatures bool `mapstructure:"require_signatures" yaml:"require_signatures"`
+	// MaxFilesPerPackage caps the file list of one upload (0: alpm's own
+	// cap of 4,194,304 archive entries).
+	MaxFilesPerPackage int `mapstructure:"max_files_per_package" yaml:"max_files_per_package"`
 }
 
 // Storage says how the tree is kept on disk.
@@ -167,6 +170,7 @@ var defaults = []struct {
 	{"hosted.sign_packages", true},
 	{"hosted.trusted_keys", ""},
 	{"hosted.require_signatures", false},
+	{"hosted.max_files_per_package", 200000},
 }
 
 // DefaultDistros is used when the configuration names no distros at all:
@@ -312,6 +316,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Hosted.MaxUpload <= 0 {
 		bad("hosted.max_upload", "must be positive")
+	}
+	if c.Hosted.MaxFilesPerPackage < 1 {
+		bad("hosted.max_files_per_package", "must be positive")
 	}
 	if c.Hosted.MaxDelay < c.Hosted.Debounce {
 		bad("hosted.max_delay", "must not be shorter than hosted.debounce")

@@ -132,6 +132,7 @@ func TestRejects(t *testing.T) {
 		{"unknown top key", base + "listn: x\n", "listn"},
 		{"bad size", base + "cache: {max_size: lots}\n", "lots"},
 		{"bad duration", base + "cache: {db_max_age: soon}\n", "cache.db_max_age"},
+		{"no file list", base + "hosted: {max_files_per_package: 0}\n", "hosted.max_files_per_package"},
 		{"bad mode", distro("    layout: $repo/os/$arch\n    arch: [x86_64]\n    upstreams: [http://127.0.0.1:1/$repo/os/$arch]\n    repos: {core: {mode: mirrorr}}\n"),
 			"distros.arch.repos.core.mode"},
 		{"bad layout", distro("    layout: ../$repo/$arch\n    arch: [x86_64]\n    repos: {custom: {mode: hosted}}\n"), "distros.arch.layout"},

@@ -24,12 +24,16 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
-	binary = filepath.Join(dir, "mirrord")
-	build := exec.Command("go", "build", "-race", "-o", binary, "../cmd/mirrord")
-	build.Stdout, build.Stderr = os.Stdout, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build mirrord:", err)
-		os.Exit(1)
+	// MIRRORD_E2E_BINARY runs the tests against a given build, such as
+	// scripts/reliability.sh's release build for memory figures.
+	if binary = os.Getenv("MIRRORD_E2E_BINARY"); binary == "" {
+		binary = filepath.Join(dir, "mirrord")
+		build := exec.Command("go", "build", "-race", "-o", binary, "../cmd/mirrord")
+		build.Stdout, build.Stderr = os.Stdout, os.Stderr
+		if err := build.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "build mirrord:", err)
+			os.Exit(1)
+		}
 	}
 	code := m.Run()
 	os.RemoveAll(dir)

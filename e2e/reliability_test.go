@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -382,4 +383,242 @@ func TestLoadMix(t *testing.T) {
 	if err != nil {
 		t.Fatalf("mirrord-load mix: %v", err)
 	}
+}
+
+// TestUploadBombs (issue 14): eight hostile uploads at once, each small
+// and declaring a 128 MiB window (zstd --long=27, xz --lzma2=dict=128MiB)
+// over hundreds of MB of zeros, or listing 1,000,000 files, next to four
+// ordinary packages. Every bomb fails with its reason, every ordinary
+// package is published, and with a release build (MIRRORD_E2E_BINARY,
+// as scripts/reliability.sh runs it) mirrord's peak RSS stays under
+// 400 MB. The short version inflates to 16 MiB instead of 300 MiB.
+func TestUploadBombs(t *testing.T) {
+	requireTool(t, "xz", "zstd")
+	zeros := int64(16 << 20)
+	if fullReliability() {
+		zeros = 300 << 20
+	}
+	d := startDaemon(t, "", hostedConfig("50ms", "1s"))
+	dir := t.TempDir()
+	write := func(name string, data []byte) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	victim := write("victim-2-1-x86_64.pkg.tar.zst", ordinaryPackage(t, "victim", "2-1"))
+	if id, err := d.upload(victim); err != nil {
+		t.Fatal(err)
+	} else if status, msg := d.waitJob(id); status != "done" {
+		t.Fatalf("victim 2-1 = %s %s", status, msg)
+	}
+
+	// Tar pieces; the zeros are compressed once and shared: concatenated
+	// zstd frames and xz streams decompress to the concatenation.
+	pkginfo := func(name, version, arch string) []byte {
+		return []byte("pkgname = " + name + "\npkgbase = " + name + "\npkgver = " + version + "\narch = " + arch + "\nsize = 1\n")
+	}
+	type part struct {
+		name string
+		body []byte // nil: size zeros, from the shared stream
+		size int64
+	}
+	tarOf := func(parts ...part) (head, tail [][]byte) {
+		// head[i] is what comes before the i-th run of zeros.
+		var b bytes.Buffer
+		for _, p := range parts {
+			size := int64(len(p.body))
+			if p.body == nil {
+				size = p.size
+			}
+			b.Write(tarHeader(t, p.name, size))
+			if p.body == nil {
+				head = append(head, slices.Clone(b.Bytes()))
+				b.Reset()
+				continue
+			}
+			b.Write(p.body)
+			if pad := len(p.body) % 512; pad != 0 {
+				b.Write(make([]byte, 512-pad))
+			}
+		}
+		b.Write(make([]byte, 1024)) // end of archive
+		return head, [][]byte{b.Bytes()}
+	}
+	zstdArgs, xzArgs := []string{"-q", "-c", "--long=27"}, []string{"-c", "--lzma2=dict=128MiB"}
+	zstdZeros := compressZeros(t, "zstd", zstdArgs, zeros)
+	xzZeros := compressZeros(t, "xz", xzArgs, zeros)
+	build := func(tool string, args []string, shared []byte, parts ...part) []byte {
+		head, tail := tarOf(parts...)
+		var out []byte
+		for _, h := range head {
+			out = append(out, compressWith(t, tool, args, h)...)
+			out = append(out, shared...)
+		}
+		return append(out, compressWith(t, tool, args, tail[0])...)
+	}
+	both := func(name string, parts ...part) map[string][]byte {
+		return map[string][]byte{
+			name + ".pkg.tar.zst": build("zstd", zstdArgs, zstdZeros, parts...),
+			name + ".pkg.tar.xz":  build("xz", xzArgs, xzZeros, parts...),
+		}
+	}
+	bombs := map[string][]byte{"zeros.pkg.tar.zst": zstdZeros, "zeros.pkg.tar.xz": xzZeros}
+	want := map[string]string{"zeros.pkg.tar.zst": "no .PKGINFO", "zeros.pkg.tar.xz": "no .PKGINFO"}
+	for name, data := range both("older", part{name: ".PKGINFO", body: pkginfo("victim", "1-1", "x86_64")}, part{name: "usr/zeros", size: zeros}) {
+		bombs[name], want[name] = data, "not newer"
+	}
+	for name, data := range both("late-pkginfo", part{name: "usr/zeros", size: zeros}, part{name: ".PKGINFO", body: pkginfo("victim", "1.5-1", "x86_64")}) {
+		bombs[name], want[name] = data, "not newer"
+	}
+	bombs["armv7h.pkg.tar.zst"] = build("zstd", zstdArgs, zstdZeros, part{name: ".PKGINFO", body: pkginfo("armbomb", "1-1", "armv7h")}, part{name: "usr/zeros", size: zeros})
+	want["armv7h.pkg.tar.zst"] = `arch "armv7h" is not one of`
+	// 1,000,000 empty files: 512 MB of tar headers in about 3 MB.
+	var many bytes.Buffer
+	zw, _ := zstd.NewWriter(&many, zstd.WithWindowSize(1<<27), zstd.WithEncoderConcurrency(1))
+	tw := tar.NewWriter(zw)
+	pi := pkginfo("manyfiles", "1-1", "any")
+	tw.WriteHeader(&tar.Header{Name: ".PKGINFO", Mode: 0o644, Size: int64(len(pi))})
+	tw.Write(pi)
+	for i := range 1_000_000 {
+		tw.WriteHeader(&tar.Header{Name: fmt.Sprintf("usr/share/many/%07d", i), Mode: 0o644})
+	}
+	tw.Close()
+	zw.Close()
+	bombs["manyfiles.pkg.tar.zst"], want["manyfiles.pkg.tar.zst"] = many.Bytes(), "more than 200000 files (hosted.max_files_per_package is 200000)"
+
+	type result struct{ name, status, msg string }
+	results := make(chan result)
+	uploadAll := func(files map[string][]byte) {
+		for name, data := range files {
+			path := write(name, data)
+			go func() {
+				id, err := d.upload(path)
+				if err != nil {
+					results <- result{name, "refused", err.Error()}
+					return
+				}
+				status, msg := d.waitJob(id)
+				results <- result{name, status, msg}
+			}()
+		}
+	}
+	ordinary := map[string][]byte{}
+	for i := range 4 {
+		name := fmt.Sprintf("ordinary%d", i)
+		ordinary[name+"-1.0-1-x86_64.pkg.tar.zst"] = ordinaryPackage(t, name, "1.0-1")
+	}
+	before := procStatus(t, d, "VmRSS:")
+	start := time.Now()
+	uploadAll(bombs)
+	uploadAll(ordinary)
+	sizes := []string{}
+	for name, data := range bombs {
+		sizes = append(sizes, fmt.Sprintf("%s %d KB", name, len(data)/1000))
+	}
+	slices.Sort(sizes)
+	failed, published := 0, 0
+	for range len(bombs) + len(ordinary) {
+		r := <-results
+		if w, bomb := want[r.name]; bomb {
+			if r.status != "failed" || !strings.Contains(r.msg, w) {
+				t.Errorf("bomb %s = %s %q, want failed with %q", r.name, r.status, r.msg, w)
+			} else {
+				failed++
+			}
+		} else if r.status != "done" {
+			t.Errorf("ordinary upload %s = %s %q, want done", r.name, r.status, r.msg)
+		} else {
+			published++
+		}
+	}
+	elapsed := time.Since(start)
+	peak := procStatus(t, d, "VmHWM:")
+	t.Logf("upload bombs: %d of %d bombs failed with their reasons, %d of %d ordinary uploads published, in %.1f s; mirrord RSS %d MiB before, peak %d MiB (%s; zeros %d MiB)",
+		failed, len(bombs), published, len(ordinary), elapsed.Seconds(), before>>20, peak>>20, strings.Join(sizes, ", "), zeros>>20)
+	if os.Getenv("MIRRORD_E2E_BINARY") != "" && peak > 400<<20 {
+		t.Errorf("peak RSS %d MiB, want under 400 MB", peak>>20)
+	}
+}
+
+// ordinaryPackage is a package as makepkg makes one (zstd --ultra -20:
+// a 32 MiB window) with 1 MiB of incompressible content.
+func ordinaryPackage(t *testing.T, name, version string) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	zw, _ := zstd.NewWriter(&b, zstd.WithWindowSize(32<<20), zstd.WithEncoderConcurrency(1))
+	tw := tar.NewWriter(zw)
+	pi := []byte("pkgname = " + name + "\npkgbase = " + name + "\npkgver = " + version + "\narch = x86_64\nsize = 1048576\n")
+	tw.WriteHeader(&tar.Header{Name: ".PKGINFO", Mode: 0o644, Size: int64(len(pi))})
+	tw.Write(pi)
+	body := make([]byte, 1<<20)
+	for i := range body {
+		body[i] = byte(i*2654435761>>13 ^ i)
+	}
+	tw.WriteHeader(&tar.Header{Name: "usr/share/" + name + "/data", Mode: 0o644, Size: int64(len(body))})
+	tw.Write(body)
+	tw.Close()
+	zw.Close()
+	return b.Bytes()
+}
+
+// tarHeader is the ustar header block of a regular file.
+func tarHeader(t *testing.T, name string, size int64) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: size, Format: tar.FormatUSTAR}); err != nil {
+		t.Fatal(err)
+	}
+	tw.Flush()
+	return b.Bytes()[:512]
+}
+
+// compressWith runs a compressor on data.
+func compressWith(t *testing.T, tool string, args []string, data []byte) []byte {
+	t.Helper()
+	cmd := exec.Command(tool, args...)
+	cmd.Stdin = bytes.NewReader(data)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%s %v: %v", tool, args, err)
+	}
+	return out
+}
+
+// compressZeros compresses n zero bytes streamed into the tool.
+func compressZeros(t *testing.T, tool string, args []string, n int64) []byte {
+	t.Helper()
+	cmd := exec.Command(tool, args...)
+	cmd.Stdin = io.LimitReader(zeroReader{}, n)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%s %v: %v", tool, args, err)
+	}
+	return out
+}
+
+type zeroReader struct{}
+
+func (zeroReader) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
+}
+
+// procStatus is a size field of mirrord's /proc/PID/status, in bytes.
+func procStatus(t *testing.T, d *daemon, field string) int64 {
+	t.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", d.cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == field {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10
+		}
+	}
+	t.Fatalf("no %s in /proc/%d/status", field, d.cmd.Process.Pid)
+	return 0
 }

@@ -27,6 +27,11 @@ go test -race -count=1 -timeout 20m -v \
 	-run '^(TestCrashProxyColdFiles|TestCrashPublish|TestCrashSync|TestSyncSurvivesKill9|TestKillDuringFill|TestPublishSurvivesKill9|TestHostileRequests|TestSlowClients)$' \
 	./e2e/ >"$logs/e2e.log" 2>&1 || status=1
 grep -E '^(---|ok|FAIL)|crash_test.go|sync_test.go|reliability_test.go' "$logs/e2e.log" | grep -v 'mirrord log' || true
+# 1b. Upload bombs next to ordinary uploads, on the release build: its
+# peak RSS is the figure (issue 14).
+echo "== upload bombs (release build)"
+MIRRORD_E2E_BINARY="$PWD/bin/mirrord" go test -count=1 -timeout 10m -v -run '^TestUploadBombs$' ./e2e/ >"$logs/bombs.log" 2>&1 || status=1
+grep -E '^(---|ok|FAIL)|reliability_test.go' "$logs/bombs.log" | grep -v 'mirrord log' || true
 # 2. Hostile paths, stall guards and the store race, in-package.
 echo "== proxy, fast path and store regression tests"
 go test -race -count=1 -v -run '^(TestHostilePaths|TestStallConn.*|TestBodyStall.*)$' ./internal/proxy/ >"$logs/proxy.log" 2>&1 || status=1
@@ -62,6 +67,8 @@ passfail() { if grep -qE "^--- PASS: $1 " "$logs/e2e.log"; then echo passed; els
 kills_proxy=$(grep -oE '[0-9]+ kills; [0-9]+ complete responses during them, [0-9]+ with wrong bytes' "$logs/e2e.log" | head -1)
 kills_pub=$(grep -oE '[0-9]+ kills; [0-9]+ uploads acknowledged, all in the db \([0-9]+ packages in it\)' "$logs/e2e.log" | head -1)
 kills_sync=$(grep -oE '[0-9]+ kills in [0-9]+ rounds of a sync with new packages' "$logs/e2e.log" | head -1)
+bombs=$(grep -oE '[0-9]+ of [0-9]+ bombs failed.*peak [0-9]+ MiB' "$logs/bombs.log" | head -1)
+bombsres=$(grep -qE '^--- PASS: TestUploadBombs ' "$logs/bombs.log" && echo passed || echo FAILED)
 slow=$(grep -oE '(slow headers|stalled upload body|clients that never read)[a-z ]* (cut|released) after [0-9a-z.]+' "$logs/e2e.log" | paste -sd ';' - || true)
 L() { jq -r "$1" "$logs/load.json"; }
 elapsed=$(( $(date +%s) - started ))
@@ -97,6 +104,7 @@ Last run: $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $(go version | cut -
 | malformed Range headers on a cached file, 401 ranges on a file in flight | 18 + 1 | 200, 206 or 416 only; the in-flight file served whole afterwards |
 | HEAD and GET on folder paths | 18 | an answer below 500 |
 | bad uploads: no/wrong/long/Basic token, oversized, not a package, empty, malformed multipart, path in the file name, truncated body, a zstd bomb (1 GiB from a few KiB) | 14 | 401/413/422/400 as fitting; the bomb's job failed at the 16 x max_upload bound within seconds |
+| upload bombs at once (\`TestUploadBombs\`, release build): 8 uploads of 10-46 KB declaring 128 MiB windows (zstd --long=27, xz --lzma2=dict=128MiB) over 300 MiB of zeros (bare; behind an older version's .PKGINFO; with the .PKGINFO after the zeros; an arch not served) or listing 1,000,000 files, next to 4 packages as makepkg makes them | ${bombs:-not run} | ${bombsres}: each bomb failed with its reason (no .PKGINFO, not newer, arch, hosted.max_files_per_package) and the ordinary ones were published; peak RSS under 400 MB (1,378 MiB before issue 14) |
 | path traversal and encoding tricks (\`TestHostilePaths\`, 67 forms) | 67 | no 2xx/3xx, nothing outside the tree leaked |
 | slow clients (\`TestSlowClients\`): headers at 1 byte/s, an upload body that stops, 40 clients that never read a 32 MiB response | 3 | $(passfail TestSlowClients): ${slow:-} |
 ${fuzzrows}
@@ -134,6 +142,27 @@ so the latencies are those of a saturated machine, not of mirrord alone.
 | an upload body that stops, or a request that announces a body it never sends, pinned the connection forever (no read timeout on bodies) | probe of issue 7 | \`proxy.Guard\` gives every request body a read deadline that moves with each read (60 s without a byte fails) | TestBodyStall, TestBodyStallUnreadBody; e2e TestSlowClients (full) |
 | under load, a miss in a folder closed the folder's cached root while other requests opened files through it: "file already closed", a hit served as a miss (a spurious 404 in a hosted repo) | the load test (2 warnings in a 10 s run) | \`store.Open\` drops a cached folder root only when the folder was really replaced, and never closes one in use | \`internal/store\` TestOpenConcurrentMissesAndHits |
 | a hosted package whose pkgver has a character URLs never carry ('!', '%', '?', '#', a backslash: makepkg allows them) was published into the db, and no client could download it (the router refuses such paths) | fuzzing (\`FuzzParseFileName\`: "A-!0-0-0.pkg.tar") | the hosted worker refuses such file names (422) | \`internal/hosted\` TestRefusals case "pkgver no URL serves"; the fuzz corpus entry |
+
+## Upload memory (issue 14)
+
+A zstd frame or an xz block makes its decoder allocate the window its
+header declares, up to 128 MiB (\`alpm.MaxWindow\`), however small the file;
+issue 14 measured four such uploads taking a daemon from 197 MB to
+1.15 GB, and the whole archive was read before the version check. Now:
+
+- the worker reads the \`.PKGINFO\` first (\`hosted\` precheck) and refuses a
+  bad arch or name, or a version not newer than the published one (unless
+  forced), before reading the rest;
+- every decode of an upload first reserves its window from a budget of
+  128 MiB for the process (\`hosted/precheck.go\`): one worst-case upload at
+  a time, or four of makepkg's 32 MiB zstd windows; an xz block that states
+  its size (xz -T) gets a dictionary no larger, and a zstd decoder of more
+  than 8 MiB is not pooled;
+- a reservation over 8 MiB is returned after a garbage collection, so
+  the next upload's window reuses the memory just freed (without it the
+  eight bombs peaked at 470 MiB);
+- a file list of more than \`hosted.max_files_per_package\` (200,000)
+  entries or 64 MiB of names is refused with 422.
 
 ## Known limits
 

@@ -58,16 +58,25 @@ func (c Compression) Ext() string {
 	return ""
 }
 
-// maxWindow bounds the memory a zstd frame or an xz block can make the
+// MaxWindow bounds the memory a zstd frame or an xz block can make the
 // decoder reserve: both allocate the window (dictionary) their header
 // declares, so a 50-byte hostile input could otherwise ask for 512 MiB
 // (zstd) or 4 GiB (xz). 128 MiB is libzstd's own default limit
-// (ZSTD_WINDOWLOG_LIMIT_DEFAULT = 27); makepkg's zstd --ultra -20 uses
-// 64 MiB and xz -9 a 64 MiB dictionary. Fuzz targets lower it to keep
-// executions fast.
+// (ZSTD_WINDOWLOG_LIMIT_DEFAULT = 27) and what zstd --ultra -22 or
+// --long=27 declare; makepkg's zstd --ultra -20 (Arch's makepkg.conf)
+// declares 32 MiB and xz -9 a 64 MiB dictionary, the default xz -6 8 MiB.
+const MaxWindow = 1 << 27
+
+// maxWindow is MaxWindow; fuzz targets lower it to keep executions fast.
 var maxWindow atomic.Uint64
 
-func init() { maxWindow.Store(1 << 27) }
+func init() { maxWindow.Store(MaxWindow) }
+
+// poolWindow is the largest window of a zstd decoder that goes back to the
+// pool: a pooled decoder keeps its ring buffer (window and two blocks), and
+// memory kept there is outside any ReadOptions.Reserve. zstd -19 declares
+// 8 MiB.
+const poolWindow = 8 << 20
 
 var (
 	zstdMagic  = []byte{0x28, 0xb5, 0x2f, 0xfd}
@@ -102,10 +111,22 @@ var (
 )
 
 // decompress returns a reader of the decompressed stream and a release
-// function that must be called once the reader is no longer used.
-func decompress(c Compression, r io.Reader) (io.Reader, func(), error) {
+// function that must be called once the reader is no longer used. reserve,
+// if not nil, is called with the window a zstd frame or an xz block is
+// about to allocate (see ReadOptions.Reserve).
+func decompress(c Compression, r *bufio.Reader, reserve func(int64) func()) (io.Reader, func(), error) {
 	switch c {
 	case Zstd:
+		// The decoder allocates the first frame's window in full at its
+		// first block; a later frame may not declare a larger one.
+		window := max(zstdWindow(r), zstd.MinWindowSize)
+		if limit := maxWindow.Load(); window > limit {
+			return nil, nil, fmt.Errorf("zstd: window of %d bytes exceeds the limit of %d", window, limit)
+		}
+		done := func() {}
+		if reserve != nil {
+			done = reserve(int64(window))
+		}
 		d, _ := zstdPool.Get().(*zstd.Decoder)
 		if d == nil {
 			var err error
@@ -114,14 +135,25 @@ func decompress(c Compression, r io.Reader) (io.Reader, func(), error) {
 			// when the caller stops early.
 			d, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(1))
 			if err != nil {
+				done()
 				return nil, nil, fmt.Errorf("zstd: %w", err)
 			}
 		}
-		if err := d.ResetWithOptions(r, zstd.WithDecoderMaxWindow(maxWindow.Load())); err != nil {
+		if err := d.ResetWithOptions(r, zstd.WithDecoderMaxWindow(window)); err != nil {
 			d.Close()
+			done()
 			return nil, nil, fmt.Errorf("zstd: %w", err)
 		}
-		return d, func() { _ = d.Reset(nil); zstdPool.Put(d) }, nil
+		return d, func() {
+			_ = d.Reset(nil)
+			if window <= poolWindow {
+				zstdPool.Put(d)
+			} else {
+				d.Close()
+			}
+			d = nil // unreachable before done: its memory may be collected then
+			done()
+		}, nil
 	case Gzip:
 		z, _ := gzipPool.Get().(*gzip.Reader)
 		var err error
@@ -139,13 +171,43 @@ func decompress(c Compression, r io.Reader) (io.Reader, func(), error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		return x, func() {}, nil
+		x.reserve = reserve
+		return x, x.release, nil
 	case Bzip2:
 		return bzip2.NewReader(r), func() {}, nil
 	case None:
 		return r, func() {}, nil
 	}
 	return nil, nil, fmt.Errorf("unsupported compression %v", c)
+}
+
+// zstdWindow is the window that the first frame at the start of br
+// declares in its header (RFC 8878, 3.1.1.1), or 0 if the header is cut
+// short. A single-segment frame's window is its content size.
+func zstdWindow(br *bufio.Reader) uint64 {
+	b, _ := br.Peek(18) // magic, descriptor, window, dictionary ID, content size
+	if len(b) < 6 {
+		return 0
+	}
+	fhd := b[4]
+	if fhd&0x20 == 0 { // not single-segment: the window descriptor
+		exp, mantissa := uint64(b[5]>>3), uint64(b[5]&7)
+		base := uint64(1) << (10 + exp)
+		return base + base/8*mantissa
+	}
+	pos := 5 + [4]int{0, 1, 2, 4}[fhd&3]
+	size := [4]int{1, 2, 4, 8}[fhd>>6]
+	if len(b) < pos+size {
+		return 0
+	}
+	var fcs uint64
+	for i := size - 1; i >= 0; i-- {
+		fcs = fcs<<8 | uint64(b[pos+i])
+	}
+	if size == 2 {
+		fcs += 256
+	}
+	return fcs
 }
 
 // compressor wraps w in the writer for c; Close flushes the compressed stream

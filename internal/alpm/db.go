@@ -54,7 +54,7 @@ func CheckDB(r io.Reader) (Compression, int, error) {
 func readDB(r io.Reader, keepFiles bool) (*DB, error) {
 	br := bufio.NewReaderSize(r, 64<<10)
 	comp := sniff(br)
-	dr, release, err := decompress(comp, br)
+	dr, release, err := decompress(comp, br, nil)
 	if err != nil {
 		return nil, fmt.Errorf("read db: %w", err)
 	}

@@ -28,7 +28,7 @@ func needTool(t testing.TB, name string) string {
 func mustDecompress(t testing.TB, data []byte) (io.Reader, func()) {
 	t.Helper()
 	br := bufio.NewReader(bytes.NewReader(data))
-	dr, release, err := decompress(sniff(br), br)
+	dr, release, err := decompress(sniff(br), br, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

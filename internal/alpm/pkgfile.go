@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"hash"
 	"io"
@@ -25,10 +26,28 @@ type ReadOptions struct {
 	// MaxUncompressed caps the decompressed archive (0: 64 GiB). A small
 	// file can decompress to terabytes; the cap bounds the time spent.
 	MaxUncompressed int64
+	// MaxFiles caps the entries of the file list (0: maxFileEntries);
+	// MaxFileBytes caps the bytes of their names, one more each for its
+	// newline in a files entry (0: 64 MiB, what the db reader takes of one
+	// files entry). Past either the read fails with ErrFileList.
+	MaxFiles     int
+	MaxFileBytes int64
+	// Reserve, if set, is called with the bytes of window (zstd) or
+	// dictionary (xz) a decoder is about to allocate, before it does; the
+	// function it returns is called once the decoder is done with them.
+	// It may block: internal/hosted bounds the memory of concurrent
+	// uploads with it. When release is called the window is unreachable,
+	// so release may collect it (runtime.GC) before another read
+	// allocates one. Gzip, bzip2 and bare tars need no window.
+	Reserve func(bytes int64) (release func())
 }
 
 // maxFileEntries caps the entries of one package archive when listing.
 const maxFileEntries = 1 << 22
+
+// ErrFileList: a package lists more files, or longer names, than
+// ReadOptions allow.
+var ErrFileList = errors.New("file list over the limit")
 
 // ReadPackage reads a package file from r: it sniffs the compression (zstd,
 // xz, gzip, bzip2 or a bare tar), parses .PKGINFO, and computes CSize,
@@ -39,19 +58,9 @@ const maxFileEntries = 1 << 22
 func ReadPackage(r io.Reader, opts ReadOptions) (*Package, error) {
 	h := &sumReader{r: r, md5: md5.New(), sha: sha256.New()}
 	br := bufio.NewReaderSize(h, 64<<10)
-	comp := sniff(br)
-	dr, release, err := decompress(comp, br)
+	pi, files, err := readPackage(br, opts)
 	if err != nil {
-		return nil, fmt.Errorf("read package: %w", err)
-	}
-	limit := opts.MaxUncompressed
-	if limit <= 0 {
-		limit = 64 << 30
-	}
-	pi, files, err := scanPackage(&cappedReader{r: dr, left: limit, limit: limit}, opts.ListFiles)
-	release()
-	if err != nil {
-		return nil, fmt.Errorf("read package (%v): %w", comp, err)
+		return nil, err
 	}
 	// Whatever the decompressor did not need still counts for the sums.
 	if _, err := io.Copy(io.Discard, br); err != nil {
@@ -63,6 +72,34 @@ func ReadPackage(r io.Reader, opts ReadOptions) (*Package, error) {
 	p.SHA256Sum = hex.EncodeToString(h.sha.Sum(nil))
 	p.Files = files
 	return p, nil
+}
+
+// ReadPackageInfo reads only the .PKGINFO of a package: it decompresses r
+// up to that entry and stops there, computing no sums and ignoring
+// ListFiles. It is the cheap look at an upload's name and version before
+// ReadPackage reads all of it.
+func ReadPackageInfo(r io.Reader, opts ReadOptions) (*PKGINFO, error) {
+	opts.ListFiles = false
+	pi, _, err := readPackage(bufio.NewReaderSize(r, 64<<10), opts)
+	return pi, err
+}
+
+func readPackage(br *bufio.Reader, opts ReadOptions) (*PKGINFO, []string, error) {
+	comp := sniff(br)
+	dr, release, err := decompress(comp, br, opts.Reserve)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read package: %w", err)
+	}
+	limit := opts.MaxUncompressed
+	if limit <= 0 {
+		limit = 64 << 30
+	}
+	pi, files, err := scanPackage(&cappedReader{r: dr, left: limit, limit: limit}, opts)
+	release()
+	if err != nil {
+		return nil, nil, fmt.Errorf("read package (%v): %w", comp, err)
+	}
+	return pi, files, nil
 }
 
 // ReadPackageFile is ReadPackage on a file, with Filename set to its base
@@ -85,7 +122,15 @@ func ReadPackageFile(path string, opts ReadOptions) (*Package, error) {
 // repo-add puts in a files entry: every entry not starting with '.',
 // directories with a trailing '/', sorted bytewise and deduplicated like
 // `LC_ALL=C sort -u`.
-func scanPackage(r io.Reader, listFiles bool) (*PKGINFO, []string, error) {
+func scanPackage(r io.Reader, opts ReadOptions) (*PKGINFO, []string, error) {
+	listFiles := opts.ListFiles
+	maxFiles, maxBytes := opts.MaxFiles, opts.MaxFileBytes
+	if maxFiles <= 0 {
+		maxFiles = maxFileEntries
+	}
+	if maxBytes <= 0 {
+		maxBytes = maxFilesSize
+	}
 	tr := tar.NewReader(r)
 	var pi *PKGINFO
 	var files []string
@@ -120,8 +165,11 @@ func scanPackage(r io.Reader, listFiles bool) (*PKGINFO, []string, error) {
 		if hdr.Typeflag == tar.TypeDir && !strings.HasSuffix(name, "/") {
 			name += "/"
 		}
-		if namesSize += int64(len(name)) + 1; namesSize > maxFilesSize {
-			return nil, nil, fmt.Errorf("file list larger than %d bytes", maxFilesSize)
+		if len(files) >= maxFiles {
+			return nil, nil, fmt.Errorf("%w: more than %d files", ErrFileList, maxFiles)
+		}
+		if namesSize += int64(len(name)) + 1; namesSize > maxBytes {
+			return nil, nil, fmt.Errorf("%w: file names of more than %d bytes", ErrFileList, maxBytes)
 		}
 		files = append(files, name)
 	}

@@ -19,7 +19,11 @@ import (
 // to ulikunitz/xz/lzma. ulikunitz/xz's own reader allocates whatever
 // dictionary a block header declares, up to 4 GiB, so a 60-byte hostile
 // file could make the process allocate gigabytes; here a block whose
-// dictionary exceeds maxWindow is refused before anything is allocated.
+// dictionary exceeds maxWindow is refused before anything is allocated,
+// and a block whose header gives its uncompressed size (xz -T writes it)
+// gets a dictionary no larger than that: a block cannot refer further back
+// than its own start, so a 5 MB package made with xz -9 takes 5 MB, not
+// 64 MiB, and the size is then checked.
 // Supported: LZMA2 as the only filter (what xz and makepkg write), checks
 // none, CRC32, CRC64 and SHA-256 (verified), several blocks, several
 // concatenated streams, stream padding.
@@ -29,7 +33,22 @@ type xzReader struct {
 	block io.Reader      // current block's LZMA2 reader; nil between blocks
 	check byte           // check type of the current stream
 	sum   hash.Hash      // running check of the current block, or nil
+	left  int64          // bytes the block header says are left, or -1
 	err   error
+
+	reserve  func(int64) func() // see ReadOptions.Reserve; nil: none
+	reserved uint64             // the dictionary bytes reserved
+	done     func()             // returns them; nil before the first block
+}
+
+// release returns the reservation of the dictionary, once the reader is no
+// longer used.
+func (x *xzReader) release() {
+	x.block = nil // unreachable before done: its dictionary may be collected then
+	if x.done != nil {
+		x.done()
+		x.done = nil
+	}
 }
 
 type countingReader struct {
@@ -71,6 +90,12 @@ func (x *xzReader) Read(p []byte) (int, error) {
 		n, err := x.block.Read(p)
 		if n > 0 && x.sum != nil {
 			x.sum.Write(p[:n])
+		}
+		if x.left >= 0 {
+			if x.left -= int64(n); x.left < 0 || (err == io.EOF && x.left != 0) {
+				x.err = fmt.Errorf("%w: block size differs from its header's", errXzFormat)
+				return 0, x.err
+			}
 		}
 		if err == io.EOF {
 			x.err = x.endBlock()
@@ -148,12 +173,21 @@ func (x *xzReader) nextBlock() error {
 		return fmt.Errorf("%w: reserved block flags", errXzFormat)
 	}
 	rest := body[2:]
-	for _, present := range []bool{flags&0x40 != 0, flags&0x80 != 0} {
-		if present {
-			if _, rest, err = uvarint(rest); err != nil {
-				return err
-			}
+	x.left = -1
+	if flags&0x40 != 0 { // compressed size
+		if _, rest, err = uvarint(rest); err != nil {
+			return err
 		}
+	}
+	if flags&0x80 != 0 { // uncompressed size
+		var size uint64
+		if size, rest, err = uvarint(rest); err != nil {
+			return err
+		}
+		if size > 1<<62 {
+			return fmt.Errorf("%w: block size %d", errXzFormat, size)
+		}
+		x.left = int64(size)
 	}
 	nfilters := int(flags&3) + 1
 	if nfilters != 1 {
@@ -186,8 +220,22 @@ func (x *xzReader) nextBlock() error {
 	if limit := maxWindow.Load(); dict > limit {
 		return fmt.Errorf("xz: dictionary of %d bytes exceeds the limit of %d", dict, limit)
 	}
+	if x.left >= 0 && uint64(x.left) < dict {
+		dict = uint64(x.left)
+	}
 	if dict < lzma.MinDictCap {
 		dict = lzma.MinDictCap
+	}
+	if dict > x.reserved || dict > poolWindow {
+		// The first block, or one that needs more than those before it,
+		// or a large one: the reservation is returned and taken again, so
+		// that the dictionary of the block before, garbage by now, may be
+		// collected in between (see ReadOptions.Reserve).
+		x.release()
+		if x.reserve != nil {
+			x.done = x.reserve(int64(dict))
+		}
+		x.reserved = dict
 	}
 	x.cr.n = 0
 	r2, err := lzma.Reader2Config{DictCap: int(dict)}.NewReader2(&x.cr)

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -275,6 +276,29 @@ func TestRefusals(t *testing.T) {
 		return b.Bytes()
 	}
 	zstdOnly := pkg(t, "trunc", "1-1", "x86_64")
+	withFiles := func(name, version string, files int, payload []byte) []byte {
+		pi := &alpm.PKGINFO{Package: alpm.Package{Name: name, Base: name, Version: version, Arch: "x86_64"}}
+		var list []alpm.PackageFile
+		for i := range files {
+			list = append(list, alpm.PackageFile{Name: fmt.Sprintf("usr/share/%s/%d", name, i), Body: payload})
+		}
+		var b bytes.Buffer
+		if err := alpm.WritePackage(&b, pi, list, alpm.Zstd); err != nil {
+			t.Fatal(err)
+		}
+		return b.Bytes()
+	}
+	// An older version whose payload is corrupt: the version check comes
+	// first, so the refusal says "not newer", not "corrupt".
+	noise := make([]byte, 512<<10)
+	rng := rand.New(rand.NewPCG(14, 14))
+	for i := range noise {
+		noise[i] = byte(rng.Uint32())
+	}
+	olderCorrupt := withFiles("have", "1.0-1", 1, noise)
+	for i := len(olderCorrupt) / 2; i < len(olderCorrupt)/2+512; i++ {
+		olderCorrupt[i] ^= 0x55
+	}
 	cases := []struct {
 		name   string
 		data   []byte
@@ -297,8 +321,13 @@ func TestRefusals(t *testing.T) {
 		{name: "armored signature", data: pkg(t, "sig", "1-1", "any"), sig: []byte("-----BEGIN PGP SIGNATURE-----\n"), result: ResultInvalid},
 		{name: "older version", data: pkg(t, "have", "1.0-1", "x86_64"), result: ResultRefused, want: "not newer"},
 		{name: "same version", data: pkg(t, "have", "2.0-1", "x86_64"), result: ResultRefused, want: "not newer"},
+		{name: "older version, corrupt payload", data: olderCorrupt, result: ResultRefused, want: "not newer"},
+		// 10 files and usr/, usr/share/, usr/share/many/: 13 entries.
+		{name: "too many files", data: withFiles("many", "1-1", 10, nil), result: ResultInvalid, want: "more than 12 files (hosted.max_files_per_package is 12)"},
 	}
-	e := newEnv(t, "", testConfig(), true)
+	cfg := testConfig()
+	cfg.Hosted.MaxFilesPerPackage = 12
+	e := newEnv(t, "", cfg, true)
 	j, err := e.submit("local", pkg(t, "have", "2.0-1", "x86_64"), nil, false)
 	if err != nil || e.wait(j.ID).Status != Done {
 		t.Fatalf("publish have 2.0-1: %v %+v", err, e.wait(j.ID))
@@ -344,6 +373,16 @@ func TestRefusals(t *testing.T) {
 		t.Errorf("staging holds %d files after refusals", len(left))
 	}
 
+	// force skips the version check, and then the whole archive is read.
+	j, _ = e.submit("local", olderCorrupt, nil, true)
+	if j = e.wait(j.ID); j.Status != Failed || j.Result != ResultInvalid {
+		t.Errorf("forced older corrupt publish = %s %s %q, want failed invalid", j.Status, j.Result, j.Error)
+	}
+	// 12 files fit (usr/share/ and usr/share/many/ are listed too).
+	j, _ = e.submit("local", withFiles("many", "1-1", 9, nil), nil, false)
+	if j = e.wait(j.ID); j.Status != Done {
+		t.Errorf("publish of 12 files = %s %s", j.Status, j.Error)
+	}
 	// force replaces even with an older version.
 	j, _ = e.submit("local", pkg(t, "have", "1.0-1", "x86_64"), nil, true)
 	if j = e.wait(j.ID); j.Status != Done {

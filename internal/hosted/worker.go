@@ -69,9 +69,10 @@ func (s *Service) run(j Job) {
 func (s *Service) stagePath(id, ext string) string { return s.staging + "/" + id + ext }
 
 // publish checks the staged package of j and hands it to the repo's actor.
-// It reads the package once: parse (with the file list, so the whole
-// archive is checked), checksums, and the copy into a store temp file all
-// come from the same pass.
+// It reads the .PKGINFO first (precheck), so that an upload refused for its
+// name, arch or version costs no more than that; then the whole package
+// once: parse (with the file list, so the whole archive is checked),
+// checksums, and the copy into a store temp file all come from that pass.
 func (s *Service) publish(r *repo, j *Job) (string, error) {
 	in, err := os.Open(s.stagePath(j.ID, ".pkg"))
 	if err != nil {
@@ -81,6 +82,13 @@ func (s *Service) publish(r *repo, j *Job) (string, error) {
 	var head [262]byte
 	n, _ := in.ReadAt(head[:], 0)
 	ext := extension(head[:n])
+	info, arches, err := s.precheck(r, j, in, ext)
+	if err != nil {
+		return "", err
+	}
+	if _, err := in.Seek(0, io.SeekStart); err != nil {
+		return "", fmt.Errorf("rewind staged upload: %w", err)
+	}
 
 	tmp, err := s.store.CreateTemp("publish-*")
 	if err != nil {
@@ -96,27 +104,14 @@ func (s *Service) publish(r *repo, j *Job) (string, error) {
 		}
 	}()
 	defer tmp.Close()
-	p, err := alpm.ReadPackage(io.TeeReader(in, tmp), alpm.ReadOptions{ListFiles: true, MaxUncompressed: 16 * s.MaxSize()})
+	p, err := alpm.ReadPackage(io.TeeReader(in, tmp), s.readOptions(true))
+	if errors.Is(err, alpm.ErrFileList) {
+		return "", fmt.Errorf("%w: %v (hosted.max_files_per_package is %d)", ErrInvalid, err, s.tun.MaxFilesPerPackage)
+	}
 	if err != nil {
 		return "", fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	if err := alpm.ValidArch(p.Arch); err != nil {
-		return "", fmt.Errorf("%w: %v", ErrInvalid, err)
-	}
-	arches := r.arches
-	if p.Arch != "any" {
-		if !slices.Contains(r.arches, p.Arch) {
-			return "", fmt.Errorf("%w: arch %q is not one of %s's arches %v or any", ErrInvalid, p.Arch, r.key, r.arches)
-		}
-		arches = []string{p.Arch}
-	}
-	p.Filename = p.Name + "-" + p.Version + "-" + p.Arch + ext
-	if _, err := alpm.ParseFileName(p.Filename); err != nil {
-		return "", fmt.Errorf("%w: %v", ErrInvalid, err)
-	}
-	if c, ok := unservable(p.Filename); ok {
-		return "", fmt.Errorf("%w: file name %q has %q, which no mirror URL serves (pkgver: letters, digits, . _ + ~ @)", ErrInvalid, p.Filename, c)
-	}
+	p.Filename = info.Filename // the same staged file: its .PKGINFO is info's
 	j.Package = &Released{Name: p.Name, Version: p.Version, Arch: p.Arch, Filename: p.Filename, SHA256: p.SHA256Sum, Arches: arches}
 
 	sig, signedBy, err := s.signature(r, j, tmp)

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"bytes"
 	"cmp"
 	"errors"
 	"io"
@@ -121,6 +122,57 @@ func (u *UI) index(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, target, http.StatusMovedPermanently)
 		return
 	}
+	by, desc := sortParams(r.URL.Query().Get("sort"), r.URL.Query().Get("order"))
+	if !f.repoDir() {
+		// A handful of entries, from the config: rendered each time.
+		d, err := u.indexData(f, by, desc)
+		if err != nil {
+			u.log.Error("list folder", "path", "/"+f.rel()+"/", "err", err)
+			plainError(w, "internal error listing the folder", http.StatusInternalServerError)
+			return
+		}
+		u.render(w, r, http.StatusOK, "index", page{Title: "Index of " + d.Path, Nav: "repos", Data: d})
+		return
+	}
+	u.repoIndex(w, r, f, by, desc)
+}
+
+// repoIndex serves a repo folder's page from u.indexes: rendered once per
+// version of the folder and sort order, then written from memory.
+func (u *UI) repoIndex(w http.ResponseWriter, r *http.Request, f folder, by string, desc bool) {
+	arrived := u.indexes.now()
+	render := func() ([]byte, error) {
+		d, err := u.indexData(f, by, desc)
+		if err != nil {
+			return nil, err
+		}
+		return u.renderBytes("index", page{Title: "Index of " + d.Path, Nav: "repos", Data: d})
+	}
+	var body []byte
+	var etag string
+	info, err := u.tree.Lstat(f.rel())
+	switch {
+	case err == nil:
+		body, etag, err = u.indexes.get(pageKey{rel: f.rel(), sort: by, desc: desc}, versionOf(info), arrived, render)
+	case isNotFound(err):
+		body, err = render() // no folder yet: nothing in it, nothing to key on
+	}
+	if err != nil {
+		u.log.Error("list folder", "path", "/"+f.rel()+"/", "err", err)
+		plainError(w, "internal error listing the folder", http.StatusInternalServerError)
+		return
+	}
+	h := w.Header()
+	pageHeaders(h)
+	if etag != "" {
+		h.Set("ETag", etag)
+	}
+	// Content-Length, HEAD, If-None-Match and Range from the bytes kept.
+	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(body))
+}
+
+// indexData lists folder f sorted by the column by.
+func (u *UI) indexData(f folder, by string, desc bool) (indexData, error) {
 	d := indexData{Path: "/" + f.rel() + "/"}
 	d.Crumbs = append(d.Crumbs, crumb{Name: f.distro, Href: "/" + url.PathEscape(f.distro) + "/"})
 	href := d.Crumbs[0].Href
@@ -141,11 +193,10 @@ func (u *UI) index(w http.ResponseWriter, r *http.Request) {
 		d.Entries, err = u.folderEntries(f)
 	}
 	if err != nil {
-		u.log.Error("list folder", "path", d.Path, "err", err)
-		plainError(w, "internal error listing the folder", http.StatusInternalServerError)
-		return
+		return indexData{}, err
 	}
-	d.Sort, d.Desc = sortEntries(d.Entries, r.URL.Query().Get("sort"), r.URL.Query().Get("order"))
+	d.Sort, d.Desc = by, desc
+	sortEntries(d.Entries, by, desc)
 	d.Heads = map[string]string{}
 	for _, col := range []string{"name", "size", "date"} {
 		order := "asc"
@@ -154,7 +205,7 @@ func (u *UI) index(w http.ResponseWriter, r *http.Request) {
 		}
 		d.Heads[col] = "?sort=" + col + "&order=" + order
 	}
-	u.render(w, r, http.StatusOK, "index", page{Title: "Index of " + d.Path, Nav: "repos", Data: d})
+	return d, nil
 }
 
 // folderEntries lists the folders the layout allows below f (and, at a
@@ -261,13 +312,17 @@ func (u *UI) repoEntries(f folder, d *indexData) ([]entry, error) {
 	return out, nil
 }
 
-// sortEntries sorts folders first, then by the column, and returns the
-// column and order it used.
-func sortEntries(es []entry, by, order string) (string, bool) {
+// sortParams are the column and order of the query's sort and order
+// parameters: name, size or date (else name), descending or not.
+func sortParams(by, order string) (string, bool) {
 	if by != "size" && by != "date" {
 		by = "name"
 	}
-	desc := order == "desc"
+	return by, order == "desc"
+}
+
+// sortEntries sorts folders first, then by the column.
+func sortEntries(es []entry, by string, desc bool) {
 	slices.SortStableFunc(es, func(a, b entry) int {
 		if a.Dir != b.Dir {
 			if a.Dir {
@@ -290,7 +345,6 @@ func sortEntries(es []entry, by, order string) (string, bool) {
 		}
 		return c
 	})
-	return by, desc
 }
 
 // plainError answers like the tree handler does, so that the index does

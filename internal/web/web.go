@@ -30,6 +30,7 @@ var assets embed.FS
 // folders for the index, and the metadata of databases for their age.
 type Tree interface {
 	ReadDir(rel string) ([]fs.DirEntry, error)
+	Lstat(rel string) (fs.FileInfo, error) // a folder's version for the index cache
 	Stat(rel string) (store.Meta, error)
 }
 
@@ -39,21 +40,25 @@ type Options struct {
 	// and the bytes served and fetched; nil hides them.
 	Gatherer prometheus.Gatherer
 	Logger   *slog.Logger
+	// IndexCacheBytes bounds the rendered repo folder pages kept in
+	// memory (0: 64 MiB, some twenty pages of a 15,000-package repo).
+	IndexCacheBytes int64
 }
 
 // UI serves the web UI: / and /ui/... pages and /static/... assets. Index
 // serves the tree's folders.
 type UI struct {
-	cfg    *config.Config
-	api    *api.Handler
-	tree   Tree
-	router *proxy.Router
-	gather prometheus.Gatherer
-	log    *slog.Logger
-	pages  map[string]*template.Template
-	static http.Handler
-	css    string // URL of the stylesheet, with its hash so browsers may cache it
-	mux    *http.ServeMux
+	cfg     *config.Config
+	api     *api.Handler
+	tree    Tree
+	router  *proxy.Router
+	gather  prometheus.Gatherer
+	log     *slog.Logger
+	pages   map[string]*template.Template
+	static  http.Handler
+	css     string // URL of the stylesheet, with its hash so browsers may cache it
+	mux     *http.ServeMux
+	indexes *pageCache // rendered repo folders
 }
 
 // pageNames are the templates under templates/, each rendered inside
@@ -66,8 +71,11 @@ func New(cfg *config.Config, a *api.Handler, tree Tree, opts Options) (*UI, erro
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.IndexCacheBytes <= 0 {
+		opts.IndexCacheBytes = 64 << 20
+	}
 	u := &UI{cfg: cfg, api: a, tree: tree, router: proxy.NewRouter(cfg), gather: opts.Gatherer, log: opts.Logger,
-		pages: map[string]*template.Template{}, mux: http.NewServeMux()}
+		pages: map[string]*template.Template{}, mux: http.NewServeMux(), indexes: newPageCache(opts.IndexCacheBytes)}
 	for _, name := range pageNames {
 		t, err := template.New(name).Funcs(funcs).ParseFS(assets, "templates/layout.html", "templates/"+name+".html")
 		if err != nil {
@@ -137,14 +145,29 @@ type page struct {
 // render writes a page, buffered so that a template error becomes a
 // clean 500 rather than half a page.
 func (u *UI) render(w http.ResponseWriter, r *http.Request, code int, name string, p page) {
-	p.CSS, p.Name = u.css, name
-	var buf bytes.Buffer
-	if err := u.pages[name].ExecuteTemplate(&buf, "layout", p); err != nil {
+	body, err := u.renderBytes(name, p)
+	if err != nil {
 		u.log.Error("render page", "page", name, "path", r.URL.Path, "err", err)
 		http.Error(w, "internal error rendering the page", http.StatusInternalServerError)
 		return
 	}
-	h := w.Header()
+	pageHeaders(w.Header())
+	w.WriteHeader(code)
+	w.Write(body)
+}
+
+// renderBytes renders a page.
+func (u *UI) renderBytes(name string, p page) ([]byte, error) {
+	p.CSS, p.Name = u.css, name
+	var buf bytes.Buffer
+	if err := u.pages[name].ExecuteTemplate(&buf, "layout", p); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// pageHeaders are the headers of every HTML page.
+func pageHeaders(h http.Header) {
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Content-Type-Options", "nosniff")
@@ -152,8 +175,6 @@ func (u *UI) render(w http.ResponseWriter, r *http.Request, code int, name strin
 	// description cannot run anything even if escaping failed.
 	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
 	h.Set("Referrer-Policy", "same-origin")
-	w.WriteHeader(code)
-	w.Write(buf.Bytes())
 }
 
 type errorData struct {
