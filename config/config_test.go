@@ -40,6 +40,9 @@ func TestDefaults(t *testing.T) {
 	if c.Cache.MaxSize != 50<<30 || c.Cache.DBMaxAge != time.Minute || c.Cache.KeepVersions != 3 {
 		t.Errorf("cache = %+v", c.Cache)
 	}
+	if c.Upstream.MaxConnsPerMirror != 16 {
+		t.Errorf("upstream.max_conns_per_mirror = %d, want 16", c.Upstream.MaxConnsPerMirror)
+	}
 	arch, ok := c.Distros["archlinux"]
 	if !ok {
 		t.Fatal("default distro archlinux missing")
@@ -130,6 +133,8 @@ func TestRejects(t *testing.T) {
 		{"bad token", base + "api: {tokens: [{name: ci, sha256: abc, repos: [archlinux/custom]}]}\n", "api.tokens[0].sha256"},
 		{"repo named local", distro("    layout: $repo/os/$arch\n    arch: [x86_64]\n    repos: {local: {mode: hosted}}\n"), "reserved by pacman"},
 		{"token for unknown repo", base + "api: {tokens: [{name: ci, sha256: " + strings.Repeat("a", 64) + ", repos: [archlinux/nope]}]}\n", "names no configured repo"},
+		{"no conns per mirror", base + "upstream: {max_conns_per_mirror: 0}\n", "upstream.max_conns_per_mirror"},
+		{"too many conns per mirror", base + "upstream: {max_conns_per_mirror: 1025}\n", "upstream.max_conns_per_mirror"},
 		{"unreachable data dir", "data_dir: " + file + "/sub\n", "data_dir"},
 	}
 	for _, tt := range tests {
