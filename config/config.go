@@ -62,6 +62,9 @@ type Upstream struct {
 	ConnectTimeout time.Duration `mapstructure:"connect_timeout" yaml:"connect_timeout"`
 	HeaderTimeout  time.Duration `mapstructure:"header_timeout" yaml:"header_timeout"`
 	StallTimeout   time.Duration `mapstructure:"stall_timeout" yaml:"stall_timeout"`
+	// MaxConnsPerMirror bounds the requests in flight to one mirror host;
+	// more wait their turn.
+	MaxConnsPerMirror int `mapstructure:"max_conns_per_mirror" yaml:"max_conns_per_mirror"`
 }
 
 // Sync tunes mirror-mode repos.
@@ -157,6 +160,7 @@ var defaults = []struct {
 	{"upstream.connect_timeout", "5s"},
 	{"upstream.header_timeout", "8s"},
 	{"upstream.stall_timeout", "8s"},
+	{"upstream.max_conns_per_mirror", 16},
 	{"sync.concurrency", 4},
 	{"sync.prune_after", "24h"},
 	{"sync.max_bandwidth", "0"},
@@ -304,6 +308,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Upstream.Retries < 0 || c.Upstream.Retries > 10 {
 		bad("upstream.retries", "must be between 0 and 10")
+	}
+	if c.Upstream.MaxConnsPerMirror < 1 || c.Upstream.MaxConnsPerMirror > 1024 {
+		bad("upstream.max_conns_per_mirror", "must be between 1 and 1024")
 	}
 	if c.Sync.Concurrency < 1 || c.Sync.Concurrency > 64 {
 		bad("sync.concurrency", "must be between 1 and 64")

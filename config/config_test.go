@@ -42,6 +42,9 @@ func TestDefaults(t *testing.T) {
 	if c.Cache.MaxSize != 50<<30 || c.Cache.DBMaxAge != time.Minute || c.Cache.KeepVersions != 3 {
 		t.Errorf("cache = %+v", c.Cache)
 	}
+	if c.Upstream.MaxConnsPerMirror != 16 {
+		t.Errorf("upstream.max_conns_per_mirror = %d, want 16", c.Upstream.MaxConnsPerMirror)
+	}
 	arch, ok := c.Distros["archlinux"]
 	if !ok {
 		t.Fatal("default distro archlinux missing")
@@ -143,6 +146,8 @@ func TestRejects(t *testing.T) {
 		{"bad token", base + "api: {tokens: [{name: ci, sha256: abc, repos: [archlinux/custom]}]}\n", "api.tokens[0].sha256"},
 		{"repo named local", distro("    layout: $repo/os/$arch\n    arch: [x86_64]\n    repos: {local: {mode: hosted}}\n"), "reserved by pacman"},
 		{"token for unknown repo", base + "api: {tokens: [{name: ci, sha256: " + strings.Repeat("a", 64) + ", repos: [archlinux/nope]}]}\n", "names no configured repo"},
+		{"no conns per mirror", base + "upstream: {max_conns_per_mirror: 0}\n", "upstream.max_conns_per_mirror"},
+		{"too many conns per mirror", base + "upstream: {max_conns_per_mirror: 1025}\n", "upstream.max_conns_per_mirror"},
 		{"unreachable data dir", "data_dir: " + file + "/sub\n", "data_dir"},
 		{"missing signing key", base + "hosted: {signing_key: " + dir + "/nope.asc}\n", "hosted.signing_key"},
 		{"missing trusted keys", base + "hosted: {trusted_keys: " + dir + "/nope.asc}\n", "hosted.trusted_keys"},

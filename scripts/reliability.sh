@@ -37,6 +37,7 @@ echo "== proxy, fast path and store regression tests"
 go test -race -count=1 -v -run '^(TestHostilePaths|TestStallConn.*|TestBodyStall.*)$' ./internal/proxy/ >"$logs/proxy.log" 2>&1 || status=1
 go test -race -count=1 -v -run '^(TestWriteStall|TestSlowReaderGetsAll|TestReadTimeouts|TestReclaim.*)$' ./internal/fastpath/ >>"$logs/proxy.log" 2>&1 || status=1
 go test -race -count=1 -v -run '^TestOpenConcurrentMissesAndHits$' ./internal/store/ >>"$logs/proxy.log" 2>&1 || status=1
+go test -race -count=1 -v -run '^(TestMaxConnsPerMirror|TestWaiterLeavesOnContext)$' ./internal/upstream/ >>"$logs/proxy.log" 2>&1 || status=1
 grep -E '^(--- |ok|FAIL)' "$logs/proxy.log" || true
 # 3. Fuzz targets of the path resolver and the parsers.
 echo "== fuzz ($fuzztime each)"
@@ -64,6 +65,7 @@ jq -r '"requests \(.requests), errors \(.errors), \(.req_per_sec|floor) req/s, p
 # The report.
 count() { grep -cE "$1" "$logs/e2e.log" || true; }
 passfail() { if grep -qE "^--- PASS: $1 " "$logs/e2e.log"; then echo passed; else echo FAILED; fi; }
+passfailpkg() { if grep -qE "^--- PASS: $1 " "$logs/proxy.log"; then echo passed; else echo FAILED; fi; }
 kills_proxy=$(grep -oE '[0-9]+ kills; [0-9]+ complete responses during them, [0-9]+ with wrong bytes' "$logs/e2e.log" | head -1)
 kills_pub=$(grep -oE '[0-9]+ kills; [0-9]+ uploads acknowledged, all in the db \([0-9]+ packages in it\)' "$logs/e2e.log" | head -1)
 kills_sync=$(grep -oE '[0-9]+ kills in [0-9]+ rounds of a sync with new packages' "$logs/e2e.log" | head -1)
@@ -106,6 +108,7 @@ Last run: $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $(go version | cut -
 | bad uploads: no/wrong/long/Basic token, oversized, not a package, empty, malformed multipart, path in the file name, truncated body, a zstd bomb (1 GiB from a few KiB) | 14 | 401/413/422/400 as fitting; the bomb's job failed at the 16 x max_upload bound within seconds |
 | upload bombs at once (\`TestUploadBombs\`, release build): 8 uploads of 10-46 KB declaring 128 MiB windows (zstd --long=27, xz --lzma2=dict=128MiB) over 300 MiB of zeros (bare; behind an older version's .PKGINFO; with the .PKGINFO after the zeros; an arch not served) or listing 1,000,000 files, next to 4 packages as makepkg makes them | ${bombs:-not run} | ${bombsres}: each bomb failed with its reason (no .PKGINFO, not newer, arch, hosted.max_files_per_package) and the ordinary ones were published; peak RSS under 400 MB (1,378 MiB before issue 14) |
 | path traversal and encoding tricks (\`TestHostilePaths\`, 67 forms) | 67 | no 2xx/3xx, nothing outside the tree leaked |
+| a burst of distinct misses to one mirror (\`TestMaxConnsPerMirror\`, \`TestWaiterLeavesOnContext\`): 50 at once, \`upstream.max_conns_per_mirror\` 4; before the limit, 200 misses made 200 concurrent GETs to one mirror (issue 14) | 50 | $(passfailpkg TestMaxConnsPerMirror) / $(passfailpkg TestWaiterLeavesOnContext): the mirror saw at most 4 at once, 46 waited (\`mirrord_upstream_waiting_requests\` 46), all 50 completed; a waiter whose context ended left and gave back nothing |
 | slow clients (\`TestSlowClients\`): headers at 1 byte/s, an upload body that stops, 40 clients that never read a 32 MiB response | 3 | $(passfail TestSlowClients): ${slow:-} |
 ${fuzzrows}
 ## Load: $clients connections for $duration
@@ -142,6 +145,7 @@ so the latencies are those of a saturated machine, not of mirrord alone.
 | an upload body that stops, or a request that announces a body it never sends, pinned the connection forever (no read timeout on bodies) | probe of issue 7 | \`proxy.Guard\` gives every request body a read deadline that moves with each read (60 s without a byte fails) | TestBodyStall, TestBodyStallUnreadBody; e2e TestSlowClients (full) |
 | under load, a miss in a folder closed the folder's cached root while other requests opened files through it: "file already closed", a hit served as a miss (a spurious 404 in a hosted repo) | the load test (2 warnings in a 10 s run) | \`store.Open\` drops a cached folder root only when the folder was really replaced, and never closes one in use | \`internal/store\` TestOpenConcurrentMissesAndHits |
 | a hosted package whose pkgver has a character URLs never carry ('!', '%', '?', '#', a backslash: makepkg allows them) was published into the db, and no client could download it (the router refuses such paths) | fuzzing (\`FuzzParseFileName\`: "A-!0-0-0.pkg.tar") | the hosted worker refuses such file names (422) | \`internal/hosted\` TestRefusals case "pkgver no URL serves"; the fuzz corpus entry |
+| 200 distinct misses made 200 concurrent GETs to one upstream mirror (public mirrors throttle or ban that) | issue 14 | \`upstream.max_conns_per_mirror\` (default 16): a request takes one of its mirror host's slots before it is sent and holds it until its answer is handled; more wait their turn on their own context, counted in \`mirrord_upstream_waiting_requests\`, outside the header and stall timeouts; a fetch gives its slot back before failover or resume | \`internal/upstream\` TestMaxConnsPerMirror (50 misses, limit 4: peak 4), TestWaiterLeavesOnContext, TestSlotReleased, TestWaitIsNotATimeout |
 
 ## Upload memory (issue 14)
 

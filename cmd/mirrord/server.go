@@ -157,12 +157,13 @@ func sdNotify(state string) {
 // every distro (serve) or by the one-shot sync.
 func newUpstreamClient(cfg *config.Config, log *slog.Logger, reg prometheus.Registerer) (*upstream.Client, error) {
 	return upstream.NewClient(upstream.Options{
-		Retries:        cfg.Upstream.Retries,
-		ConnectTimeout: cfg.Upstream.ConnectTimeout,
-		HeaderTimeout:  cfg.Upstream.HeaderTimeout,
-		StallTimeout:   cfg.Upstream.StallTimeout,
-		UserAgent:      "mirrord/" + version(),
-		Logger:         log.With("component", "upstream"),
+		Retries:           cfg.Upstream.Retries,
+		ConnectTimeout:    cfg.Upstream.ConnectTimeout,
+		HeaderTimeout:     cfg.Upstream.HeaderTimeout,
+		StallTimeout:      cfg.Upstream.StallTimeout,
+		MaxConnsPerMirror: cfg.Upstream.MaxConnsPerMirror,
+		UserAgent:         "mirrord/" + version(),
+		Logger:            log.With("component", "upstream"),
 	}, reg)
 }
 

@@ -86,3 +86,59 @@ func TestAbandonRacesJoin(t *testing.T) {
 		wg.Wait()
 	}
 }
+
+// The leader's reader from Join exists before its fill starts, so the
+// leader reads its own file even when the fill ends at once. This was
+// TestAbandon's flake (about 1 run in 300 under -race -cpu 2): Join was
+// Do then Flight.Join, and a fill that ended in between left the leader a
+// late joiner with ErrNoFile (TestJoinAfterEndHasNoFile is that order).
+func TestJoinLeaderReadsItsFill(t *testing.T) {
+	var g Group
+	data := pattern(8 << 10)
+	for round := range 100 {
+		var atStart int
+		fill := func(ctx context.Context, f *Flight) error {
+			atStart = f.Readers()
+			f.Begin(tempFile(t), Meta{Size: int64(len(data))})
+			_, err := f.Write(data)
+			return err
+		}
+		f, r, leader := g.Join(t.Context(), "k", fill)
+		if !leader {
+			t.Fatalf("round %d: Join with no flight in progress is not the leader", round)
+		}
+		if g.Abandon(f, nil) {
+			t.Fatalf("round %d: Abandon succeeded with the leader's reader open", round)
+		}
+		got, err := readAll(r)
+		r.Close()
+		<-f.Done()
+		if atStart != 1 {
+			t.Errorf("round %d: the fill started with %d readers, want 1 (the leader's)", round, atStart)
+		}
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("round %d: the leader read %d bytes, %v; want %d, nil", round, len(got), err, len(data))
+		}
+	}
+}
+
+// A reader that joins a flight after its fill returned gets ErrNoFile (the
+// file is in the cache by then). This is the order, forced, in which the
+// leader of Join lost its file before Join made its reader first.
+func TestJoinAfterEndHasNoFile(t *testing.T) {
+	var g Group
+	data := pattern(4 << 10)
+	f, leader := g.Do(t.Context(), "k", newGatedFill(t, data).open().fill)
+	if !leader {
+		t.Fatal("Do with no flight in progress is not the leader")
+	}
+	<-f.Done()
+	r, ok := f.Join(t.Context())
+	if !ok {
+		t.Fatal("Join on a finished, not abandoned flight refused")
+	}
+	defer r.Close()
+	if _, err := r.Wait(); !errors.Is(err, ErrNoFile) {
+		t.Errorf("Wait() after the fill returned = %v, want ErrNoFile", err)
+	}
+}

@@ -29,7 +29,8 @@ var (
 	// ErrNoFile is returned to a reader of a flight that ended without a
 	// file for it: the fill returned nil without Begin (it found the file
 	// already cached), or the reader joined after the flight had ended and
-	// closed its file. Either way the file is in the cache: read it there.
+	// closed its file (never the leader's reader from Group.Join). Either
+	// way the file is in the cache: read it there.
 	ErrNoFile = errors.New("lockfree: flight ended without a file for this reader")
 	// ErrAborted is the cause of a fill's cancellation by Abort(nil).
 	ErrAborted = errors.New("lockfree: flight aborted")

@@ -52,32 +52,55 @@ type Group struct {
 // Joining costs one sync.Map load and no allocation when the key is in
 // flight; ctx is not used by a caller that joins.
 func (g *Group) Do(ctx context.Context, key string, fill FillFunc) (f *Flight, leader bool) {
-	if v, ok := g.flights.Load(key); ok {
-		return v.(*Flight), false
-	}
-	fctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
-	f = newFlight(key, cancel)
-	if v, loaded := g.flights.LoadOrStore(key, f); loaded {
-		cancel(nil) // lost the race: this flight was never published
-		return v.(*Flight), false
-	}
-	g.n.Add(1)
-	go g.run(fctx, f, fill)
-	return f, true
+	f, _, leader = g.do(ctx, key, fill, false)
+	return f, leader
 }
 
 // Join is Do followed by Flight.Join: it returns the flight for key with
 // a reader of it, which keeps the flight from being abandoned until the
 // reader is closed. It never returns an abandoned flight.
+//
+// A leader's reader exists before its flight is published, so the leader
+// reads the file its own fill writes, however soon the fill ends, and no
+// other caller can abandon the flight before the leader holds it. (Do and
+// then Flight.Join would leave a window between the two in which the fill
+// can return and let go of its file, so that the leader's reader gets
+// ErrNoFile, or in which a passing reader joins, leaves and abandons it.)
 func (g *Group) Join(ctx context.Context, key string, fill FillFunc) (f *Flight, r *Reader, leader bool) {
 	for {
-		f, leader = g.Do(ctx, key, fill)
+		f, r, leader = g.do(ctx, key, fill, true)
+		if leader {
+			return f, r, true
+		}
 		var ok bool
 		if r, ok = f.Join(ctx); ok {
-			return f, r, leader
+			return f, r, false
 		}
-		// Abandoned between Do and Join: it has left the registry already.
+		// Abandoned between Load and Join: it has left the registry already.
 	}
+}
+
+// do is Do, and with join also makes the leader's reader before the
+// flight is published; r is nil unless leader.
+func (g *Group) do(ctx context.Context, key string, fill FillFunc, join bool) (f *Flight, r *Reader, leader bool) {
+	if v, ok := g.flights.Load(key); ok {
+		return v.(*Flight), nil, false
+	}
+	fctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	f = newFlight(key, cancel)
+	if join {
+		// Nobody else sees f yet: plain stores, then LoadOrStore publishes.
+		f.readers.Store(1)
+		f.refs.Add(1)
+		r = &Reader{f: f, ctx: ctx, held: true}
+	}
+	if v, loaded := g.flights.LoadOrStore(key, f); loaded {
+		cancel(nil) // lost the race: this flight was never published
+		return v.(*Flight), nil, false
+	}
+	g.n.Add(1)
+	go g.run(fctx, f, fill)
+	return f, r, true
 }
 
 // abandoned is a Flight's readers count once Abandon took it: so negative

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-retryablehttp"
@@ -38,6 +39,11 @@ type Options struct {
 	// healthy ones (default 30s); it doubles with each further consecutive
 	// failure, up to 16 times.
 	Cooldown time.Duration
+	// MaxConnsPerMirror bounds the requests in flight to one mirror host
+	// (host:port), across every MirrorSet that names it (default 16).
+	// Further requests wait their turn, as long as their context lasts,
+	// before they are sent; mirrord_upstream_waiting_requests counts them.
+	MaxConnsPerMirror int
 	// UserAgent is sent with every request, e.g. "mirrord/1.2.0" (default
 	// "mirrord").
 	UserAgent string
@@ -49,6 +55,12 @@ type Options struct {
 func (o *Options) setDefaults() error {
 	if o.Retries < 0 {
 		return fmt.Errorf("upstream retries %d: must not be negative", o.Retries)
+	}
+	switch {
+	case o.MaxConnsPerMirror < 0:
+		return fmt.Errorf("upstream max conns per mirror %d: must not be negative", o.MaxConnsPerMirror)
+	case o.MaxConnsPerMirror == 0:
+		o.MaxConnsPerMirror = 16
 	}
 	for _, d := range []struct {
 		name string
@@ -89,6 +101,10 @@ type Client struct {
 	transport *http.Transport
 	retry     *retryablehttp.Client
 	metrics   *metrics
+
+	mu sync.Mutex // guards slots; taken only by Mirrors, never on a request
+	// slots maps a mirror label to its request slots (see slotsFor).
+	slots map[string]*slots
 }
 
 // NewClient builds a client and registers its metrics on reg (nil: the
@@ -110,15 +126,20 @@ func NewClient(opts Options, reg prometheus.Registerer) (*Client, error) {
 		ResponseHeaderTimeout: opts.HeaderTimeout,
 		ExpectContinueTimeout: time.Second,
 		MaxIdleConns:          100,
-		// A sync downloads several files from one mirror at once.
-		MaxIdleConnsPerHost: 16,
+		// The slots (limit.go) let at most MaxConnsPerMirror requests to a
+		// mirror in flight, observably; the transport's own cap agrees, and
+		// binds alone only on a host that several mirrors redirect to, or
+		// for a moment while a connection whose body was cut is closed.
+		// Keep as many idle as may be busy, so a burst does not redial.
+		MaxConnsPerHost:     opts.MaxConnsPerMirror,
+		MaxIdleConnsPerHost: opts.MaxConnsPerMirror,
 		IdleConnTimeout:     90 * time.Second,
 		// Files must arrive byte for byte as the mirror stores them: a
 		// transparently gunzipped body would lose its Content-Length and
 		// its checksum.
 		DisableCompression: true,
 	}
-	c := &Client{opts: opts, transport: tr, metrics: m}
+	c := &Client{opts: opts, transport: tr, metrics: m, slots: make(map[string]*slots)}
 	c.retry = &retryablehttp.Client{
 		// countingTransport deliberately lacks CloseIdleConnections:
 		// retryablehttp calls it after every exhausted retry, which would

@@ -180,6 +180,7 @@ type attempt struct {
 	start  time.Time // when the headers arrived
 	n      int64     // body bytes read
 	bytes  prometheus.Counter
+	slot   *slots // the mirror's slots while this attempt holds one; nil after close
 }
 
 // open sends req to m, with Range from offset when offset > 0, and returns
@@ -213,9 +214,14 @@ func (s *MirrorSet) open(ctx context.Context, m *mirror, req *Request, offset in
 		}
 	}
 
+	if err := m.slots.acquire(ctx); err != nil {
+		cancel(nil)
+		return nil, wrap(err)
+	}
 	resp, err := s.c.retry.Do(hr)
 	now := time.Now()
 	if err != nil {
+		m.slots.release()
 		cancel(nil)
 		if ctx.Err() == nil {
 			m.failed(err, now)
@@ -230,22 +236,25 @@ func (s *MirrorSet) open(ctx context.Context, m *mirror, req *Request, offset in
 	case code == http.StatusOK || code == want:
 		m.answered(info.last)
 		a := &attempt{m: m, resp: resp, ctx: actx, cancel: cancel, stall: s.c.opts.StallTimeout, start: now,
-			bytes: s.c.metrics.bytes.WithLabelValues(m.label)}
+			bytes: s.c.metrics.bytes.WithLabelValues(m.label), slot: m.slots}
 		a.dog = time.AfterFunc(a.stall, func() { cancel(errStalled) })
 		a.dog.Stop()
 		return a, nil
 	case code == http.StatusNotModified && offset == 0 && (!req.IfModifiedSince.IsZero() || req.IfNoneMatch != ""):
 		resp.Body.Close()
+		m.slots.release()
 		cancel(nil)
 		m.answered(info.last)
 		return nil, wrap(ErrNotModified)
 	case code == http.StatusNotFound:
 		resp.Body.Close()
+		m.slots.release()
 		cancel(nil)
 		m.answered(info.last)
 		return nil, wrap(&StatusError{Code: code})
 	default:
 		resp.Body.Close()
+		m.slots.release()
 		cancel(nil)
 		err := &StatusError{Code: code}
 		m.failed(err, now)
@@ -267,8 +276,13 @@ func (a *attempt) read(p []byte) (int, error) {
 	return n, err
 }
 
+// close ends the attempt and gives back its slot; it may be called again.
 func (a *attempt) close() {
 	a.dog.Stop()
 	a.resp.Body.Close()
 	a.cancel(nil)
+	if a.slot != nil {
+		a.slot.release()
+		a.slot = nil
+	}
 }

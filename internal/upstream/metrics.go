@@ -21,6 +21,7 @@ type metrics struct {
 	duration  *prometheus.HistogramVec // mirror: time from request to response headers
 	bytes     *prometheus.CounterVec   // mirror: body bytes received, discarded ones included
 	failovers *prometheus.CounterVec   // mirror: times a fetch left this mirror for another
+	waiting   *prometheus.GaugeVec     // mirror: requests waiting for one of the mirror's slots
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -42,11 +43,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "mirrord_upstream_failovers_total",
 			Help: "Times a fetch left this mirror for the next one, before or during the body.",
 		}, []string{"mirror"}),
+		waiting: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "mirrord_upstream_waiting_requests",
+			Help: "Requests waiting for a connection to an upstream mirror, all upstream.max_conns_per_mirror being in use.",
+		}, []string{"mirror"}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.bytes, m.failovers} {
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.bytes, m.failovers, m.waiting} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register upstream metrics: %w", err)
 		}
@@ -63,4 +68,5 @@ func (m *metrics) known(mirror string) {
 	m.duration.WithLabelValues(mirror)
 	m.bytes.WithLabelValues(mirror)
 	m.failovers.WithLabelValues(mirror)
+	m.waiting.WithLabelValues(mirror)
 }

@@ -36,6 +36,7 @@ type mirror struct {
 	template string // trailing slash stripped
 	base     string // template before the first segment naming $repo or $arch
 	label    string // host:port, the metrics label and log value
+	slots    *slots // the host's request slots, shared with other sets naming it
 
 	mu sync.Mutex // guards the fields below; held only for arithmetic
 	// latency is the EWMA of the time to response headers, in seconds;
@@ -62,6 +63,7 @@ func (c *Client) Mirrors(templates []string) (*MirrorSet, error) {
 			return nil, err
 		}
 		c.metrics.known(m.label)
+		m.slots = c.slotsFor(m.label)
 		s.mirrors = append(s.mirrors, m)
 	}
 	return s, nil

@@ -905,7 +905,7 @@ func TestMetrics(t *testing.T) {
 	}
 }
 
-// metricValue returns a counter's value or a histogram's sample count for
+// metricValue returns a counter's or gauge's value or a histogram's sample count for
 // the series with the given mirror (and result, when not empty); it fails
 // the test when the series does not exist.
 func metricValue(t *testing.T, reg *prometheus.Registry, name, mirror, result string) float64 {
@@ -927,6 +927,9 @@ func metricValue(t *testing.T, reg *prometheus.Registry, name, mirror, result st
 			}
 			if h := m.GetHistogram(); h != nil {
 				return float64(h.GetSampleCount())
+			}
+			if g := m.GetGauge(); g != nil {
+				return g.GetValue()
 			}
 			return m.GetCounter().GetValue()
 		}
