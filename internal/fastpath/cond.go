@@ -145,3 +145,23 @@ func daysIn(month, year int) int {
 	}
 	return 31
 }
+
+// AppendDate appends t in the IMF-fixdate form of HTTP dates
+// (http.TimeFormat), in UTC, as t.UTC().AppendFormat(dst, http.TimeFormat)
+// does for the years 0-9999, at a fraction of the cost: a hit formats
+// one for Last-Modified.
+func AppendDate(dst []byte, t time.Time) []byte {
+	t = t.UTC()
+	year, month, day := t.Date()
+	hour, minute, sec := t.Clock()
+	if year < 0 || year > 9999 {
+		return t.AppendFormat(dst, http1123)
+	}
+	dst = append(dst, weekdays[t.Weekday()]...)
+	dst = append(dst, ',', ' ', byte('0'+day/10), byte('0'+day%10), ' ')
+	dst = append(dst, months[month-1]...)
+	dst = append(dst, ' ', byte('0'+year/1000), byte('0'+year/100%10), byte('0'+year/10%10), byte('0'+year%10), ' ',
+		byte('0'+hour/10), byte('0'+hour%10), ':', byte('0'+minute/10), byte('0'+minute%10), ':',
+		byte('0'+sec/10), byte('0'+sec%10), ' ', 'G', 'M', 'T')
+	return dst
+}

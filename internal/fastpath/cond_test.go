@@ -96,3 +96,17 @@ func FuzzNotModified(f *testing.F) {
 		}
 	})
 }
+
+func FuzzAppendDate(f *testing.F) {
+	f.Add(int64(0), int64(0))
+	f.Add(int64(1136214245), int64(999999999))
+	f.Add(int64(-62135596800), int64(0)) // year 1
+	f.Add(int64(253402300799), int64(0)) // 9999-12-31
+	f.Fuzz(func(t *testing.T, sec, nsec int64) {
+		tm := time.Unix(sec, nsec)
+		want := tm.UTC().Format(http.TimeFormat)
+		if got := string(AppendDate(nil, tm)); got != want {
+			t.Fatalf("AppendDate(%v) = %q, want %q", tm, got, want)
+		}
+	})
+}

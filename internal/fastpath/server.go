@@ -395,7 +395,7 @@ const statusRoom = 32
 func (c *conn) endHead(notModified, close bool) []byte {
 	now := time.Now()
 	if sec := now.Unix(); sec != c.dateSec {
-		now.UTC().AppendFormat(c.date[:0], http.TimeFormat)
+		AppendDate(c.date[:0], now)
 		c.dateSec = sec
 	}
 	b := append(c.out, "Date: "...)

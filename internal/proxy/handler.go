@@ -153,16 +153,18 @@ func revalidates(t Target, ms *upstream.MirrorSet) bool {
 // Anything else (a miss, a database due for revalidation, a folder) is
 // ServeHTTP's: ok is false.
 func (h *Handler) AppendHit(dst []byte, req *fastpath.Request) (head []byte, resp fastpath.Response, ok bool) {
-	if CheckPath(req.Path, req.Path) != nil {
+	if !plainPathOK(req.Path) {
 		return dst, resp, false
 	}
 	t, err := h.router.Resolve(req.Path)
 	if err != nil {
 		return dst, resp, false
 	}
-	mustBeFresh := revalidates(t, h.mirrors[t.Distro+"/"+t.Repo]) // served from the tree only while younger than db_max_age
+	mutable := t.Mutable()
+	// Served from the tree only while younger than db_max_age (revalidates).
+	mustBeFresh := mutable && t.Mode == config.ModeProxy && h.mirrors[t.Distro+"/"+t.Repo] != nil
 	data, f, m, ok := h.store.Hit(t.Rel, copyMax)
-	if !ok && t.Mutable() && !mustBeFresh {
+	if !ok && mutable && !mustBeFresh {
 		// A hosted repo's {repo}.db is a link to {repo}.db.tar.gz: serve
 		// the target, as opening the link does on net/http's path.
 		if target, isLink := h.store.Readlink(t.Rel); isLink {
@@ -202,7 +204,7 @@ func (h *Handler) AppendHit(dst []byte, req *fastpath.Request) (head []byte, res
 		dst = append(dst, "Accept-Ranges: bytes\r\n"...)
 	}
 	dst = append(dst, "Cache-Control: "...)
-	if t.Mutable() {
+	if mutable {
 		dst = append(dst, cacheNoCache[0]...)
 	} else {
 		dst = append(dst, cacheImmutable[0]...)
@@ -214,8 +216,35 @@ func (h *Handler) AppendHit(dst []byte, req *fastpath.Request) (head []byte, res
 		dst = append(dst, contentTypeOctet[0]...)
 	}
 	dst = append(dst, "\r\nLast-Modified: "...)
-	dst = m.LastModified.UTC().AppendFormat(dst, http.TimeFormat)
+	dst = fastpath.AppendDate(dst, m.LastModified)
 	return append(dst, "\r\n"...), resp, true
+}
+
+// plainPathOK is CheckPath for a path the fast path parsed, which has no
+// '%' (so nothing encoded) and no control or non-ASCII byte: the same
+// rules in one pass.
+func plainPathOK(path string) bool {
+	if len(path) == 0 || path[0] != '/' || len(path) > 1024 {
+		return false
+	}
+	seg := 1 // where the current segment starts
+	for i := 1; i <= len(path); i++ {
+		if i < len(path) {
+			c := path[i]
+			if c < 0x20 || c >= 0x7f || c == '\\' || c == '%' {
+				return false
+			}
+			if c != '/' {
+				continue
+			}
+		}
+		switch s := path[seg:i]; {
+		case s == "." || s == "..", s == "" && i < len(path):
+			return false
+		}
+		seg = i + 1
+	}
+	return true
 }
 
 // copyMax is the largest file the fast path copies from memory: above
