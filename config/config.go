@@ -26,6 +26,7 @@ const (
 // Config is the whole configuration of one mirrord process.
 type Config struct {
 	Listen   string            `mapstructure:"listen" yaml:"listen"`
+	Server   Server            `mapstructure:"server" yaml:"server"`
 	DataDir  string            `mapstructure:"data_dir" yaml:"data_dir"`
 	Log      Log               `mapstructure:"log" yaml:"log"`
 	Cache    Cache             `mapstructure:"cache" yaml:"cache"`
@@ -38,6 +39,14 @@ type Config struct {
 
 	// File is the config file that was read, "" when running on defaults.
 	File string `mapstructure:"-" yaml:"-"`
+}
+
+// Server configures the HTTP server.
+type Server struct {
+	// FastPath answers plain and conditional GETs of files in the tree
+	// with mirrord's own HTTP/1.1 loop (internal/fastpath); false puts
+	// every request through net/http alone.
+	FastPath bool `mapstructure:"fast_path" yaml:"fast_path"`
 }
 
 // Log selects the log level and format.
@@ -148,6 +157,7 @@ var defaults = []struct {
 }{
 	{"listen", "127.0.0.1:8080"},
 	{"data_dir", "./data"},
+	{"server.fast_path", true},
 	{"log.level", "info"},
 	{"log.format", "text"},
 	{"cache.max_size", "50GiB"},

@@ -232,3 +232,18 @@ func TestExpand(t *testing.T) {
 		}
 	}
 }
+
+func TestServerFastPath(t *testing.T) {
+	t.Chdir(t.TempDir())
+	c, err := load(t, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Server.FastPath {
+		t.Error("server.fast_path defaults to false, want true")
+	}
+	t.Setenv("MIRRORD_SERVER_FAST_PATH", "false")
+	if c, err = load(t, ""); err != nil || c.Server.FastPath {
+		t.Errorf("with MIRRORD_SERVER_FAST_PATH=false: fast_path = %v, %v; want false", c.Server.FastPath, err)
+	}
+}

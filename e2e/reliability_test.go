@@ -18,6 +18,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -129,6 +130,23 @@ func TestHostileRequests(t *testing.T) {
 			if code, _ := rawRequest(t, addr, tc.req); code != 0 && code/100 != 4 && code != tc.ok {
 				t.Errorf("%s: status %d, want a 4xx or a closed connection", tc.name, code)
 			}
+		}
+	})
+
+	t.Run("bare LF line ends", func(t *testing.T) {
+		// net/http and nginx answer them; the fast path once left them to
+		// time out (issue 14).
+		for _, req := range []string{
+			"GET " + hit + " HTTP/1.1\nHost: x\n\n",
+			"GET " + hit + " HTTP/1.1\r\nHost: x\r\n\n",
+		} {
+			start := time.Now()
+			code, body := rawRequest(t, addr, req)
+			el := time.Since(start)
+			if code != 200 || !bytes.Equal(body, files["f0-1-1-x86_64.pkg.tar.zst"]) || el > time.Second {
+				t.Errorf("%q = %d, %d bytes after %v; want 200 and the file within a second", req, code, len(body), el)
+			}
+			t.Logf("bare-LF request answered after %v", el.Round(time.Millisecond))
 		}
 	})
 
@@ -326,6 +344,37 @@ func TestSlowClients(t *testing.T) {
 			}
 		}
 		t.Errorf("slow headers: the whole request went through at 1 byte/s in %v", time.Since(start))
+	})
+	t.Run("silent connections", func(t *testing.T) {
+		// Connections that never send a byte are closed at the header
+		// timeout (10 s) from accept, as net/http closes them; the fast
+		// path held them for the idle timeout, 120 s (issue 14).
+		const n = 300
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		var worst time.Duration
+		for range n {
+			start := time.Now()
+			conn := dial()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+				_, err := io.Copy(io.Discard, conn)
+				el := time.Since(start)
+				if err != nil {
+					t.Errorf("silent connection: %v after %v, want closed by the server", err, el)
+				}
+				mu.Lock()
+				worst = max(worst, el)
+				mu.Unlock()
+			}()
+		}
+		wg.Wait()
+		if worst > 11*time.Second {
+			t.Errorf("%d silent connections: the last closed %v after its dial, want at most 11s", n, worst)
+		}
+		t.Logf("%d silent connections closed after %v", n, worst.Round(100*time.Millisecond))
 	})
 	if fullReliability() {
 		t.Run("stalled upload body", func(t *testing.T) {

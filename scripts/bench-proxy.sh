@@ -2,15 +2,20 @@
 # bench-proxy.sh: the proxy benchmarks of docs/BENCHMARKS.md, mirrord and
 # nginx side by side on the same files, with ratios mirrord/nginx.
 #
-#   1. cache hits: 200 files of 50 KiB (wrk, rotating over them) and one
-#      200 MB file (mirrord-load), from mirrord's cache vs nginx static;
+#   1. cache hits, wrk --latency, from mirrord's cache vs nginx as a tuned
+#      static server (access_log off, open_file_cache, sendfile, tcp_nopush):
+#      a 2.6 KB db and core.db (128 KiB) of proxy repos (fresh: younger
+#      than db_max_age), core.db with If-Modified-Since (304), 200
+#      packages of 33 KiB (rotating over them), one of 100 MiB;
 #   2. cold coalescing: 50 clients at once on one uncached 100 MB file
 #      behind a 20 MB/s upstream, mirrord vs nginx proxy_cache_lock;
 #   3. memory: mirrord's peak RSS (VmHWM) while 500 clients download cold
 #      and hot files of 20 MB and 100 MB.
 #
-#   scripts/bench-proxy.sh                 everything, about 2.5 minutes
+#   scripts/bench-proxy.sh                 everything, about 5 minutes
 #   HIT_SECONDS=5 scripts/bench-proxy.sh   shorter hit runs
+#   ROUNDS=1 scripts/bench-proxy.sh        one hit run per server and workload, not two (the best is kept)
+#   FAST_PATH=false scripts/bench-proxy.sh mirrord with server.fast_path false
 #
 # Everything listens on 127.0.0.1, on ports BASE_PORT..BASE_PORT+5.
 # Needs nginx, wrk, curl and jq.
@@ -19,6 +24,8 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 HIT_SECONDS=${HIT_SECONDS:-10}
 HIT_CONNS=${HIT_CONNS:-64}
+ROUNDS=${ROUNDS:-2}
+FAST_PATH=${FAST_PATH:-true}
 BASE_PORT=${BASE_PORT:-18480}
 p_up=$BASE_PORT              # upstream, unthrottled: fills mirrord's cache for the hit runs
 p_slow=$((BASE_PORT + 1))    # upstream at 20 MB/s per response
@@ -64,9 +71,13 @@ log "tree"
 dir=$work/src/archlinux/core/os/x86_64
 mkdir -p "$dir"
 for i in $(seq -w 0 199); do
-	head -c 51200 /dev/urandom >"$dir/small$i-1.0-1-x86_64.pkg.tar.zst"
+	head -c 33792 /dev/urandom >"$dir/small$i-1.0-1-x86_64.pkg.tar.zst"
 done
-head -c 200000000 /dev/urandom >"$dir/big-1.0-1-x86_64.pkg.tar.zst"
+head -c 104857600 /dev/urandom >"$dir/big-1.0-1-x86_64.pkg.tar.zst"
+head -c 131072 /dev/urandom >"$dir/core.db"
+tdir=$work/src/archlinux/testing/os/x86_64
+mkdir -p "$tdir"
+head -c 2600 /dev/urandom >"$tdir/testing.db"
 head -c 100000000 /dev/urandom >"$dir/cold-1.0-1-x86_64.pkg.tar.zst"
 head -c 20000000 /dev/urandom >"$dir/mem20-1.0-1-x86_64.pkg.tar.zst"
 cp "$dir/cold-1.0-1-x86_64.pkg.tar.zst" "$dir/mem100-1.0-1-x86_64.pkg.tar.zst"
@@ -82,7 +93,8 @@ start_mirrord() { # port upstream-port name; sets mirrord_pid
 	mkdir -p "$work/$3"
 	cat >"$work/$3/mirrord.yaml" <<-EOF
 		log: {level: warn}
-		cache: {max_size: 10GiB}
+		server: {fast_path: $FAST_PATH}
+		cache: {max_size: 10GiB, db_max_age: 1h}
 		distros:
 		  archlinux:
 		    layout: \$repo/os/\$arch
@@ -90,6 +102,7 @@ start_mirrord() { # port upstream-port name; sets mirrord_pid
 		    upstreams: ["http://127.0.0.1:$2/\$repo/os/\$arch"]
 		    repos:
 		      core: {mode: proxy}
+		      testing: {mode: proxy}
 	EOF
 	"$mirrord" serve --config "$work/$3/mirrord.yaml" --data-dir "$work/$3/data" \
 		--listen "127.0.0.1:$1" 2>"$work/$3/mirrord.log" &
@@ -119,6 +132,7 @@ start_nginx() {
 		events { worker_connections 4096; }
 		http {
 		  access_log off;
+		  open_file_cache max=10000;
 		  sendfile on;
 		  tcp_nopush on;
 		  keepalive_requests 1000000;
@@ -157,7 +171,9 @@ start_nginx() {
 # cpu_ticks PID...: user + system CPU time of the processes, in clock ticks.
 cpu_ticks() {
 	local t=0 p
-	for p in "$@"; do t=$((t + $(awk '{ print $14 + $15 }' "/proc/$p/stat"))); done
+	for p in "$@"; do
+		if [[ -r /proc/$p/stat ]]; then t=$((t + $(awk '{ print $14 + $15 }' "/proc/$p/stat"))); fi
+	done
 	echo "$t"
 }
 
@@ -180,21 +196,28 @@ wait_http "http://127.0.0.1:$p_nginx$path/small000-1.0-1-x86_64.pkg.tar.zst"
 # --- 1. hits --------------------------------------------------------------
 log "fill mirrord's cache through the unthrottled upstream"
 urls=$(for i in $(seq -w 0 199); do printf 'http://127.0.0.1:%s%s/small%s-1.0-1-x86_64.pkg.tar.zst,' "$p_hit" "$path" "$i"; done)
-urls+="http://127.0.0.1:$p_hit$path/big-1.0-1-x86_64.pkg.tar.zst"
-"$load" get --url "$urls" --clients 4 --requests 201 >/dev/null
-"$load" get --url "$urls" --clients 4 --requests 201 --json >"$work/fill2.json" # all hits now
+urls+="http://127.0.0.1:$p_hit$path/big-1.0-1-x86_64.pkg.tar.zst,http://127.0.0.1:$p_hit$path/core.db,"
+urls+="http://127.0.0.1:$p_hit/archlinux/testing/os/x86_64/testing.db"
+"$load" get --url "$urls" --clients 4 --requests 203 >/dev/null
+"$load" get --url "$urls" --clients 4 --requests 203 --json >"$work/fill2.json" # all hits now
 if [[ $(jq .errors "$work/fill2.json") != 0 ]]; then
 	echo "bench-proxy: errors filling mirrord's cache: $(jq -r .first_error "$work/fill2.json")" >&2
 	exit 1
 fi
+# The db's Last-Modified, the same on both servers (the file's mtime).
+ims=$(curl -sf -o /dev/null -D - "http://127.0.0.1:$p_hit$path/core.db" |
+	awk 'tolower($1) == "last-modified:" { sub(/^[^:]*: /, ""); sub(/\r$/, ""); print }')
+for port in "$p_hit" "$p_nginx"; do
+	code=$(curl -s -o /dev/null -w '%{http_code}' -H "If-Modified-Since: $ims" "http://127.0.0.1:$port$path/core.db")
+	if [[ $code != 304 ]]; then
+		echo "bench-proxy: core.db with If-Modified-Since: $ims = $code on port $port, want 304" >&2
+		exit 1
+	fi
+done
 
-cat >"$work/small.lua" <<-EOF
-	-- Each thread rotates over the 200 small files.
-	local i = 0
-	request = function()
-	  i = (i + 1) % 200
-	  return wrk.format("GET", string.format("$path/small%03d-1.0-1-x86_64.pkg.tar.zst", i))
-	end
+# stats.lua prints wrk's summary in one line; small.lua also rotates over
+# the 200 small packages.
+cat >"$work/stats.lua" <<-EOF
 	done = function(s, latency, requests)
 	  local e = s.errors
 	  io.write(string.format("WRK %d %d %d %d %.3f %.3f\n", s.requests, s.bytes, s.duration,
@@ -202,39 +225,54 @@ cat >"$work/small.lua" <<-EOF
 	    latency:percentile(50) / 1000, latency:percentile(99) / 1000))
 	end
 EOF
+cat "$work/stats.lua" - >"$work/small.lua" <<-EOF
+	local i = 0
+	request = function()
+	  i = (i + 1) % 200
+	  return wrk.format("GET", string.format("$path/small%03d-1.0-1-x86_64.pkg.tar.zst", i))
+	end
+EOF
 
-# wrk_run PORT NAME PID...: one run; appends "req/s MB/s p50ms p99ms errors
-# cpu-us/request" to $work/NAME.small. The server's CPU time per request
-# holds up better than req/s when other work shares the cores.
+# wrk_run WORKLOAD PORT NAME PID...: one run; appends "req/s MB/s p50ms
+# p99ms errors cpu-us/request" to $work/NAME.WORKLOAD. The server's CPU
+# time per request holds up better than req/s when other work shares the
+# cores. (wrk counts a 304 as a success: only statuses above 399 are
+# errors.)
 wrk_run() {
-	local port=$1 name=$2 t0 t1
-	shift 2
+	local w=$1 port=$2 name=$3 t0 t1 conns=$HIT_CONNS
+	shift 3
+	local args=(-s "$work/stats.lua")
+	case $w in
+	tinydb) args+=("http://127.0.0.1:$port/archlinux/testing/os/x86_64/testing.db") ;;
+	db) args+=("http://127.0.0.1:$port$path/core.db") ;;
+	db304) args+=(-H "If-Modified-Since: $ims" "http://127.0.0.1:$port$path/core.db") ;;
+	pkg) args=(-s "$work/small.lua" "http://127.0.0.1:$port/") ;;
+	big)
+		conns=4
+		args+=("http://127.0.0.1:$port$path/big-1.0-1-x86_64.pkg.tar.zst")
+		;;
+	esac
 	t0=$(cpu_ticks "$@")
-	wrk -t2 -c"$HIT_CONNS" -d"${HIT_SECONDS}s" -s "$work/small.lua" "http://127.0.0.1:$port/" >"$work/wrk.out"
+	wrk -t2 -c"$conns" -d"${HIT_SECONDS}s" --latency "${args[@]}" >"$work/wrk.out"
 	t1=$(cpu_ticks "$@")
 	awk -v ticks=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" '/^WRK/ {
 		printf "%.1f %.1f %.3f %.3f %d %.1f\n", $2 / ($4 / 1e6), $3 / 1e6 / ($4 / 1e6), $6, $7, $5, ticks / hz * 1e6 / $2
-	}' "$work/wrk.out" >>"$work/$name.small"
-	tail -1 "$work/$name.small" >&2
+	}' "$work/wrk.out" >>"$work/$name.$w"
+	printf '%-7s %-8s %s\n' "$w" "$name" "$(tail -1 "$work/$name.$w")" >&2
 }
 
-log "hits, 200 x 50 KiB, wrk -t2 -c$HIT_CONNS, ${HIT_SECONDS}s per run, alternating, best of 2"
-nginx_workers=$(pgrep -P "$nginx_pid" | tr '\n' ' ')
-for round in 1 2; do
-	wrk_run "$p_hit" mirrord "$hit_pid"
-	# shellcheck disable=SC2086 # one argument per worker
-	wrk_run "$p_nginx" nginx $nginx_workers
+workloads="tinydb db db304 pkg big"
+log "hits ($workloads): wrk -t2 -c$HIT_CONNS (-c4 for big) --latency, ${HIT_SECONDS}s per run, alternating, best of $ROUNDS"
+echo "        server   req/s MB/s p50ms p99ms errors cpu-us/req" >&2
+for _ in $(seq 1 "$ROUNDS"); do
+	for w in $workloads; do
+		wrk_run "$w" "$p_hit" mirrord "$hit_pid"
+		nginx_workers=$(pgrep -P "$nginx_pid" | tr '\n' ' ') # a worker that died is replaced
+		# shellcheck disable=SC2086 # one argument per worker
+		wrk_run "$w" "$p_nginx" nginx $nginx_workers
+	done
 done
-best() { sort -k1,1 -g -r "$work/$1.small" | head -1; } # the run with the most req/s
-
-big_run() { # port name
-	"$load" get --url "http://127.0.0.1:$1$path/big-1.0-1-x86_64.pkg.tar.zst" \
-		--clients 4 --duration "${HIT_SECONDS}s" --json >"$work/$2.big.json"
-	jq -c '{req_per_sec, mb_per_sec, errors}' "$work/$2.big.json" >&2
-}
-log "hits, one 200 MB file, mirrord-load --clients 4, ${HIT_SECONDS}s"
-big_run "$p_hit" mirrord
-big_run "$p_nginx" nginx
+best() { sort -k1,1 -g -r "$work/$1" | head -1; } # the run with the most req/s
 
 # --- 2. cold coalescing ---------------------------------------------------
 log "cold coalescing: 50 clients, one 100 MB file, upstream at 20 MB/s"
@@ -278,8 +316,6 @@ mem_run mem20-1.0-1-x86_64.pkg.tar.zst 20s hot20
 mem_run mem100-1.0-1-x86_64.pkg.tar.zst 30s hot100
 
 # --- summary --------------------------------------------------------------
-read -r ms_rps ms_mbs ms_p50 ms_p99 ms_err ms_cpu < <(best mirrord)
-read -r ns_rps ns_mbs ns_p50 ns_p99 ns_err ns_cpu < <(best nginx)
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 j() { jq -r "$2" "$work/$1"; }
 mem() { awk -v n="$1" '$1 == n { print $2 }' "$work/mem.txt"; }
@@ -287,18 +323,26 @@ memrow() { # name label
 	printf '   %-22s %8s MB   %s\n' "$2" "$(mem "$1")" \
 		"$(j "$1.mem.json" '"\(.requests) complete, \(.incomplete) cut off, \(.errors) errors"') (limit $(awk -v n="$1" '$1 == n { print $3 }' "$work/mem.txt"))"
 }
+hitrow() { # workload label
+	local m_rps m_mbs m_p50 m_p99 m_err m_cpu n_rps n_mbs n_p50 n_p99 n_err n_cpu
+	read -r m_rps m_mbs m_p50 m_p99 m_err m_cpu < <(best "mirrord.$1")
+	read -r n_rps n_mbs n_p50 n_p99 n_err n_cpu < <(best "nginx.$1")
+	printf '   %-22s %9.0f %9.0f %6s   %7.2f %7.2f %6s   %6.1f %6.1f   %s/%s\n' "$2" "$m_rps" "$n_rps" "$(ratio "$m_rps" "$n_rps")" \
+		"$m_p99" "$n_p99" "$(ratio "$m_p99" "$n_p99")" "$m_cpu" "$n_cpu" "$m_err" "$n_err"
+}
 
 cat <<EOF
 
-bench-proxy: $(nproc) cores, $(date -u +%Y-%m-%d), HIT_SECONDS=$HIT_SECONDS
+bench-proxy: $(nproc) cores, $(date -u +%Y-%m-%d), HIT_SECONDS=$HIT_SECONDS, ROUNDS=$ROUNDS, server.fast_path=$FAST_PATH
 
-1. cache hits                     mirrord        nginx   mirrord/nginx  goal
-   50 KiB x 200, req/s       $(printf '%10.0f   %10.0f' "$ms_rps" "$ns_rps")   $(printf '%8s' "$(ratio "$ms_rps" "$ns_rps")")       >= 0.9
-   50 KiB x 200, MB/s        $(printf '%10.1f   %10.1f' "$ms_mbs" "$ns_mbs")   $(printf '%8s' "$(ratio "$ms_mbs" "$ns_mbs")")       >= 0.9
-   50 KiB server CPU us/req  $(printf '%10.1f   %10.1f' "$ms_cpu" "$ns_cpu")   $(printf '%8s' "$(ratio "$ns_cpu" "$ms_cpu")")       (nginx/mirrord)
-   50 KiB latency p50/p99 ms $(printf '%5.2f/%-5.2f  %5.2f/%-5.2f' "$ms_p50" "$ms_p99" "$ns_p50" "$ns_p99")   (errors: $ms_err / $ns_err)
-   200 MB, req/s             $(printf '%10.2f   %10.2f' "$(j mirrord.big.json .req_per_sec)" "$(j nginx.big.json .req_per_sec)")   $(printf '%8s' "$(ratio "$(j mirrord.big.json .req_per_sec)" "$(j nginx.big.json .req_per_sec)")")       >= 0.9
-   200 MB, MB/s              $(printf '%10.1f   %10.1f' "$(j mirrord.big.json .mb_per_sec)" "$(j nginx.big.json .mb_per_sec)")   $(printf '%8s' "$(ratio "$(j mirrord.big.json .mb_per_sec)" "$(j nginx.big.json .mb_per_sec)")")       >= 0.9
+1. cache hits (best of $ROUNDS)   req/s               ratio  p99 ms            ratio  CPU us/req     errors
+                            mirrord     nginx  >= 1.0  mirrord   nginx  <= 1.5  mirrord  nginx  m/n
+$(hitrow tinydb "db 2.6 KB")
+$(hitrow db "core.db 128 KiB")
+$(hitrow db304 "core.db, 304 (IMS)")
+$(hitrow pkg "package 33 KiB x 200")
+$(hitrow big "package 100 MiB, -c4")
+   100 MiB, MB/s: mirrord $(best mirrord.big | awk '{ print $2 }'), nginx $(best nginx.big | awk '{ print $2 }')
 
 2. cold coalescing, 50 clients, 100 MB at 20 MB/s
                                   mirrord        nginx   goal (mirrord)

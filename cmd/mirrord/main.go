@@ -139,7 +139,7 @@ func serve(args []string) error {
 
 	ready := newReadiness()
 	mux := routes(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}), ready, apiH, ui, tree)
-	srv := newServer(proxy.Guard(mux), tree.AppendHit, log)
+	srv := newServer(cfg.Server, proxy.Guard(mux), tree.AppendHit, log)
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net"
@@ -74,24 +75,62 @@ func adminToken(cfg *config.Config, log *slog.Logger) ([]byte, error) {
 	return sum, nil
 }
 
-// newServer serves h, with plain GETs of hot small files answered by the
-// fast path (internal/fastpath) from hit. Timeouts keep slow-header and
-// idle clients from pinning connections. There is no overall write
-// timeout: a package download on a slow link may rightly take long; a
-// client that stops reading is cut after proxy.WriteStall.
-func newServer(h http.Handler, hit fastpath.Hit, log *slog.Logger) *fastpath.Server {
+// server is what serve runs: the fast path in front of net/http, or
+// net/http alone.
+type server interface {
+	Serve(net.Listener) error
+	Shutdown(context.Context) error
+}
+
+// newServer serves h, with plain and conditional GETs of files in the
+// tree answered by the fast path (internal/fastpath) from hit, unless
+// server.fast_path is false: then net/http serves everything, with the
+// same limits. Timeouts keep slow-header and idle clients from pinning
+// connections (the fast path keeps net/http's, see fastpath.Server).
+// There is no overall write timeout: a package download on a slow link
+// may rightly take long; a client that stops reading is cut after
+// proxy.WriteStall.
+func newServer(c config.Server, h http.Handler, hit fastpath.Hit, log *slog.Logger) server {
+	std := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.With("component", "http").Handler(), slog.LevelDebug),
+	}
+	stall := func(c net.Conn) net.Conn { return proxy.StallConn(c, proxy.WriteStall) }
+	if !c.FastPath {
+		return stdServer{std, stall}
+	}
 	return &fastpath.Server{
-		Hit: hit,
-		Fallback: &http.Server{
-			Handler:           h,
-			ReadHeaderTimeout: 10 * time.Second,
-			IdleTimeout:       120 * time.Second,
-			MaxHeaderBytes:    64 << 10,
-			ErrorLog:          slog.NewLogLogger(log.With("component", "http").Handler(), slog.LevelDebug),
-		},
-		Wrap:       func(c net.Conn) net.Conn { return proxy.StallConn(c, proxy.WriteStall) },
+		Hit:        hit,
+		Fallback:   std,
+		Wrap:       stall,
 		WriteStall: proxy.WriteStall,
 	}
+}
+
+// stdServer is net/http alone, each connection wrapped.
+type stdServer struct {
+	*http.Server
+	wrap func(net.Conn) net.Conn
+}
+
+func (s stdServer) Serve(ln net.Listener) error {
+	return s.Server.Serve(wrapListener{ln, s.wrap})
+}
+
+type wrapListener struct {
+	net.Listener
+	wrap func(net.Conn) net.Conn
+}
+
+func (l wrapListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return l.wrap(c), nil
 }
 
 // routes is mirrord's URL layout (DESIGN.md): its own endpoints, and the

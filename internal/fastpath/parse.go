@@ -6,12 +6,21 @@ import "bytes"
 type request struct {
 	path  []byte // the request target, an absolute path without query
 	close bool   // "Connection: close": answer, then close
+	ims   []byte // the If-Modified-Since value, trimmed; empty if absent
+	inm   []byte // the If-None-Match value, trimmed; empty if absent
 }
+
+const (
+	seenIMS = 1 << iota
+	seenINM
+)
 
 // parseHead parses head, a complete request head ending in "\r\n\r\n".
 // ok is false unless the request is one the fast path answers: a GET, HTTP/1.1,
 // an absolute path with no query or escape, exactly one plain Host, and
-// only headers that do not change the answer. Anything else, valid or not,
+// only headers that do not change the answer but for the two conditions
+// a cache revalidates with (If-Modified-Since, If-None-Match, each at most
+// once; see Request.NotModified). Anything else, valid or not,
 // goes to net/http, which decides; the fast path never accepts what
 // net/http would refuse.
 func parseHead(head []byte) (req request, ok bool) {
@@ -36,6 +45,7 @@ func parseHead(head []byte) (req request, ok bool) {
 	}
 	req.path = target
 	hosts := 0
+	var seen uint8 // conditions seen, even with an empty value
 	for {
 		line, rest, found = bytes.Cut(rest, crlf)
 		if !found {
@@ -49,7 +59,7 @@ func parseHead(head []byte) (req request, ok bool) {
 			return req, false
 		}
 		value = bytes.Trim(value, " \t")
-		var lower [16]byte
+		var lower [20]byte
 		switch string(toLower(lower[:0], name)) { // compared without allocating
 		case "host":
 			hosts++
@@ -64,10 +74,23 @@ func parseHead(head []byte) (req request, ok bool) {
 			default:
 				return req, false
 			}
+		case "if-modified-since":
+			if seen&seenIMS != 0 {
+				return req, false // net/http would read the first only
+			}
+			seen |= seenIMS
+			req.ims = value
+		case "if-none-match":
+			if seen&seenINM != 0 {
+				return req, false
+			}
+			seen |= seenINM
+			req.inm = value
 		case "user-agent", "accept", "accept-encoding", "accept-language", "cache-control", "pragma":
 			// Informational for a file that is sent whole and unencoded.
 		default:
-			// Range, conditions, bodies, upgrades, anything unknown.
+			// Range, If-Range and the other conditions, bodies, upgrades,
+			// anything unknown.
 			return req, false
 		}
 	}
@@ -75,6 +98,25 @@ func parseHead(head []byte) (req request, ok bool) {
 }
 
 var crlf = []byte("\r\n")
+
+// headEnd returns the length of the request head that b starts with: up
+// to and including its first empty line, which ends in "\r\n" or, as
+// net/http also reads it, a bare "\n"; 0 while b holds no empty line.
+// from is where the last call left off (its next), so that a head that
+// trickles in is not scanned again from the start.
+func headEnd(b []byte, from int) (n, next int) {
+	start := from // where the line being scanned starts
+	for {
+		i := bytes.IndexByte(b[start:], '\n')
+		if i < 0 {
+			return 0, start
+		}
+		if i == 0 || i == 1 && b[start] == '\r' {
+			return start + i + 1, start + i + 1
+		}
+		start += i + 1
+	}
+}
 
 // validName accepts header names made of letters, digits and '-': a strict
 // subset of RFC 9110's token.

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // A connection that the fast path handed to net/http comes back after a
@@ -70,7 +71,7 @@ func (s *Server) reclaim(next http.Handler) http.Handler {
 			nc.Close() // not the connection the context named: never expected
 			return
 		}
-		s.start(rc.raw, pendingAfter(brw.Reader, rc))
+		s.start(rc.raw, pendingAfter(brw.Reader, rc), time.Time{}) // keep-alive: the response just ended
 	})
 }
 

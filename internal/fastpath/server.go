@@ -2,7 +2,6 @@ package fastpath
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -14,19 +13,29 @@ import (
 	"time"
 )
 
-// Hit answers a plain GET of path, if it can: it appends the response's
-// header fields to dst, each ending in "\r\n" (Date, the status line and
-// the blank line are the server's), and returns the body. ok false sends
-// the request to net/http instead. Hit must not keep path.
-type Hit func(dst []byte, path string) (head []byte, body Body, ok bool)
+// Hit answers a plain GET, if it can: it appends the response's header
+// fields to dst, each ending in "\r\n" (the status line, Date and the
+// blank line are the server's), and returns the rest of the response. ok
+// false sends the request to net/http instead. Hit must not keep req or
+// anything in it.
+type Hit func(dst []byte, req *Request) (head []byte, resp Response, ok bool)
 
-// Body is a response body: Data, or else the first Size bytes of File,
-// sent by sendfile(2) and then released. Data must not change once
-// returned.
-type Body struct {
-	Data []byte
-	File File
-	Size int64
+// Request is a request the fast path parsed for Hit: a GET of Path, with
+// no Range and no condition but these two (see NotModified).
+type Request struct {
+	Path            string // an absolute path, with no query or escape
+	IfModifiedSince []byte // the header's value, trimmed; empty if absent
+	IfNoneMatch     []byte // the header's value, trimmed; empty if absent
+}
+
+// Response is what follows the header fields: 304 Not Modified and no
+// body, or a 200 with Data, or else the first Size bytes of File, sent
+// by sendfile(2) and then released. Data must not change once returned.
+type Response struct {
+	NotModified bool
+	Data        []byte
+	File        File
+	Size        int64
 }
 
 // File is an open file that the fast path sends and then releases.
@@ -42,9 +51,9 @@ type File interface {
 // hits on the same connection.
 type Server struct {
 	Hit Hit
-	// Fallback serves every other request; its IdleTimeout and
-	// ReadHeaderTimeout also bound the fast path's reads. Serve wraps its
-	// Handler and ConnContext (see reclaim).
+	// Fallback serves every other request; its ReadHeaderTimeout and
+	// IdleTimeout bound the fast path's reads as they bound its own (see
+	// readHead). Serve wraps its Handler and ConnContext (see reclaim).
 	Fallback *http.Server
 	// Wrap, if set, wraps each connection before Fallback gets it.
 	Wrap func(net.Conn) net.Conn
@@ -101,18 +110,21 @@ func (s *Server) Serve(ln net.Listener) error {
 			continue
 		}
 		delay = 0
-		if !s.start(nc, nil) {
+		if !s.start(nc, nil, time.Now()) {
 			return http.ErrServerClosed
 		}
 	}
 }
 
 // start serves nc on the fast path, pending first (bytes the client sent
-// that were read but not answered). It closes nc and returns false once
-// Shutdown has begun: it may be in wg.Wait already.
-func (s *Server) start(nc net.Conn, pending []byte) bool {
+// that were read but not answered). accepted is when a new connection was
+// accepted; zero for one that comes back from Fallback after a response.
+// It closes nc and returns false once Shutdown has begun: it may be in
+// wg.Wait already.
+func (s *Server) start(nc net.Conn, pending []byte, accepted time.Time) bool {
 	src := &source{Conn: nc, pending: pending}
-	c := &conn{s: s, nc: nc, src: src, br: bufio.NewReaderSize(src, headSize)}
+	c := &conn{s: s, nc: nc, src: src, br: bufio.NewReaderSize(src, headSize), accepted: accepted,
+		out: make([]byte, statusRoom, 512)}
 	s.mu.Lock()
 	if s.closing.Load() {
 		s.mu.Unlock()
@@ -172,6 +184,7 @@ type conn struct {
 	bufs     [2][]byte     // head and body for writev
 	date     [29]byte      // the Date value of dateSec
 	dateSec  int64
+	accepted time.Time // when a new connection was accepted, until its first response
 	readSet  time.Time // when the idle read deadline was last moved
 	writeSet time.Time // when the write deadline was last moved
 	send     sendState // the file being sent (see sendFile)
@@ -191,6 +204,7 @@ func (c *conn) serve() {
 		s.mu.Unlock()
 		s.wg.Done()
 	}()
+	var fr Request
 	for {
 		head, err := c.readHead()
 		if errors.Is(err, errHandoff) {
@@ -201,56 +215,74 @@ func (c *conn) serve() {
 			return // closed, timed out or shutting down, as net/http would
 		}
 		req, ok := parseHead(head)
-		var body Body
+		var resp Response
 		if ok {
-			c.out = c.startHead()
-			c.out, body, ok = s.Hit(c.out, string(req.path))
+			fr = Request{Path: string(req.path), IfModifiedSince: req.ims, IfNoneMatch: req.inm}
+			c.out, resp, ok = s.Hit(c.out[:statusRoom], &fr)
 		}
 		if !ok {
 			handed = c.handOff()
 			return
 		}
 		c.br.Discard(len(head))
-		if req.close {
-			c.out = append(c.out, "Connection: close\r\n"...)
+		out := c.endHead(resp.NotModified, req.close)
+		switch {
+		case resp.NotModified:
+			err = c.write(out, nil)
+		case resp.File != nil:
+			err = c.sendFile(out, resp.File.Fd(), resp.Size)
+			resp.File.Release()
+		default:
+			err = c.write(out, resp.Data)
 		}
-		c.out = append(c.out, crlf...)
-		if body.File != nil {
-			err = c.sendFile(c.out, body.File.Fd(), body.Size)
-			body.File.Release()
-		} else {
-			err = c.write(c.out, body.Data)
-		}
+		c.accepted = time.Time{} // from here on, keep-alive's limits
 		if err != nil || req.close || s.closing.Load() {
 			return
 		}
 	}
 }
 
-// readHead returns the next request head, still in the read buffer.
+// readHead returns the next request head, still in the read buffer. The
+// limits are net/http's: a new connection has ReadHeaderTimeout from
+// accept for its whole first head; a kept-alive one waits IdleTimeout
+// from the end of the last response for the first byte of the next, and
+// then ReadHeaderTimeout for the rest of the head.
+//
+// A head is read whole before it is handed to Fallback (errHandoff, with
+// the head in c.src.pending when it is longer than the read buffer), so
+// that a hand-off never restarts the clock: net/http sets its own
+// deadline when it gets the connection, but it finds the whole head
+// buffered and never waits for the client under it. The alternative, a
+// connection whose SetReadDeadline cannot go past the head's deadline,
+// would have to know when net/http is done with the head: it clears the
+// deadline right then, and that clear must get through, or the body and
+// the background read after it would time out at the head's deadline.
 func (c *conn) readHead() ([]byte, error) {
 	if c.br.Buffered() == 0 {
-		if err := c.waitDeadline(c.s.Fallback.IdleTimeout, false); err != nil {
+		if err := c.waitFirst(); err != nil {
 			return nil, err
 		}
 		if _, err := c.br.Peek(1); err != nil {
 			return nil, err
 		}
 	}
+	scanned := 0
 	for partial := false; ; partial = true {
 		buf, _ := c.br.Peek(c.br.Buffered())
-		if i := bytes.Index(buf, []byte("\r\n\r\n")); i >= 0 {
-			return buf[:i+4], nil
+		n, next := headEnd(buf, scanned)
+		if n > 0 {
+			return buf[:n], nil
 		}
-		if len(buf) == headSize {
-			return nil, errHandoff
-		}
+		scanned = next
 		if !partial {
-			// The rest of a head must come within ReadHeaderTimeout of
-			// its first bytes, as in net/http.
-			if err := c.waitDeadline(c.s.Fallback.ReadHeaderTimeout, true); err != nil {
+			// The rest of a kept-alive connection's head must come
+			// within ReadHeaderTimeout of its first bytes.
+			if err := c.waitRest(); err != nil {
 				return nil, err
 			}
+		}
+		if len(buf) == headSize {
+			return nil, c.readLongHead(scanned)
 		}
 		if _, err := c.br.Peek(len(buf) + 1); err != nil {
 			return nil, err
@@ -258,38 +290,128 @@ func (c *conn) readHead() ([]byte, error) {
 	}
 }
 
-// waitDeadline sets the read deadline d from now. Moving a deadline costs
-// a timer update, so an idle deadline already set less than a second ago
-// stays (the limit is then d minus up to a second). It fails once Shutdown
-// has begun: Shutdown set the deadline in the past before this call, or
-// sets it after the check, either way the read does not wait.
-func (c *conn) waitDeadline(d time.Duration, exact bool) error {
-	if d > 0 {
-		now := time.Now()
-		if exact || now.Sub(c.readSet) > time.Second {
-			c.nc.SetReadDeadline(now.Add(d))
-			c.readSet = now
-			if exact {
-				c.readSet = time.Time{} // the next idle wait must move it back
-			}
+// readLongHead reads the rest of a head longer than the read buffer,
+// scanned up to from, into c.src.pending, for Fallback (which allows up
+// to MaxHeaderBytes): until its end, or until net/http would refuse it
+// as too large anyway. It returns errHandoff, or the read's error.
+func (c *conn) readLongHead(from int) error {
+	buf, _ := c.br.Peek(c.br.Buffered())
+	head := append(append(make([]byte, 0, 2*headSize), buf...), c.src.pending...)
+	c.br.Discard(len(buf))
+	c.src.pending = nil
+	limit := c.s.Fallback.MaxHeaderBytes
+	if limit <= 0 {
+		limit = http.DefaultMaxHeaderBytes
+	}
+	limit += 4096 // net/http's allowance for its read buffer
+	for {
+		n, next := headEnd(head, from)
+		if n > 0 || len(head) >= limit {
+			c.src.pending = head
+			return errHandoff
+		}
+		from = next
+		if len(head) == cap(head) {
+			head = append(head, 0)[:len(head)]
+		}
+		m, err := c.nc.Read(head[len(head):min(cap(head), limit)])
+		head = head[:len(head)+m]
+		if err != nil {
+			return err
 		}
 	}
+}
+
+// waitFirst sets the deadline for the first byte of a request: that of
+// the whole head on a new connection, IdleTimeout on a kept-alive one.
+// Moving a deadline costs a timer update, so an idle deadline set less
+// than a sixteenth of IdleTimeout ago (at most a second) stays, and the
+// limit is then that much shorter. It fails once Shutdown has begun:
+// Shutdown set the deadline in the past before this call, or sets it
+// after the check, either way the read does not wait.
+func (c *conn) waitFirst() error {
+	if !c.accepted.IsZero() {
+		c.setReadDeadline(c.accepted, c.s.headerTimeout())
+	} else if d := c.s.idleTimeout(); d > 0 {
+		now := time.Now()
+		if now.Sub(c.readSet) > min(d/16, time.Second) {
+			c.nc.SetReadDeadline(now.Add(d))
+			c.readSet = now
+		}
+	} else {
+		c.setReadDeadline(time.Time{}, 0)
+	}
+	return c.closed()
+}
+
+// waitRest sets the deadline for the rest of a head whose first bytes
+// came: on a new connection, the one from accept stays.
+func (c *conn) waitRest() error {
+	if c.accepted.IsZero() {
+		c.setReadDeadline(time.Now(), c.s.headerTimeout())
+	}
+	return c.closed()
+}
+
+// setReadDeadline sets the read deadline d after from, or none if d is 0.
+func (c *conn) setReadDeadline(from time.Time, d time.Duration) {
+	if d > 0 {
+		c.nc.SetReadDeadline(from.Add(d))
+	} else {
+		c.nc.SetReadDeadline(time.Time{})
+	}
+	c.readSet = time.Time{} // the next idle wait must move it
+}
+
+func (c *conn) closed() error {
 	if c.s.closing.Load() {
 		return http.ErrServerClosed
 	}
 	return nil
 }
 
-// startHead begins a response head: the status line and Date.
-func (c *conn) startHead() []byte {
+// headerTimeout and idleTimeout are Fallback's, as net/http reads them.
+func (s *Server) headerTimeout() time.Duration {
+	if d := s.Fallback.ReadHeaderTimeout; d > 0 {
+		return d
+	}
+	return s.Fallback.ReadTimeout
+}
+
+func (s *Server) idleTimeout() time.Duration {
+	if d := s.Fallback.IdleTimeout; d > 0 {
+		return d
+	}
+	return s.Fallback.ReadTimeout
+}
+
+// statusRoom is the room Hit's dst leaves for the status line, which
+// endHead writes once Hit has said which status it is.
+const statusRoom = 32
+
+// endHead ends the response head in c.out (room for the status line,
+// then Hit's fields) and returns it: the status line, the fields, Date,
+// Connection: close if asked, and the blank line.
+func (c *conn) endHead(notModified, close bool) []byte {
 	now := time.Now()
 	if sec := now.Unix(); sec != c.dateSec {
-		now.UTC().AppendFormat(c.date[:0], http.TimeFormat)
+		AppendDate(c.date[:0], now)
 		c.dateSec = sec
 	}
-	b := append(c.out[:0], "HTTP/1.1 200 OK\r\nDate: "...)
+	b := append(c.out, "Date: "...)
 	b = append(b, c.date[:]...)
-	return append(b, crlf...)
+	b = append(b, crlf...)
+	if close {
+		b = append(b, "Connection: close\r\n"...)
+	}
+	c.out = append(b, crlf...)
+	status := "HTTP/1.1 200 OK\r\n"
+	if notModified {
+		status = "HTTP/1.1 304 Not Modified\r\n"
+	}
+	start := statusRoom - len(status)
+	copy(c.out[start:], status)
+	return c.out[start:]
 }
 
 // write sends head and body in one writev(2). A write that makes progress
@@ -328,7 +450,7 @@ func (c *conn) writeDeadline() {
 // handOff gives the connection, and what it sent that is not answered
 // yet, to Fallback. It reports whether Fallback took it.
 func (c *conn) handOff() bool {
-	c.nc.SetReadDeadline(time.Time{}) // net/http sets its own
+	c.nc.SetReadDeadline(time.Time{}) // net/http sets its own; the head is read already (see readHead)
 	c.nc.SetWriteDeadline(time.Time{})
 	var nc net.Conn = c.nc
 	if c.s.Wrap != nil {

@@ -93,22 +93,23 @@ func (e *env) shutdown() {
 	})
 }
 
-func (e *env) hit(dst []byte, path string) ([]byte, Body, bool) {
+func (e *env) hit(dst []byte, req *Request) ([]byte, Response, bool) {
+	path := req.Path
 	if data, ok := e.mem[strings.TrimPrefix(path, "/mem/")]; ok && strings.HasPrefix(path, "/mem/") {
-		return append(dst, "Content-Length: "+fmt.Sprint(len(data))+"\r\n"...), Body{Data: data}, true
+		return append(dst, "Content-Length: "+fmt.Sprint(len(data))+"\r\n"...), Response{Data: data}, true
 	}
 	if p, ok := e.files[strings.TrimPrefix(path, "/file/")]; ok && strings.HasPrefix(path, "/file/") {
 		f, err := os.Open(p)
 		if err != nil {
 			e.t.Error(err)
-			return dst, Body{}, false
+			return dst, Response{}, false
 		}
 		info, _ := f.Stat()
 		tf := &testFile{f: f, released: e.released}
 		e.t.Cleanup(func() { f.Close() })
-		return append(dst, "Content-Length: "+fmt.Sprint(info.Size())+"\r\n"...), Body{File: tf, Size: info.Size()}, true
+		return append(dst, "Content-Length: "+fmt.Sprint(info.Size())+"\r\n"...), Response{File: tf, Size: info.Size()}, true
 	}
-	return dst, Body{}, false
+	return dst, Response{}, false
 }
 
 func (e *env) addFile(name string, data []byte) {
@@ -317,27 +318,189 @@ func TestSlowReaderGetsAll(t *testing.T) {
 	}
 }
 
-// Header and idle limits come from the fallback server's settings.
+// closedAfter reads r, conn's bytes, until the server closes conn
+// (answers are read and dropped) and returns how long after start that
+// was; it fails the test if conn is still open after 10 s.
+func closedAfter(t *testing.T, r io.Reader, conn net.Conn, start time.Time) time.Duration {
+	t.Helper()
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, err := io.Copy(io.Discard, r)
+	el := time.Since(start)
+	// EOF, or a reset: closing with the client's bytes unread sends RST.
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("read until the server closes: %v after %v", err, el)
+	}
+	return el
+}
+
+// trickle sends slow a byte every 10 ms, then fast at once, then rest a
+// byte every 10 ms, until the returned stop is called, which waits for it.
+func trickle(conn net.Conn, slow, fast, rest string) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		send := func(msg string) bool {
+			for i := 0; i < len(msg); i++ {
+				select {
+				case <-done:
+					return false
+				case <-tick.C: // the attack is the pace
+					if _, err := conn.Write([]byte{msg[i]}); err != nil {
+						return false
+					}
+				}
+			}
+			return true
+		}
+		if send(slow) {
+			io.WriteString(conn, fast)
+			send(rest)
+		}
+	}()
+	return func() { close(done); wg.Wait() }
+}
+
+// The header and idle limits are net/http's, from the fallback server's
+// settings: a new connection has ReadHeaderTimeout from accept for its
+// whole first head, however it trickles in, and whether the fast path
+// hands it to net/http or not; a kept-alive one has IdleTimeout for the
+// first byte of its next request, then ReadHeaderTimeout for the rest.
 func TestReadTimeouts(t *testing.T) {
-	for _, tt := range []struct {
-		name string
-		send string
+	const (
+		header = 800 * time.Millisecond
+		idle   = 1500 * time.Millisecond
+	)
+	slow := get("/mem/a", "Accept: "+strings.Repeat("x", 150)+"\r\n")           // 2 s at 10 ms a byte
+	long := get("/mem/a", "Accept: "+strings.Repeat("x", headSize+1000)+"\r\n") // handed to net/http
+	tests := []struct {
+		name      string
+		prelude   string        // sent at once on connect; its responses are read first
+		responses int           // to prelude
+		slow      string        // then trickled,
+		fast      string        // sent at once,
+		rest      string        // and trickled
+		from      string        // "accept" or "response": where the limit counts from
+		limit     time.Duration // the limit
 	}{
-		{"partial head", "GET /mem/a HTTP/1.1\r\nHo"},
-		{"idle", ""},
-	} {
+		{"nothing sent", "", 0, "", "", "", "accept", header},
+		{"partial head", "GET /mem/a HTTP/1.1\r\nHo", 0, "", "", "", "accept", header},
+		{"trickled head", "", 0, slow, "", "", "accept", header},
+		// 600 ms of trickle, then what makes the fast path hand the head to
+		// net/http, which must not get a clock of its own.
+		{"trickled long head, for net/http", "", 0, long[:60], long[60 : headSize+100], long[headSize+100:], "accept", header},
+		{"kept alive, idle", get("/mem/a"), 1, "", "", "", "response", idle},
+		{"kept alive after net/http's answer, idle", get("/len/x"), 1, "", "", "", "response", idle},
+		{"kept alive, trickled head", get("/mem/a"), 1, slow, "", "", "response", header}, // from its first byte, 10 ms in
+		{"kept alive, trickled long head", get("/mem/a"), 1, long[:60], long[60 : headSize+100], long[headSize+100:], "response", header},
+	}
+	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t, func(s *Server) {
-				s.Fallback.ReadHeaderTimeout = 200 * time.Millisecond
-				s.Fallback.IdleTimeout = 200 * time.Millisecond
+				s.Fallback.ReadHeaderTimeout = header
+				s.Fallback.IdleTimeout = idle
 			})
+			e.mem["a"] = []byte("AAAA")
+			start := time.Now()
 			c := e.dial()
-			io.WriteString(c, tt.send)
-			c.SetReadDeadline(time.Now().Add(10 * time.Second))
-			if _, err := c.Read(make([]byte, 1)); err != io.EOF {
-				t.Errorf("%s: read = %v, want EOF (the server closed it)", tt.name, err)
+			io.WriteString(c, tt.prelude)
+			br := bufio.NewReader(c)
+			for range tt.responses {
+				readResponse(t, br)
+			}
+			if tt.from == "response" {
+				start = time.Now()
+			}
+			stop := trickle(c, tt.slow, tt.fast, tt.rest)
+			defer stop()
+			el := closedAfter(t, br, c, start)
+			// Never before the limit (less the idle deadline's coarseness
+			// of a sixteenth), never much after.
+			if el < tt.limit-tt.limit/16-10*time.Millisecond || el > tt.limit+tt.limit/2 {
+				t.Errorf("%s: closed %v after the %s, want %v", tt.name, el, tt.from, tt.limit)
 			}
 		})
+	}
+}
+
+// A kept-alive connection that asks again within IdleTimeout is served.
+func TestKeepAliveWithinIdle(t *testing.T) {
+	e := newEnv(t, func(s *Server) {
+		s.Fallback.ReadHeaderTimeout = 100 * time.Millisecond
+		s.Fallback.IdleTimeout = time.Minute
+	})
+	e.mem["a"] = []byte("AAAA")
+	c := e.dial()
+	br := bufio.NewReader(c)
+	for i := range 2 {
+		io.WriteString(c, get("/mem/a"))
+		if _, body := readResponse(t, br); body != "AAAA" {
+			t.Fatalf("request %d: body %q", i, body)
+		}
+		time.Sleep(300 * time.Millisecond) // idle for longer than ReadHeaderTimeout: the point here
+	}
+}
+
+// 300 connections that never send a byte are all closed ReadHeaderTimeout
+// after they were accepted, though IdleTimeout is long (issue 14: the
+// fast path held them for IdleTimeout, 120 s).
+func TestSilentConnections(t *testing.T) {
+	const (
+		n      = 300
+		header = 500 * time.Millisecond
+	)
+	e := newEnv(t, func(s *Server) {
+		s.Fallback.ReadHeaderTimeout = header
+		s.Fallback.IdleTimeout = time.Minute
+	})
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var worst time.Duration
+	for range n {
+		start := time.Now()
+		c := e.dial()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			el := closedAfter(t, c, c, start)
+			mu.Lock()
+			worst = max(worst, el)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	t.Logf("%d silent connections: the last closed %v after its dial", n, worst)
+	if worst > header+time.Second {
+		t.Errorf("%d silent connections: the last closed %v after its dial, want at most %v", n, worst, header+time.Second)
+	}
+}
+
+// A head with bare LF line ends, which net/http reads, is answered at
+// once (handed to net/http), not left to time out (issue 14).
+func TestBareLF(t *testing.T) {
+	e := newEnv(t, func(s *Server) { s.Fallback.ReadHeaderTimeout = 5 * time.Second })
+	e.mem["a"] = []byte("AAAA")
+	for _, req := range []string{
+		"GET /mem/a HTTP/1.1\nHost: x\n\n",
+		"GET /mem/a HTTP/1.1\r\nHost: x\r\n\n",
+		"GET /mem/a HTTP/1.1\r\nHost: x\nAccept: */*\r\n\r\n",
+	} {
+		c := e.dial()
+		start := time.Now()
+		io.WriteString(c, req)
+		c.SetReadDeadline(time.Now().Add(time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Errorf("%q: no answer within a second: %v", req, err)
+			continue
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Errorf("%q = %d after %v, want 200", req, resp.StatusCode, time.Since(start))
+		}
 	}
 }
 
@@ -409,8 +572,8 @@ func BenchmarkHit(b *testing.B) {
 	}
 	b.Run("fastpath", func(b *testing.B) {
 		s := &Server{
-			Hit: func(dst []byte, path string) ([]byte, Body, bool) {
-				return append(dst, head...), Body{Data: body}, true
+			Hit: func(dst []byte, _ *Request) ([]byte, Response, bool) {
+				return append(dst, head...), Response{Data: body}, true
 			},
 			Fallback: &http.Server{},
 		}

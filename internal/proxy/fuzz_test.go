@@ -33,6 +33,16 @@ func FuzzPath(f *testing.F) {
 	}
 	r := NewRouter(testConfig(f.TempDir()))
 	f.Fuzz(func(t *testing.T, target string) {
+		// The fast path's one-pass check refuses whatever CheckPath
+		// refuses; it may refuse more (anything with '%' or non-ASCII,
+		// which the fast path leaves to net/http anyway).
+		if plainPathOK(target) && CheckPath(target, target) != nil {
+			t.Fatalf("plainPathOK(%q) = true, CheckPath refuses it", target)
+		}
+		if plain := !strings.ContainsFunc(target, func(c rune) bool { return c == '%' || c >= 0x7f }); plain &&
+			plainPathOK(target) != (CheckPath(target, target) == nil) {
+			t.Fatalf("plainPathOK(%q) = %v, CheckPath = %v", target, plainPathOK(target), CheckPath(target, target))
+		}
 		u, err := url.ParseRequestURI(target)
 		if err != nil {
 			return // net/http answers 400 before any handler

@@ -143,43 +143,108 @@ func revalidates(t Target, ms *upstream.MirrorSet) bool {
 }
 
 // AppendHit is ServeHTTP for the fast path (internal/fastpath), which
-// calls it for a plain GET: when ServeHTTP would answer path with a hit,
-// it counts the hit as ServeHTTP does, appends the same header fields to
-// dst and returns the body; a small file from memory, any other as a
-// shared open file for sendfile(2). Anything else (a miss, a database
-// due for revalidation, a folder) is ServeHTTP's: ok is false.
-func (h *Handler) AppendHit(dst []byte, path string) (head []byte, body fastpath.Body, ok bool) {
-	if CheckPath(path, path) != nil {
-		return dst, body, false
+// calls it for a GET with no Range and at most If-Modified-Since and
+// If-None-Match: when ServeHTTP would answer req from the tree (a file of
+// a mirror or hosted repo, a package, or a proxy repo's database while
+// younger than cache.db_max_age), it counts the hit as ServeHTTP does,
+// appends the same header fields to dst and returns the rest: 304 Not
+// Modified as http.ServeContent would decide it, else the body, a small
+// file from memory, any other as a shared open file for sendfile(2).
+// Anything else (a miss, a database due for revalidation, a folder) is
+// ServeHTTP's: ok is false.
+func (h *Handler) AppendHit(dst []byte, req *fastpath.Request) (head []byte, resp fastpath.Response, ok bool) {
+	if !plainPathOK(req.Path) {
+		return dst, resp, false
 	}
-	t, err := h.router.Resolve(path)
-	if err != nil || revalidates(t, h.mirrors[t.Distro+"/"+t.Repo]) {
-		return dst, body, false
+	t, err := h.router.Resolve(req.Path)
+	if err != nil {
+		return dst, resp, false
 	}
+	mutable := t.Mutable()
+	// Served from the tree only while younger than db_max_age (revalidates).
+	mustBeFresh := mutable && t.Mode == config.ModeProxy && h.mirrors[t.Distro+"/"+t.Repo] != nil
 	data, f, m, ok := h.store.Hit(t.Rel, copyMax)
-	if !ok {
-		return dst, body, false
+	if !ok && mutable && !mustBeFresh {
+		// A hosted repo's {repo}.db is a link to {repo}.db.tar.gz: serve
+		// the target, as opening the link does on net/http's path.
+		if target, isLink := h.store.Readlink(t.Rel); isLink {
+			data, f, m, ok = h.store.Hit(target, copyMax)
+		}
 	}
-	if f != nil {
-		body = fastpath.Body{File: f, Size: m.Size}
-	} else {
-		body = fastpath.Body{Data: data}
+	if !ok {
+		return dst, resp, false
+	}
+	notModified, ok := req.NotModified(m.LastModified)
+	if !ok || mustBeFresh && time.Since(m.FetchedAt) >= h.cache.DBMaxAge {
+		// A date only net/http reads, or a database serveMutable
+		// revalidates first.
+		if f != nil {
+			f.Release()
+		}
+		return dst, resp, false
 	}
 	h.metrics.request(t, resultHit)
-	h.metrics.served(t, m.Size)
-	dst = append(dst, "Accept-Ranges: bytes\r\nCache-Control: "...)
-	if t.Mutable() {
+	switch {
+	case notModified:
+		if f != nil {
+			f.Release()
+		}
+		resp = fastpath.Response{NotModified: true}
+	case f != nil:
+		resp = fastpath.Response{File: f, Size: m.Size}
+		h.metrics.served(t, m.Size)
+	default:
+		resp = fastpath.Response{Data: data}
+		h.metrics.served(t, m.Size)
+	}
+	// The fields net/http's path sends: setFileHeaders, then those of
+	// setLengthHeaders or http.ServeContent, or those writeNotModified
+	// leaves of them.
+	if !notModified {
+		dst = append(dst, "Accept-Ranges: bytes\r\n"...)
+	}
+	dst = append(dst, "Cache-Control: "...)
+	if mutable {
 		dst = append(dst, cacheNoCache[0]...)
 	} else {
 		dst = append(dst, cacheImmutable[0]...)
 	}
-	dst = append(dst, "\r\nContent-Length: "...)
-	dst = strconv.AppendInt(dst, m.Size, 10)
-	dst = append(dst, "\r\nContent-Type: "...)
-	dst = append(dst, contentTypeOctet[0]...)
+	if !notModified {
+		dst = append(dst, "\r\nContent-Length: "...)
+		dst = strconv.AppendInt(dst, m.Size, 10)
+		dst = append(dst, "\r\nContent-Type: "...)
+		dst = append(dst, contentTypeOctet[0]...)
+	}
 	dst = append(dst, "\r\nLast-Modified: "...)
-	dst = m.LastModified.UTC().AppendFormat(dst, http.TimeFormat)
-	return append(dst, "\r\n"...), body, true
+	dst = fastpath.AppendDate(dst, m.LastModified)
+	return append(dst, "\r\n"...), resp, true
+}
+
+// plainPathOK is CheckPath for a path the fast path parsed, which has no
+// '%' (so nothing encoded) and no control or non-ASCII byte: the same
+// rules in one pass.
+func plainPathOK(path string) bool {
+	if len(path) == 0 || path[0] != '/' || len(path) > 1024 {
+		return false
+	}
+	seg := 1 // where the current segment starts
+	for i := 1; i <= len(path); i++ {
+		if i < len(path) {
+			c := path[i]
+			if c < 0x20 || c >= 0x7f || c == '\\' || c == '%' {
+				return false
+			}
+			if c != '/' {
+				continue
+			}
+		}
+		switch s := path[seg:i]; {
+		case s == "." || s == "..", s == "" && i < len(path):
+			return false
+		}
+		seg = i + 1
+	}
+	return true
 }
 
 // copyMax is the largest file the fast path copies from memory: above
@@ -196,10 +261,12 @@ func (h *Handler) serveHit(w http.ResponseWriter, r *http.Request, t Target, res
 		if plainGet(r) {
 			setLengthHeaders(w.Header(), m.LastModified, m.Size)
 			w.Write(data)
+			h.metrics.served(t, m.Size)
 		} else {
-			http.ServeContent(w, r, "", m.LastModified, bytes.NewReader(data))
+			cw := &countingWriter{ResponseWriter: w} // a 304 or a range: not the whole file
+			http.ServeContent(cw, r, "", m.LastModified, bytes.NewReader(data))
+			h.metrics.served(t, cw.n)
 		}
-		h.metrics.served(t, m.Size)
 		return true
 	}
 	f, err := h.store.Open(t.Rel)

@@ -594,6 +594,26 @@ func (s *Store) open(root *os.Root, name string) (*os.File, error) {
 	return f, nil
 }
 
+// Readlink returns the tree path that rel, a symlink, points to, when
+// that is a file in rel's own folder (a hosted repo's {repo}.db points
+// to {repo}.db.tar.gz, as Symlink makes them); ok is false for anything
+// else. The link is read each time, never cached: it is replaced whole
+// when a rebuild changes it, and a cached answer would go stale.
+func (s *Store) Readlink(rel string) (string, bool) {
+	if CleanPath(rel) != nil {
+		return "", false
+	}
+	target, err := s.tree.Readlink(rel)
+	if err != nil || target == "" || strings.Contains(target, "/") {
+		return "", false
+	}
+	dst := path.Join(path.Dir(rel), target)
+	if CleanPath(dst) != nil {
+		return "", false
+	}
+	return dst, true
+}
+
 // Lstat reports on rel without following a final symlink.
 func (s *Store) Lstat(rel string) (fs.FileInfo, error) {
 	if rel == "" {

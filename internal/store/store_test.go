@@ -313,6 +313,29 @@ func writerProcess() {
 	select {} // wait to be killed before Commit
 }
 
+func TestReadlink(t *testing.T) {
+	s := open(t, t.TempDir(), Options{})
+	s.WriteFile("r/os/x/r.db.tar.gz", []byte("db1"), Meta{})
+	s.Symlink("r.db.tar.gz", "r/os/x/r.db")
+	os.Symlink("../../../../etc/passwd", filepath.Join(s.dir, treeDir, "r/os/x/evil")) // by hand
+	os.Symlink("sub/f", filepath.Join(s.dir, treeDir, "r/os/x/deep"))
+	for _, tt := range []struct {
+		rel, want string
+		ok        bool
+	}{
+		{"r/os/x/r.db", "r/os/x/r.db.tar.gz", true},
+		{"r/os/x/r.db.tar.gz", "", false}, // a file
+		{"r/os/x/none", "", false},
+		{"r/os/x/evil", "", false},
+		{"r/os/x/deep", "", false},
+		{"../r/os/x/r.db", "", false},
+	} {
+		if got, ok := s.Readlink(tt.rel); got != tt.want || ok != tt.ok {
+			t.Errorf("Readlink(%q) = %q, %v; want %q, %v", tt.rel, got, ok, tt.want, tt.ok)
+		}
+	}
+}
+
 func TestContentFollowsLinkTarget(t *testing.T) {
 	s := open(t, t.TempDir(), Options{MemorySize: 1 << 20})
 	s.WriteFile("r/r.db.tar.gz", []byte("one"), Meta{})
