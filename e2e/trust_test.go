@@ -389,10 +389,18 @@ func TestSignedRepoPacman(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "myrepo.db.sig"), dbSig, 0o644)
 	g.run("--verify", filepath.Join(dir, "myrepo.db.sig"), filepath.Join(dir, "myrepo.db"))
 
-	// A db changed after signing is refused by pacman.
+	// A db changed after signing (on disk, while mirrord is stopped: a
+	// running one serves hot files from memory) is refused by pacman.
+	if err := d.Stop(); err != nil {
+		t.Fatal(err)
+	}
 	rel := filepath.Join(d.DataDir, "tree/archlinux/myrepo/os/x86_64/myrepo.db.tar.gz")
 	tampered := append(append([]byte{}, db...), 0) // trailing byte: still a valid gzip stream for libarchive
 	os.WriteFile(rel, tampered, 0o644)
+	old := d.URL
+	d = startDaemon(t, d.DataDir, cfg)
+	conf, _ = os.ReadFile(p.conf)
+	os.WriteFile(p.conf, bytes.ReplaceAll(conf, []byte(old), []byte(d.URL)), 0o644)
 	if _, got, _ := d.get("/archlinux/myrepo/os/x86_64/myrepo.db"); !bytes.Equal(got, tampered) {
 		t.Fatal("the tampered db is not what mirrord serves; the check below would prove nothing")
 	}
