@@ -126,7 +126,6 @@ distros:
 
 	// nginx as nobody, with contrib/nginx/mirror.conf: the tree directly
 	// for the mirror repo, mirrord for the rest; a plain root for all.
-	ndir := publicDir(t)
 	site, err := os.ReadFile("../contrib/nginx/mirror.conf")
 	if err != nil {
 		t.Fatal(err)
@@ -134,25 +133,7 @@ distros:
 	mport, pport := freePort(t), freePort(t)
 	siteConf := strings.NewReplacer("listen 80;", fmt.Sprintf("listen 127.0.0.1:%d;", mport), "/var/lib/mirrord/tree", tree,
 		"http://127.0.0.1:8080", d.URL, "(core|extra|multilib)", "(core)").Replace(string(site))
-	conf := fmt.Sprintf(`user nobody nogroup;
-daemon off;
-worker_processes 1;
-pid %[1]s/nginx.pid;
-error_log %[1]s/error.log warn;
-events { worker_connections 64; }
-http {
-  access_log off;
-  client_body_temp_path %[1]s/body;
-  proxy_temp_path %[1]s/proxy;
-  fastcgi_temp_path %[1]s/fastcgi;
-  uwsgi_temp_path %[1]s/uwsgi;
-  scgi_temp_path %[1]s/scgi;
-  server { listen 127.0.0.1:%[2]d; root %[3]s; }
-%[4]s
-}
-`, ndir, pport, tree, siteConf)
-	os.WriteFile(filepath.Join(ndir, "nginx.conf"), []byte(conf), 0o644)
-	startTool(t, "nginx", "-p", ndir, "-c", filepath.Join(ndir, "nginx.conf"), "-e", filepath.Join(ndir, "error.log"))
+	startNginx(t, "nobody nogroup", fmt.Sprintf("server { listen 127.0.0.1:%d; root %s; }\n%s", pport, tree, siteConf))
 	plain := fmt.Sprintf("http://127.0.0.1:%d/", pport)
 	eventually(t, 20*time.Second, "nginx answers", func() bool {
 		resp, err := http.Get(plain + "archlinux/lastupdate")
@@ -241,6 +222,35 @@ func walkFiles(t *testing.T, root string) map[string][]byte {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// startNginx runs nginx (as user, when root starts it) with the given
+// server blocks until the test ends.
+func startNginx(t *testing.T, user, servers string) {
+	t.Helper()
+	requireTool(t, "nginx")
+	dir := publicDir(t)
+	if user != "" {
+		user = "user " + user + ";"
+	}
+	conf := fmt.Sprintf(`%s
+daemon off;
+worker_processes 1;
+pid %[2]s/nginx.pid;
+error_log %[2]s/error.log warn;
+events { worker_connections 64; }
+http {
+  access_log off;
+  client_body_temp_path %[2]s/body;
+  proxy_temp_path %[2]s/proxy;
+  fastcgi_temp_path %[2]s/fastcgi;
+  uwsgi_temp_path %[2]s/uwsgi;
+  scgi_temp_path %[2]s/scgi;
+  %[3]s
+}
+`, user, dir, servers)
+	os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(conf), 0o644)
+	startTool(t, "nginx", "-p", dir, "-c", filepath.Join(dir, "nginx.conf"), "-e", filepath.Join(dir, "error.log"))
 }
 
 func httpGet(t *testing.T, url string) (int, []byte) {

@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -55,40 +54,16 @@ func post(t *testing.T, method, url string, body []byte, header ...string) int {
 func reverseProxy(t *testing.T, addr string) string {
 	t.Helper()
 	requireTool(t, "nginx")
-	dir := t.TempDir()
-	os.Chmod(dir, 0o755)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
+	port := freePort(t)
 	user := ""
 	if os.Geteuid() == 0 {
-		user = "user root;"
+		user = "root"
 	}
-	conf := fmt.Sprintf(`%s
-daemon off;
-worker_processes 1;
-pid %[2]s/nginx.pid;
-error_log %[2]s/error.log warn;
-events { worker_connections 64; }
-http {
-  access_log off;
-  client_body_temp_path %[2]s/body;
-  proxy_temp_path %[2]s/proxy;
-  fastcgi_temp_path %[2]s/fastcgi;
-  uwsgi_temp_path %[2]s/uwsgi;
-  scgi_temp_path %[2]s/scgi;
-  server {
-    listen 127.0.0.1:%[3]d;
+	startNginx(t, user, fmt.Sprintf(`server {
+    listen 127.0.0.1:%d;
     client_max_body_size 0;
-    location / { proxy_pass http://%[4]s; }
-  }
-}
-`, user, dir, port, addr)
-	os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(conf), 0o644)
-	startTool(t, "nginx", "-p", dir, "-c", filepath.Join(dir, "nginx.conf"), "-e", filepath.Join(dir, "error.log"))
+    location / { proxy_pass http://%s; }
+  }`, port, addr))
 	url := fmt.Sprintf("http://127.0.0.1:%d", port)
 	eventually(t, 20*time.Second, "nginx answers", func() bool {
 		resp, err := http.Get(url + "/healthz")
