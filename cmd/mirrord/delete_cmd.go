@@ -56,12 +56,13 @@ func deleteCommand(args []string) error {
 		}
 		req.Header.Set("Authorization", "Bearer "+c.token)
 		var out map[string]string
+		var ae *apiError
 		err = c.do(req, http.StatusOK, &out)
 		switch {
 		case err == nil:
 			fmt.Printf("%s: deleted from %s/%s/%s\n", name, distro, repo, a)
 			deleted++
-		case *arch == "" && strings.HasPrefix(err.Error(), "404"):
+		case *arch == "" && errors.As(err, &ae) && ae.code == http.StatusNotFound:
 			// not in this arch
 		default:
 			return fmt.Errorf("delete %s from %s/%s/%s: %w", name, distro, repo, a, err)

@@ -214,16 +214,26 @@ func (c *publisher) do(req *http.Request, want int, out any) error {
 		var e struct {
 			Error string `json:"error"`
 		}
+		msg := resp.Status
 		if json.Unmarshal(data, &e) == nil && e.Error != "" {
-			return fmt.Errorf("%s: %s", resp.Status, e.Error)
+			msg += ": " + e.Error
 		}
-		return fmt.Errorf("%s", resp.Status)
+		return &apiError{code: resp.StatusCode, msg: msg}
 	}
 	if err := json.Unmarshal(data, out); err != nil {
 		return fmt.Errorf("decode answer: %w", err)
 	}
 	return nil
 }
+
+// apiError is an answer of another status than the one asked for; its
+// text is the status and the API's {"error"} message.
+type apiError struct {
+	code int
+	msg  string
+}
+
+func (e *apiError) Error() string { return e.msg }
 
 // uploadProgress counts bytes read and, on a terminal, redraws one status line
 // at most ten times a second.

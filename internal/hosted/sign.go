@@ -1,6 +1,7 @@
 package hosted
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"os"
@@ -91,20 +92,16 @@ func (s *Service) signature(r *repo, j *Job, pkg *os.File) (sig []byte, signedBy
 		}
 		return sig, k.Fingerprint, nil
 	case r.signer != nil && s.tun.SignPackages:
-		var buf sigBuffer
+		var buf bytes.Buffer
 		if err := r.signer.Sign(&buf, whole()); err != nil {
 			return nil, "", err
 		}
-		return buf, r.signer.Key().Fingerprint, nil
+		return buf.Bytes(), r.signer.Key().Fingerprint, nil
 	case s.tun.RequireSignatures:
 		return nil, "", fmt.Errorf("%w: %s requires signed packages (hosted.require_signatures): upload a .sig with the package", ErrInvalid, r.key)
 	}
 	return nil, "", nil
 }
-
-type sigBuffer []byte
-
-func (b *sigBuffer) Write(p []byte) (int, error) { *b = append(*b, p...); return len(p), nil }
 
 // writeSig signs the db temp file f, about to be published at rel, and
 // publishes the signature at rel+".sig" first: the db follows at once, so

@@ -136,8 +136,11 @@ func (s *Signer) Sign(w io.Writer, r io.Reader) error {
 	return nil
 }
 
-// Keyring is a set of trusted public keys.
-type Keyring struct{ list openpgp.EntityList }
+// Keyring is a set of trusted public keys, each described once at load.
+type Keyring struct {
+	list openpgp.EntityList
+	keys map[*openpgp.Entity]Key
+}
 
 // LoadKeyring reads an armored public keyring (one or more keys, as
 // `gpg --armor --export` writes them).
@@ -160,7 +163,15 @@ func ReadKeyring(r io.Reader) (*Keyring, error) {
 	if err != nil {
 		return nil, fmt.Errorf("not an armored OpenPGP keyring: %w", err)
 	}
-	return &Keyring{list: list}, nil
+	k := &Keyring{list: list, keys: make(map[*openpgp.Entity]Key, len(list))}
+	for _, e := range list {
+		d, err := publicKey(e)
+		if err != nil {
+			return nil, err
+		}
+		k.keys[e] = d
+	}
+	return k, nil
 }
 
 // NewKey makes a new signing key (the library's default algorithm) for
@@ -252,5 +263,5 @@ func (k *Keyring) Verify(signed io.Reader, sig []byte) (Key, error) {
 	case err != nil:
 		return Key{}, fmt.Errorf("%w (key %s): %v", ErrBadSignature, strings.Join(ids, ", "), err)
 	}
-	return publicKey(e)
+	return k.keys[e], nil
 }
