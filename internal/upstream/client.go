@@ -102,9 +102,11 @@ type Client struct {
 	retry     *retryablehttp.Client
 	metrics   *metrics
 
-	mu sync.Mutex // guards slots; taken only by Mirrors, never on a request
-	// slots maps a mirror label to its request slots (see slotsFor).
+	mu sync.Mutex // guards the maps below; taken only by Mirrors, never on a request
+	// slots maps a mirror label (host:port) to its request slots (see slotsLocked).
 	slots map[string]*slots
+	// mirrors maps a template to its one health record (see Client.mirror).
+	mirrors map[string]*mirror
 }
 
 // NewClient builds a client and registers its metrics on reg (nil: the
@@ -139,7 +141,7 @@ func NewClient(opts Options, reg prometheus.Registerer) (*Client, error) {
 		// its checksum.
 		DisableCompression: true,
 	}
-	c := &Client{opts: opts, transport: tr, metrics: m, slots: make(map[string]*slots)}
+	c := &Client{opts: opts, transport: tr, metrics: m, slots: map[string]*slots{}, mirrors: map[string]*mirror{}}
 	c.retry = &retryablehttp.Client{
 		// countingTransport deliberately lacks CloseIdleConnections:
 		// retryablehttp calls it after every exhausted retry, which would

@@ -54,10 +54,9 @@ func (s *slots) release() {
 	}
 }
 
-// slotsFor returns the slots of the mirror host label, made on first use.
-func (c *Client) slotsFor(label string) *slots {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+// slotsLocked returns the slots of the mirror host label, made on first
+// use; c.mu is held.
+func (c *Client) slotsLocked(label string) *slots {
 	s, ok := c.slots[label]
 	if !ok {
 		s = &slots{sem: make(chan struct{}, c.opts.MaxConnsPerMirror), waiting: c.metrics.waiting.WithLabelValues(label)}

@@ -51,22 +51,40 @@ type mirror struct {
 }
 
 // Mirrors builds the mirror set for a list of URL templates such as
-// "https://mirror.example/archlinux/$repo/os/$arch".
+// "https://mirror.example/archlinux/$repo/os/$arch". Every set that names
+// a template shares its one health record, whoever asks (the proxy, the
+// sync, a set of one mirror): a dead mirror fails once for all of them
+// and sits out its cooldown in each.
 func (c *Client) Mirrors(templates []string) (*MirrorSet, error) {
 	if len(templates) == 0 {
 		return nil, fmt.Errorf("mirror list is empty")
 	}
 	s := &MirrorSet{c: c}
 	for _, t := range templates {
-		m, err := parseMirror(t)
+		m, err := c.mirror(t)
 		if err != nil {
 			return nil, err
 		}
-		c.metrics.known(m.label)
-		m.slots = c.slotsFor(m.label)
 		s.mirrors = append(s.mirrors, m)
 	}
 	return s, nil
+}
+
+// mirror returns the one record of template, made on first use.
+func (c *Client) mirror(template string) (*mirror, error) {
+	m, err := parseMirror(template)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if known, ok := c.mirrors[m.template]; ok {
+		return known, nil
+	}
+	c.metrics.known(m.label)
+	m.slots = c.slotsLocked(m.label)
+	c.mirrors[m.template] = m
+	return m, nil
 }
 
 func parseMirror(template string) (*mirror, error) {

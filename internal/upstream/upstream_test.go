@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -975,5 +976,38 @@ func TestConcurrentFetches(t *testing.T) {
 		if err := <-errc; err != nil {
 			t.Error(err)
 		}
+	}
+}
+
+// TestHealthSharedPerMirror: two sets that name a template share its one
+// health record, so a mirror that failed for one (the proxy's set, say)
+// ranks last in the other (the sync's) without failing there again.
+func TestHealthSharedPerMirror(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := "http://" + ln.Addr().String() + "/$repo/os/$arch"
+	ln.Close() // connections are refused from here on
+	c, err := NewClient(Options{Retries: 0}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	proxySet, err := c.Mirrors([]string{dead})
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := "http://127.0.0.1:1/$repo/os/$arch"
+	syncSet, err := c.Mirrors([]string{dead, good})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := proxySet.Fetch(context.Background(), Request{Repo: "core", Arch: "x86_64", File: "core.db"}); err == nil {
+		t.Fatal("fetch from a closed port succeeded")
+	}
+	h := syncSet.Health()
+	if h[0].URL != good || h[1].URL != dead || h[1].Healthy || h[1].ConsecutiveFailures != 1 {
+		t.Fatalf("the other set's health after one failure: %+v", h)
 	}
 }
