@@ -21,9 +21,10 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/mirrord/mirrord/internal/api"
+	"github.com/mirrord/mirrord/internal/catalog"
+	"github.com/mirrord/mirrord/internal/evict"
 	"github.com/mirrord/mirrord/internal/fetch"
 	"github.com/mirrord/mirrord/internal/hosted"
-	"github.com/mirrord/mirrord/internal/lockfree"
 	"github.com/mirrord/mirrord/internal/proxy"
 	"github.com/mirrord/mirrord/internal/store"
 	"github.com/mirrord/mirrord/internal/sync"
@@ -83,16 +84,11 @@ func serve(args []string) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfo())
 
-	var tree *proxy.Handler // set below, before the store's eviction loop runs
 	st, err := store.Open(cfg.DataDir, store.Options{
-		MaxSize:      int64(cfg.Cache.MaxSize),
-		MemorySize:   int64(cfg.Cache.MemorySize),
-		Evictable:    evictable(cfg),
-		KeepVersions: cfg.Cache.KeepVersions,
-		PrivateTree:  cfg.Storage.TreeMode == "private",
-		Pinned:       func(rel string) bool { return tree.Pinned(rel) },
-		Logger:       log.With("component", "store"),
-		Registerer:   reg,
+		MemorySize:  int64(cfg.Cache.MemorySize),
+		PrivateTree: cfg.Storage.TreeMode == "private",
+		Logger:      log.With("component", "store"),
+		Registerer:  reg,
 	})
 	if err != nil {
 		return err
@@ -104,12 +100,19 @@ func serve(args []string) error {
 		return err
 	}
 	defer up.Close()
-	fetcher := fetch.New(st, &lockfree.Group{}, reg) // shared by proxy and sync: one download per file
-	sched, err := sync.New(cfg, st, sync.Options{Fetcher: fetcher, Upstream: up, OnPublish: func(rel string) { tree.Invalidate(rel) },
+	cat, err := catalog.New(cfg, st, catalog.Options{Upstream: up, Logger: log.With("component", "catalog")})
+	if err != nil {
+		return err
+	}
+	// One fetcher, shared by proxy and sync: one download per file.
+	fetcher := fetch.New(st, fetch.Options{Catalog: cat, Logger: log.With("component", "fetch"), Registerer: reg})
+	sched, err := sync.New(cat, st, sync.Options{Fetcher: fetcher, Upstream: up,
 		Logger: log.With("component", "sync"), Registerer: reg})
 	if err != nil {
 		return err
 	}
+	evictor := evict.New(st, cat, evict.Options{MaxSize: int64(cfg.Cache.MaxSize), KeepVersions: cfg.Cache.KeepVersions,
+		Logger: log.With("component", "evict"), Registerer: reg})
 
 	pub, err := hosted.New(cfg, st, hosted.Options{
 		StagingDir:        filepath.Join(cfg.DataDir, "staging"),
@@ -125,13 +128,13 @@ func serve(args []string) error {
 		return err
 	}
 
-	apiH := api.New(cfg, st, api.Options{Publisher: pub, Syncer: sched, InFlight: fetcher.Flights().Len, AdminToken: admin,
+	apiH := api.New(cat, st, api.Options{Publisher: pub, Syncer: sched, InFlight: fetcher.Flights().Len, AdminToken: admin,
 		Logger: log.With("component", "api"), Registerer: reg})
-	ui, err := web.New(cfg, apiH, st, web.Options{Gatherer: reg, Logger: log.With("component", "web")})
+	ui, err := web.New(cat, apiH, st, web.Options{Gatherer: reg, Logger: log.With("component", "web")})
 	if err != nil {
 		return err
 	}
-	tree, err = proxy.New(cfg, st, proxy.Options{Fetcher: fetcher, Upstream: up, Index: ui.Index(),
+	tree, err := proxy.New(cat, st, proxy.Options{Fetcher: fetcher, Index: ui.Index(),
 		Logger: log.With("component", "proxy"), Registerer: reg})
 	if err != nil {
 		return err
@@ -149,6 +152,7 @@ func serve(args []string) error {
 	defer stop()
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return st.Run(ctx) })
+	g.Go(func() error { return evictor.Run(ctx) })
 	g.Go(func() error { return sched.Run(ctx) })
 	g.Go(func() error { return pub.Run(ctx) }) // returns after its last db build
 	g.Go(func() error {
@@ -165,7 +169,7 @@ func serve(args []string) error {
 		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		err := srv.Shutdown(sctx) // in-flight responses finish first
-		tree.Shutdown(sctx)       // then fills nobody waits for any more
+		fetcher.Shutdown(sctx)    // then fills nobody waits for any more (the sync's too: ctx ended)
 		return err
 	})
 	ready.set(true)

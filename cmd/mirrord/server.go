@@ -148,16 +148,6 @@ func routes(metrics, ready, api, ui, tree http.Handler) *http.ServeMux {
 	return mux
 }
 
-// evictable says which tree paths the cache may evict: package files and
-// their signatures in proxy repos. Mirror and hosted repos are never evicted.
-func evictable(cfg *config.Config) func(rel string) bool {
-	router := proxy.NewRouter(cfg)
-	return func(rel string) bool {
-		t, err := router.Resolve("/" + rel)
-		return err == nil && t.Mode == config.ModeProxy && !t.Mutable()
-	}
-}
-
 // readiness is /readyz: 200 while serving, 503 before start and while
 // shutting down, so that a load balancer drains us first.
 type readiness struct{ ok atomic.Bool }

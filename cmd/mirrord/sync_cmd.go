@@ -15,8 +15,8 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/mirrord/mirrord/config"
+	"github.com/mirrord/mirrord/internal/catalog"
 	"github.com/mirrord/mirrord/internal/fetch"
-	"github.com/mirrord/mirrord/internal/lockfree"
 	"github.com/mirrord/mirrord/internal/store"
 	"github.com/mirrord/mirrord/internal/sync"
 )
@@ -47,8 +47,12 @@ func syncCommand(args []string) error {
 		return err
 	}
 	defer up.Close()
-	flights := &lockfree.Group{}
-	sched, err := sync.New(cfg, st, sync.Options{Fetcher: fetch.New(st, flights, reg), Upstream: up,
+	cat, err := catalog.New(cfg, st, catalog.Options{Upstream: up, Logger: log.With("component", "catalog")})
+	if err != nil {
+		return err
+	}
+	fetcher := fetch.New(st, fetch.Options{Catalog: cat, Logger: log.With("component", "fetch"), Registerer: reg})
+	sched, err := sync.New(cat, st, sync.Options{Fetcher: fetcher, Upstream: up,
 		Logger: log.With("component", "sync"), Registerer: reg})
 	if err != nil {
 		return err
@@ -79,11 +83,7 @@ func syncCommand(args []string) error {
 		}
 	}
 	// Fills run detached from ctx: end them before the store closes.
-	flights.Range(func(_ string, f *lockfree.Flight) bool {
-		f.Abort(errors.New("sync stopped"))
-		<-f.Done()
-		return true
-	})
+	fetcher.Shutdown(context.Background())
 	return errors.Join(errs...)
 }
 

@@ -1,5 +1,7 @@
 package alpm
 
+import "strings"
+
 // Package is one package as a repository database describes it. Fields map
 // to desc sections (see MarshalDesc); Backup and XData come from .PKGINFO
 // and are not written to desc, exactly as repo-add does not.
@@ -37,3 +39,12 @@ type Package struct {
 // EntryName is the directory of p's entry in a repository database,
 // "name-version", from which pacman takes the name and version.
 func (p *Package) EntryName() string { return p.Name + "-" + p.Version }
+
+// DepName is the package name of a dependency: "glibc>=2.38" -> "glibc",
+// "foo: for bar" (an optdepend) -> "foo".
+func DepName(dep string) string {
+	if i := strings.IndexAny(dep, "<>=:"); i >= 0 {
+		dep = dep[:i]
+	}
+	return strings.TrimSpace(dep)
+}

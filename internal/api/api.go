@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mirrord/mirrord/config"
+	"github.com/mirrord/mirrord/internal/catalog"
 	"github.com/mirrord/mirrord/internal/hosted"
 	"github.com/mirrord/mirrord/internal/pgp"
 )
@@ -68,14 +69,15 @@ type Handler struct {
 	syncer   Syncer
 	inFlight func() int
 	auth     *auth
-	dbs      *dbCache
+	catalog  *catalog.Catalog // the repos and their parsed dbs
 	log      *slog.Logger
 	metrics  *metrics
 	mux      *http.ServeMux
 }
 
-// New builds the API over cfg's repos and the tree.
-func New(cfg *config.Config, tree Tree, opts Options) *Handler {
+// New builds the API over cat's repos and the tree.
+func New(cat *catalog.Catalog, tree Tree, opts Options) *Handler {
+	cfg := cat.Config()
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -87,7 +89,7 @@ func New(cfg *config.Config, tree Tree, opts Options) *Handler {
 	}
 	h := &Handler{
 		cfg: cfg, tree: tree, pub: opts.Publisher, syncer: opts.Syncer, inFlight: opts.InFlight,
-		auth: newAuth(cfg, opts.AdminToken), dbs: newDBCache(tree), log: opts.Logger, mux: http.NewServeMux(),
+		auth: newAuth(cfg, opts.AdminToken), catalog: cat, log: opts.Logger, mux: http.NewServeMux(),
 	}
 	h.metrics = newMetrics(opts.Registerer)
 	m := h.mux

@@ -24,6 +24,7 @@ import (
 
 	"github.com/mirrord/mirrord/config"
 	"github.com/mirrord/mirrord/internal/alpm"
+	"github.com/mirrord/mirrord/internal/catalog"
 	"github.com/mirrord/mirrord/internal/hosted"
 	"github.com/mirrord/mirrord/internal/pgp"
 	"github.com/mirrord/mirrord/internal/store"
@@ -97,7 +98,7 @@ func newEnv(t *testing.T, cfg *config.Config) *env {
 	done := make(chan struct{})
 	go func() { svc.Run(ctx); close(done) }()
 	e := &env{t: t, dir: dir, st: st, svc: svc, sync: &fakeSyncer{}}
-	e.h = New(cfg, st, Options{Publisher: svc, Syncer: e.sync, InFlight: func() int { return 3 }, Registerer: prometheus.NewRegistry()})
+	e.h = New(testCatalog(t, cfg, st), st, Options{Publisher: svc, Syncer: e.sync, InFlight: func() int { return 3 }, Registerer: prometheus.NewRegistry()})
 	e.srv = httptest.NewServer(e.h)
 	t.Cleanup(func() {
 		e.srv.Close()
@@ -433,7 +434,7 @@ func TestSync(t *testing.T) {
 			}
 		})
 	}
-	h := New(testConfig(), e.st, Options{})
+	h := New(testCatalog(t, testConfig(), e.st), e.st, Options{})
 	rec := httptest.NewRecorder()
 	req := httptest.NewRequest("POST", "/api/v1/sync/archlinux", nil)
 	req.Header.Set("Authorization", "Bearer "+tokenCI)
@@ -461,7 +462,7 @@ func TestNoAnonymousWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	sum := sha256.Sum256([]byte(admin))
-	h := New(cfg, st, Options{Publisher: svc, Syncer: &fakeSyncer{}, AdminToken: sum[:]})
+	h := New(testCatalog(t, cfg, st), st, Options{Publisher: svc, Syncer: &fakeSyncer{}, AdminToken: sum[:]})
 	upload := "/api/v1/repos/archlinux/local/packages?filename=x.pkg.tar.zst"
 	cases := []struct {
 		name, method, path, remote string
@@ -502,7 +503,7 @@ func TestNoAnonymousWrites(t *testing.T) {
 		})
 	}
 	// Without configured tokens and without an admin token, nothing writes.
-	none := New(cfg, st, Options{Publisher: svc})
+	none := New(testCatalog(t, cfg, st), st, Options{Publisher: svc})
 	req := httptest.NewRequest("POST", upload, bytes.NewReader(pkg(t, "lo", "1-1", "x86_64", "")))
 	req.RemoteAddr = "127.0.0.1:4000"
 	req.Header.Set("Authorization", "Bearer "+admin)
@@ -624,4 +625,14 @@ func TestStatusMapping(t *testing.T) {
 			t.Errorf("status(%q) = %d, want %d", c.err, got, c.want)
 		}
 	}
+}
+
+// testCatalog is the catalog of cfg over st, without upstream mirrors.
+func testCatalog(tb testing.TB, cfg *config.Config, st *store.Store) *catalog.Catalog {
+	tb.Helper()
+	cat, err := catalog.New(cfg, st, catalog.Options{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return cat
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/mirrord/mirrord/config"
 	"github.com/mirrord/mirrord/internal/alpm"
+	"github.com/mirrord/mirrord/internal/catalog"
 	"github.com/mirrord/mirrord/internal/hosted"
 	"github.com/mirrord/mirrord/internal/pgp"
 	"github.com/mirrord/mirrord/internal/store"
@@ -79,10 +80,10 @@ func (h *Handler) Packages(distro, repo, arch, q string, page, perPage int) (Pag
 	if err != nil {
 		return Page{}, err
 	}
-	match := db.pkgs
+	match := db.Packages
 	if term := strings.ToLower(strings.TrimSpace(q)); term != "" {
 		match = nil
-		for _, p := range db.pkgs {
+		for _, p := range db.Packages {
 			if strings.Contains(strings.ToLower(p.Name), term) || strings.Contains(strings.ToLower(p.Desc), term) {
 				match = append(match, p)
 			}
@@ -104,7 +105,7 @@ func (h *Handler) Package(distro, repo, arch, name string) (Details, error) {
 	if err != nil {
 		return Details{}, err
 	}
-	p := db.byName[name]
+	p := db.Package(name)
 	if p == nil {
 		return Details{}, errorf(http.StatusNotFound, "no package "+strconv.Quote(name)+" in "+distro+"/"+repo+"/"+arch)
 	}
@@ -169,10 +170,10 @@ func (h *Handler) Repos() []Distro {
 			}
 			for _, a := range d.Arch {
 				av := RepoArch{Arch: a}
-				p, err := h.dbs.get(h.cfg.RepoDir(dn, rn, a) + "/" + rn + ".db")
+				p, err := h.catalog.DB(h.cfg.RepoDir(dn, rn, a) + "/" + rn + ".db")
 				switch {
 				case err == nil:
-					av.DB, av.Packages = true, len(p.pkgs)
+					av.DB, av.Packages = true, len(p.Packages)
 				case !errors.Is(err, store.ErrNotFound):
 					av.DB, av.Error = true, err.Error()
 				}
@@ -251,8 +252,8 @@ func (h *Handler) Search(q string, page, perPage int) Results {
 		ref  Ref
 	}
 	var hits []hit
-	h.eachDB(func(distro, repo, arch string, db *parsed) {
-		for _, p := range db.pkgs {
+	h.eachDB(func(distro, repo, arch string, db *catalog.DB) {
+		for _, p := range db.Packages {
 			rank := 0
 			if term != "" {
 				name := strings.ToLower(p.Name)
@@ -294,8 +295,8 @@ func (h *Handler) Search(q string, page, perPage int) Results {
 // package called name.
 func (h *Handler) Carriers(name string) []Ref {
 	var out []Ref
-	h.eachDB(func(distro, repo, arch string, db *parsed) {
-		if p := db.byName[name]; p != nil {
+	h.eachDB(func(distro, repo, arch string, db *catalog.DB) {
+		if p := db.Package(name); p != nil {
 			out = append(out, Ref{Distro: distro, Repo: repo, Arch: arch, Package: summarize(p)})
 		}
 	})
@@ -308,16 +309,16 @@ func (h *Handler) Carriers(name string) []Ref {
 // in repo order. Versions are not compared: the page links a dependency
 // to what could satisfy it, as pacman -Si shows names.
 func (h *Handler) Providers(distro, arch, dep string) []Ref {
-	name := DepName(dep)
+	name := alpm.DepName(dep)
 	var named, providing []Ref
-	h.eachDB(func(dn, repo, a string, db *parsed) {
+	h.eachDB(func(dn, repo, a string, db *catalog.DB) {
 		if dn != distro || a != arch {
 			return
 		}
-		if p := db.byName[name]; p != nil {
+		if p := db.Package(name); p != nil {
 			named = append(named, Ref{Distro: dn, Repo: repo, Arch: a, Package: summarize(p)})
 		}
-		for _, p := range db.provides()[name] {
+		for _, p := range db.Provides()[name] {
 			if p.Name != name {
 				providing = append(providing, Ref{Distro: dn, Repo: repo, Arch: a, Package: summarize(p)})
 			}
@@ -326,37 +327,13 @@ func (h *Handler) Providers(distro, arch, dep string) []Ref {
 	return append(named, providing...)
 }
 
-// DepName is the package name of a dependency: "glibc>=2.38" -> "glibc",
-// "foo: for bar" -> "foo".
-func DepName(dep string) string {
-	if i := strings.IndexAny(dep, "<>=:"); i >= 0 {
-		dep = dep[:i]
-	}
-	return strings.TrimSpace(dep)
-}
-
-// provides indexes the db by every name its packages provide, built once
-// per parse on first use.
-func (p *parsed) provides() map[string][]*alpm.Package {
-	p.provOnce.Do(func() {
-		p.provIndex = map[string][]*alpm.Package{}
-		for _, pkg := range p.pkgs {
-			for _, pr := range pkg.Provides {
-				n := DepName(pr)
-				p.provIndex[n] = append(p.provIndex[n], pkg)
-			}
-		}
-	})
-	return p.provIndex
-}
-
 // eachDB calls fn for every db in the tree, in distro, repo, arch order.
-func (h *Handler) eachDB(fn func(distro, repo, arch string, db *parsed)) {
+func (h *Handler) eachDB(fn func(distro, repo, arch string, db *catalog.DB)) {
 	for _, dn := range sortedKeys(h.cfg.Distros) {
 		d := h.cfg.Distros[dn]
 		for _, rn := range sortedKeys(d.Repos) {
 			for _, a := range d.Arch {
-				if db, err := h.dbs.get(h.cfg.RepoDir(dn, rn, a) + "/" + rn + ".db"); err == nil {
+				if db, err := h.catalog.DB(h.cfg.RepoDir(dn, rn, a) + "/" + rn + ".db"); err == nil {
 					fn(dn, rn, a, db)
 				}
 			}

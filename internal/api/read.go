@@ -6,80 +6,15 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
-	stdsync "sync"
-	"time"
 
-	"golang.org/x/sync/singleflight"
-
-	"github.com/mirrord/mirrord/internal/alpm"
+	"github.com/mirrord/mirrord/internal/catalog"
 	"github.com/mirrord/mirrord/internal/store"
 )
 
-// dbCache keeps each parsed {repo}.db while the file's mtime and size stay
-// the same, so a listing of extra (8 MB, 15k packages) parses it once per
-// change, not per request. Parses of one db are coalesced.
-type dbCache struct {
-	tree   Tree
-	flight singleflight.Group
-	mu     stdsync.Mutex      // guards m only; never held while reading a db
-	m      map[string]*parsed // tree path of the db -> its parse
-}
-
-type parsed struct {
-	mtime  time.Time
-	size   int64
-	pkgs   []*alpm.Package // sorted by name
-	byName map[string]*alpm.Package
-
-	provOnce  stdsync.Once               // builds provIndex, see provides
-	provIndex map[string][]*alpm.Package // provided name -> packages
-}
-
-func newDBCache(t Tree) *dbCache { return &dbCache{tree: t, m: map[string]*parsed{}} }
-
-// get returns the parse of the db at rel, or store.ErrNotFound.
-func (c *dbCache) get(rel string) (*parsed, error) {
-	v, err, _ := c.flight.Do(rel, func() (any, error) {
-		f, err := c.tree.Open(rel)
-		if err != nil {
-			return nil, err
-		}
-		defer f.Close()
-		info, err := f.Stat()
-		if err != nil {
-			return nil, err
-		}
-		c.mu.Lock()
-		p := c.m[rel]
-		c.mu.Unlock()
-		if p != nil && p.mtime.Equal(info.ModTime()) && p.size == info.Size() {
-			return p, nil
-		}
-		db, err := alpm.ReadDB(f)
-		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", rel, err)
-		}
-		p = &parsed{mtime: info.ModTime(), size: info.Size(), pkgs: db.Packages, byName: make(map[string]*alpm.Package, len(db.Packages))}
-		sort.Slice(p.pkgs, func(i, j int) bool { return p.pkgs[i].Name < p.pkgs[j].Name })
-		for _, pkg := range p.pkgs {
-			p.byName[pkg.Name] = pkg
-		}
-		c.mu.Lock()
-		c.m[rel] = p
-		c.mu.Unlock()
-		return p, nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return v.(*parsed), nil
-}
-
 // db resolves distro/repo/arch to its parsed db.
-func (h *Handler) db(distro, repo, arch string) (*parsed, error) {
+func (h *Handler) db(distro, repo, arch string) (*catalog.DB, error) {
 	d, _, err := h.repoConfig(distro, repo)
 	if err != nil {
 		return nil, err
@@ -87,7 +22,7 @@ func (h *Handler) db(distro, repo, arch string) (*parsed, error) {
 	if !slices.Contains(d.Arch, arch) {
 		return nil, errorf(http.StatusNotFound, "no arch "+strconv.Quote(arch)+" in "+distro)
 	}
-	p, err := h.dbs.get(h.cfg.RepoDir(distro, repo, arch) + "/" + repo + ".db")
+	p, err := h.catalog.DB(h.cfg.RepoDir(distro, repo, arch) + "/" + repo + ".db")
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, errorf(http.StatusNotFound, "no database of "+distro+"/"+repo+"/"+arch+" in the tree yet")
 	}

@@ -7,12 +7,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
+	"strings"
 	stdsync "sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/mirrord/mirrord/internal/catalog"
 	"github.com/mirrord/mirrord/internal/lockfree"
 	"github.com/mirrord/mirrord/internal/store"
 	"github.com/mirrord/mirrord/internal/upstream"
@@ -26,36 +29,28 @@ const fillTimeout = 2 * time.Hour
 // the size and sha256 that the repo's database names.
 var ErrVerify = errors.New("verification failed")
 
-// Expect is what a database says of a package file.
-type Expect struct {
-	Size   int64
-	SHA256 string // hex; "" when the database has none
-}
-
-// Job is one file to bring into the tree.
+// Job is one file to bring into the tree. Its fields are facts of the
+// file, the same whoever asks for it, because the flight runs the first
+// caller's Job and every later caller joins it (lockfree.Group.Do). What
+// the file must be is not a field: the fill asks the catalog, so a file is
+// verified against the same database whoever came first.
 type Job struct {
 	Rel     string // tree path, the flight's key
 	Repo    string // "distro/repo", the metrics label
 	Mirrors *upstream.MirrorSet
 	Request upstream.Request
-	// MaxAge > 0 marks a mutable file: a cached copy younger than MaxAge is
-	// kept, an older one is revalidated with its validators. With MaxAge 0
-	// a cached copy is final (immutable files).
+	// MaxAge > 0 marks a mutable file (only the proxy fetches those
+	// through flights; the sync stages its databases itself): a cached
+	// copy younger than MaxAge is kept, an older one is revalidated with
+	// its validators. With MaxAge 0 a cached copy is final (immutable
+	// files).
 	MaxAge time.Duration
-	// Expect, if set, is asked inside the fill what the file must be.
-	Expect func() (Expect, bool)
-	// OnCommit, if set, runs after the file entered the tree.
-	OnCommit func()
-	// Listed says that the caller listed Rel's folder just before and
-	// found no file: the fill then looks for one that another flight
-	// committed since in the store's index only, not on disk (a miss on
-	// disk walks the path). A file placed by hand meanwhile is fetched
-	// again, which replaces it with the same bytes.
-	Listed bool
 	// Batch, if set, commits the file through it: in the tree at once,
-	// durable and recorded only at the batch's Flush. For writers that
-	// make a whole group durable before publishing it (the sync); nil
-	// makes each file durable before the flight ends (the proxy).
+	// durable and recorded only at the batch's Flush. Only the sync sets
+	// it, and only for files of mirror repos, whose sync hashes any file
+	// it finds unrecorded before trusting it; a caller that joins such a
+	// flight gets the file in the tree as soon as it is checked, as from
+	// any flight. Nil makes the file durable before the flight ends.
 	Batch *store.Batch
 	// Limit, if set, paces the transfer: every chunk read from upstream
 	// waits for as many bytes of its budget (the sync's
@@ -73,13 +68,29 @@ type Limiter interface {
 // Fetcher runs Jobs. Its zero value is not usable: use New.
 type Fetcher struct {
 	store   *store.Store
-	flights *lockfree.Group
+	catalog *catalog.Catalog
+	flights lockfree.Group
+	log     *slog.Logger
 	fetched *prometheus.CounterVec
 }
 
-// New returns a Fetcher over st and the shared flights registry.
-func New(st *store.Store, flights *lockfree.Group, reg prometheus.Registerer) *Fetcher {
-	f := &Fetcher{store: st, flights: flights, fetched: prometheus.NewCounterVec(prometheus.CounterOpts{
+// Options configures New.
+type Options struct {
+	// Catalog's databases verify what is fetched; nil checks lengths only.
+	Catalog    *catalog.Catalog
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+}
+
+// New returns a Fetcher over st with its own registry of flights: one
+// Fetcher per process, shared by the proxy and the sync, so that there
+// is one download per file.
+func New(st *store.Store, opts Options) *Fetcher {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	reg := opts.Registerer
+	f := &Fetcher{store: st, catalog: opts.Catalog, log: opts.Logger, fetched: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "mirrord_fetched_bytes_total",
 		Help: "Bytes fetched from upstream and stored in the tree, by repo.",
 	}, []string{"repo"})}
@@ -90,7 +101,29 @@ func New(st *store.Store, flights *lockfree.Group, reg prometheus.Registerer) *F
 }
 
 // Flights is the registry the Fetcher starts its flights in.
-func (f *Fetcher) Flights() *lockfree.Group { return f.flights }
+func (f *Fetcher) Flights() *lockfree.Group { return &f.flights }
+
+// Shutdown aborts every fill in progress and waits for them to end, until
+// ctx ends, so that the store can close under no writer. Call it once,
+// after the last caller is gone (the server has drained, the sync ended).
+func (f *Fetcher) Shutdown(ctx context.Context) error {
+	var flights []*lockfree.Flight
+	f.flights.Range(func(_ string, fl *lockfree.Flight) bool {
+		fl.Abort(errShutdown)
+		flights = append(flights, fl)
+		return true
+	})
+	for _, fl := range flights {
+		select {
+		case <-fl.Done():
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+var errShutdown = errors.New("shutting down")
 
 // Label pre-creates the metrics of a repo at zero.
 func (f *Fetcher) Label(repo string) { f.fetched.WithLabelValues(repo) }
@@ -114,17 +147,7 @@ func (f *Fetcher) fillFunc(job Job) lockfree.FillFunc {
 
 func (f *Fetcher) fill(ctx context.Context, fl *lockfree.Flight, job Job) error {
 	req := job.Request
-	var meta store.Meta
-	var err error
-	if job.Listed {
-		if m, ok := f.store.Indexed(job.Rel); ok {
-			meta = m
-		} else {
-			err = store.ErrNotFound
-		}
-	} else {
-		meta, err = f.store.Stat(job.Rel)
-	}
+	meta, err := f.store.Stat(job.Rel)
 	if err == nil {
 		// The caller missed, but a flight for this file may have ended
 		// between its look and its Do: check again inside the flight.
@@ -174,10 +197,10 @@ func (f *Fetcher) copyAndCommit(ctx context.Context, fl *lockfree.Flight, job Jo
 	}()
 	fl.Begin(tmp, lockfree.Meta{Size: resp.Size, ModTime: resp.LastModified, ETag: resp.ETag, Extra: resp.Mirror})
 
-	var want Expect
+	var want catalog.Expect
 	hasWant := false
-	if job.Expect != nil {
-		want, hasWant = job.Expect()
+	if f.catalog != nil {
+		want, hasWant = f.catalog.Expect(job.Rel)
 	}
 	name := job.Request.File
 	if hasWant && resp.Size >= 0 && resp.Size != want.Size {
@@ -251,8 +274,26 @@ func (f *Fetcher) copyAndCommit(ctx context.Context, fl *lockfree.Flight, job Jo
 	if job.Repo != "" {
 		f.fetched.WithLabelValues(job.Repo).Add(float64(n))
 	}
-	if job.OnCommit != nil {
-		job.OnCommit()
-	}
+	f.committed(job)
 	return nil
+}
+
+// committed applies what follows from a new copy of job.Rel in the tree:
+// the catalog drops its parse of a database, and a new database (or any
+// other mutable file) makes its cached .sig due for revalidation, so
+// that pacman never gets a new db with the old one's signature.
+func (f *Fetcher) committed(job Job) {
+	if f.catalog != nil {
+		f.catalog.Committed(job.Rel)
+	}
+	if job.MaxAge <= 0 || strings.HasSuffix(job.Rel, ".sig") {
+		return
+	}
+	sig := job.Rel + ".sig"
+	if m, err := f.store.Stat(sig); err == nil {
+		m.FetchedAt = time.Time{}
+		if err := f.store.SetMeta(sig, m); err != nil {
+			f.log.Warn("expire cached signature", "file", sig, "err", err)
+		}
+	}
 }

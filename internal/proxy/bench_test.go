@@ -24,7 +24,7 @@ func BenchmarkServeHit(b *testing.B) {
 	repo := filepath.Join(dir, "tree/archlinux/core/os/x86_64")
 	os.MkdirAll(repo, 0o755)
 	os.WriteFile(filepath.Join(repo, "hello-1.0-1-x86_64.pkg.tar.zst"), make([]byte, 50_000), 0o644)
-	h, err := New(testConfig(dir), st, Options{})
+	h, err := New(testCatalog(b, testConfig(dir), st, nil), st, Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -54,7 +54,7 @@ func BenchmarkServeHitTCP(b *testing.B) {
 	repo := filepath.Join(dir, "tree/archlinux/core/os/x86_64")
 	os.MkdirAll(repo, 0o755)
 	os.WriteFile(filepath.Join(repo, "hello-1.0-1-x86_64.pkg.tar.zst"), make([]byte, 50_000), 0o644)
-	h, err := New(testConfig(dir), st, Options{})
+	h, err := New(testCatalog(b, testConfig(dir), st, nil), st, Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -95,7 +95,7 @@ func BenchmarkAppendHit(b *testing.B) {
 	defer st.Close()
 	mod := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
 	st.WriteFile("archlinux/core/os/x86_64/core.db", make([]byte, 2600), store.Meta{LastModified: mod, FetchedAt: time.Now()})
-	h, err := New(testConfig(dir), st, Options{})
+	h, err := New(testCatalog(b, testConfig(dir), st, nil), st, Options{})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -109,7 +109,7 @@ func TestFastPathMatchesServeHTTP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := New(cfg, st, Options{Registerer: reg, Upstream: up2})
+	h, err := New(testCatalog(t, cfg, st, up2), st, Options{Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/mirrord/mirrord/config"
 	"github.com/mirrord/mirrord/internal/alpm"
+	"github.com/mirrord/mirrord/internal/catalog"
 	"github.com/mirrord/mirrord/internal/faultserver"
 	"github.com/mirrord/mirrord/internal/store"
 	"github.com/mirrord/mirrord/internal/upstream"
@@ -31,6 +32,7 @@ type env struct {
 	t         *testing.T
 	upstreams []*faultserver.Server
 	h         *Handler
+	cat       *catalog.Catalog
 	srv       *httptest.Server
 	reg       *prometheus.Registry
 	dataDir   string
@@ -75,14 +77,15 @@ func newEnvWith(t *testing.T, n int, cache config.Cache, upOpts upstream.Options
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.h, err = New(cfg, st, Options{Upstream: up, Registerer: e.reg})
+	e.cat = testCatalog(t, cfg, st, up)
+	e.h, err = New(e.cat, st, Options{Registerer: e.reg})
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.srv = serveFast(t, e.h)
 	t.Cleanup(func() {
 		e.srv.Close()
-		e.h.Shutdown(context.Background())
+		e.h.fetcher.Shutdown(context.Background())
 		up.Close()
 		st.Close()
 	})
@@ -334,7 +337,7 @@ func TestFailoverToHealthyMirror(t *testing.T) {
 	}
 	// The first mirror dies mid-body; the other must finish the file from
 	// the exact offset, and nothing spliced may reach the client.
-	first := e.h.mirrors["archlinux/core"].Health()[0].Mirror
+	first := e.cat.Mirrors(catalog.Target{Distro: "archlinux", Repo: "core"}).Health()[0].Mirror
 	for _, u := range e.upstreams {
 		if u.Addr() == first {
 			u.SetFault(pkgDir+pkg, faultserver.Fault{ResetAfter: 500_000, Times: 1})
@@ -514,7 +517,7 @@ func TestCacheKeyIsWholePath(t *testing.T) {
 	st, _ := store.Open(dir, store.Options{})
 	defer st.Close()
 	up, _ := upstream.NewClient(upstream.Options{}, nil)
-	h, err := New(cfg, st, Options{Upstream: up})
+	h, err := New(testCatalog(t, cfg, st, up), st, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -571,7 +574,7 @@ func TestStallFailsOver(t *testing.T) {
 	data := e.put(pkg, 1<<20)
 	gate := make(chan struct{}) // never opened: that mirror stalls for good
 	defer close(gate)
-	first := e.h.mirrors["archlinux/core"].Health()[0].Mirror
+	first := e.cat.Mirrors(catalog.Target{Distro: "archlinux", Repo: "core"}).Health()[0].Mirror
 	for _, u := range e.upstreams {
 		if u.Addr() == first {
 			u.SetFault(pkgDir+pkg, faultserver.Fault{Gate: gate, GateAfter: 100_000})
@@ -592,7 +595,14 @@ func TestNewDBExpiresItsSig(t *testing.T) {
 	// A new db arrives (forced revalidation); its sig must be asked for again.
 	newSig := e.put("core.db.sig", 12)
 	e.put("core.db", 200)
-	e.h.expire("archlinux/core/os/x86_64/core.db")
+	m, err := e.h.store.Stat("archlinux/core/os/x86_64/core.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.FetchedAt = time.Time{}
+	if err := e.h.store.SetMeta("archlinux/core/os/x86_64/core.db", m); err != nil {
+		t.Fatal(err)
+	}
 	e.getSettled("core.db")
 	if _, body, _, _ := e.getSettled("core.db.sig"); !bytes.Equal(body, newSig) {
 		t.Errorf("after a new db, the old sig was served (%d bytes, want %d)", len(body), len(newSig))

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/mirrord/mirrord/internal/alpm"
+	"github.com/mirrord/mirrord/internal/catalog"
 	"github.com/mirrord/mirrord/internal/store"
 )
 
@@ -31,23 +31,23 @@ func FuzzPath(f *testing.F) {
 	} {
 		f.Add(p)
 	}
-	r := NewRouter(testConfig(f.TempDir()))
+	r := testCatalog(f, testConfig(f.TempDir()), nil, nil)
 	f.Fuzz(func(t *testing.T, target string) {
 		// The fast path's one-pass check refuses whatever CheckPath
 		// refuses; it may refuse more (anything with '%' or non-ASCII,
 		// which the fast path leaves to net/http anyway).
-		if plainPathOK(target) && CheckPath(target, target) != nil {
+		if plainPathOK(target) && catalog.CheckPath(target, target) != nil {
 			t.Fatalf("plainPathOK(%q) = true, CheckPath refuses it", target)
 		}
 		if plain := !strings.ContainsFunc(target, func(c rune) bool { return c == '%' || c >= 0x7f }); plain &&
-			plainPathOK(target) != (CheckPath(target, target) == nil) {
-			t.Fatalf("plainPathOK(%q) = %v, CheckPath = %v", target, plainPathOK(target), CheckPath(target, target))
+			plainPathOK(target) != (catalog.CheckPath(target, target) == nil) {
+			t.Fatalf("plainPathOK(%q) = %v, CheckPath = %v", target, plainPathOK(target), catalog.CheckPath(target, target))
 		}
 		u, err := url.ParseRequestURI(target)
 		if err != nil {
 			return // net/http answers 400 before any handler
 		}
-		if err := CheckPath(u.Path, u.EscapedPath()); err != nil {
+		if err := catalog.CheckPath(u.Path, u.EscapedPath()); err != nil {
 			return
 		}
 		tg, err := r.Resolve(u.Path)
@@ -77,7 +77,7 @@ func FuzzPath(f *testing.F) {
 		if tg.File == "" || strings.Contains(tg.File, "/") || !strings.HasSuffix(rel, "/"+tg.File) && rel != tg.Distro+"/"+tg.File {
 			t.Fatalf("Resolve(%q).File = %q is not the last segment of %q", u.Path, tg.File, rel)
 		}
-		if tg.Mutable() != IsMutable(tg.Repo, tg.File) {
+		if tg.Mutable() != catalog.IsMutable(tg.Repo, tg.File) {
 			t.Fatalf("Mutable(%+v) disagrees with IsMutable", tg)
 		}
 	})
@@ -97,7 +97,7 @@ func FuzzServePath(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Cleanup(func() { st.Close() })
-	h, err := New(testConfig(dir), st, Options{})
+	h, err := New(testCatalog(f, testConfig(dir), st, nil), st, Options{})
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -118,29 +118,6 @@ func FuzzServePath(f *testing.F) {
 		g.ServeHTTP(w, req)
 		if w.code/100 == 2 && u.Path != "/archlinux/core/os/x86_64/hello-1.0-1-x86_64.pkg.tar.zst" {
 			t.Fatalf("GET %q = %d, want a refusal", target, w.code)
-		}
-	})
-}
-
-// FuzzParseFileName: the file-name parser never panics, a name it accepts
-// is built back exactly, and the router accepts every such name made of
-// the characters URLs carry. (makepkg allows any printable character in a
-// pkgver; the fuzzer found "A-!0-0-0.pkg.tar", which the router refuses,
-// so hosted publishing now refuses such names: internal/hosted unservable.)
-func FuzzParseFileName(f *testing.F) {
-	for _, s := range []string{"hello-1:2.0-1-x86_64.pkg.tar.zst", "a-b-c-1-1-any.pkg.tar", "x-1-1-any.pkg.tar.xz.sig", "-1-1-any.pkg.tar.zst"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		fn, err := alpm.ParseFileName(s)
-		if err != nil {
-			return
-		}
-		if fn.String() != s {
-			t.Fatalf("ParseFileName(%q).String() = %q", s, fn.String())
-		}
-		if len(s) <= 255 && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-+@:~") == "" && !validFile(s) {
-			t.Fatalf("ParseFileName(%q) accepts a name the router refuses", s)
 		}
 	})
 }

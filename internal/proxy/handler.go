@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mirrord/mirrord/config"
+	"github.com/mirrord/mirrord/internal/catalog"
 	"github.com/mirrord/mirrord/internal/fastpath"
 	"github.com/mirrord/mirrord/internal/fetch"
 	"github.com/mirrord/mirrord/internal/lockfree"
@@ -24,15 +24,13 @@ import (
 
 // Handler serves the tree.
 type Handler struct {
-	router  *Router
+	catalog *catalog.Catalog // routing, mirrors
 	store   *store.Store
 	fetcher *fetch.Fetcher
-	flights *lockfree.Group                // the fetcher's
-	mirrors map[string]*upstream.MirrorSet // "distro/repo" -> its mirrors; nil map: no upstream at all
+	flights *lockfree.Group // the fetcher's
 	cache   config.Cache
 	log     *slog.Logger
 	metrics *metrics
-	dbs     dbIndexes
 	missing negativeCache
 	index   http.Handler // folders; nil: 404
 }
@@ -43,8 +41,6 @@ type Options struct {
 	// sync so that a client joins a download the sync started. Nil: a
 	// private one.
 	Fetcher *fetch.Fetcher
-	// Upstream fetches misses; nil serves only what is in the tree.
-	Upstream *upstream.Client
 	// Index answers paths that name no file (folders, for the HTML
 	// index of internal/web); nil answers 404.
 	Index      http.Handler
@@ -52,8 +48,10 @@ type Options struct {
 	Registerer prometheus.Registerer
 }
 
-// New builds the tree handler for cfg over st.
-func New(cfg *config.Config, st *store.Store, opts Options) (*Handler, error) {
+// New builds the tree handler for cat's repos over st. Misses are fetched
+// from the catalog's mirror sets; a catalog without an upstream client
+// serves only what is in the tree.
+func New(cat *catalog.Catalog, st *store.Store, opts Options) (*Handler, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -61,40 +59,21 @@ func New(cfg *config.Config, st *store.Store, opts Options) (*Handler, error) {
 		opts.Registerer = prometheus.NewRegistry()
 	}
 	if opts.Fetcher == nil {
-		opts.Fetcher = fetch.New(st, &lockfree.Group{}, opts.Registerer)
+		opts.Fetcher = fetch.New(st, fetch.Options{Catalog: cat, Logger: opts.Logger, Registerer: opts.Registerer})
 	}
+	cfg := cat.Config()
 	h := &Handler{
-		router:  NewRouter(cfg),
+		catalog: cat,
 		index:   opts.Index,
 		store:   st,
 		fetcher: opts.Fetcher,
 		flights: opts.Fetcher.Flights(),
 		cache:   cfg.Cache,
 		log:     opts.Logger,
-		mirrors: map[string]*upstream.MirrorSet{},
 	}
-	h.dbs.store = st
-	h.dbs.log = opts.Logger
-	if opts.Upstream != nil {
-		for dn, d := range cfg.Distros {
-			for rn, r := range d.Repos {
-				if r.Mode == config.ModeHosted {
-					continue
-				}
-				ms, err := opts.Upstream.Mirrors(cfg.UpstreamsFor(dn, rn))
-				if err != nil {
-					return nil, fmt.Errorf("mirrors of %s/%s: %w", dn, rn, err)
-				}
-				h.mirrors[dn+"/"+rn] = ms
-				opts.Fetcher.Label(dn + "/" + rn)
-			}
-			if len(d.Upstreams) > 0 { // for the base files (lastupdate, lastsync)
-				ms, err := opts.Upstream.Mirrors(d.Upstreams)
-				if err != nil {
-					return nil, fmt.Errorf("mirrors of %s: %w", dn, err)
-				}
-				h.mirrors[dn+"/"] = ms
-			}
+	for _, r := range cat.Repos() {
+		if r.Mirrors != nil {
+			opts.Fetcher.Label(r.Key)
 		}
 	}
 	h.metrics = newMetrics(opts.Registerer, cfg, h.flights)
@@ -108,7 +87,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		httpError(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
-	t, err := h.router.Resolve(r.URL.Path)
+	t, err := h.catalog.Resolve(r.URL.Path)
 	if err != nil {
 		if h.index != nil {
 			h.index.ServeHTTP(w, r)
@@ -117,7 +96,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		httpError(w, "not found", http.StatusNotFound)
 		return
 	}
-	ms := h.mirrors[t.Distro+"/"+t.Repo]
+	ms := h.catalog.Mirrors(t)
 	switch {
 	case revalidates(t, ms):
 		h.serveMutable(w, r, t, ms)
@@ -138,7 +117,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // revalidates reports whether t is a proxy repo's database, signature or
 // sync stamp, which is served only after checking its age (serveMutable).
 // Every other file is served from the tree when it is there.
-func revalidates(t Target, ms *upstream.MirrorSet) bool {
+func revalidates(t catalog.Target, ms *upstream.MirrorSet) bool {
 	return ms != nil && t.Mode == config.ModeProxy && t.Mutable()
 }
 
@@ -156,13 +135,13 @@ func (h *Handler) AppendHit(dst []byte, req *fastpath.Request) (head []byte, res
 	if !plainPathOK(req.Path) {
 		return dst, resp, false
 	}
-	t, err := h.router.Resolve(req.Path)
+	t, err := h.catalog.Resolve(req.Path)
 	if err != nil {
 		return dst, resp, false
 	}
 	mutable := t.Mutable()
 	// Served from the tree only while younger than db_max_age (revalidates).
-	mustBeFresh := mutable && t.Mode == config.ModeProxy && h.mirrors[t.Distro+"/"+t.Repo] != nil
+	mustBeFresh := mutable && t.Mode == config.ModeProxy && h.catalog.Mirrors(t) != nil
 	data, f, m, ok := h.store.Hit(t.Rel, copyMax)
 	if !ok && mutable && !mustBeFresh {
 		// A hosted repo's {repo}.db is a link to {repo}.db.tar.gz: serve
@@ -253,7 +232,7 @@ const copyMax = 16 << 10
 
 // serveHit serves t from the tree if it is there; false means a miss.
 // Small files come from memory (store.Content), others by sendfile(2).
-func (h *Handler) serveHit(w http.ResponseWriter, r *http.Request, t Target, result string) bool {
+func (h *Handler) serveHit(w http.ResponseWriter, r *http.Request, t catalog.Target, result string) bool {
 	if data, m, ok := h.store.Content(t.Rel); ok {
 		h.store.Touch(t.Rel)
 		h.metrics.request(t, result)
@@ -322,7 +301,7 @@ func setLengthHeaders(hd http.Header, modTime time.Time, size int64) {
 // serveMutable serves a database, signature or sync stamp of a proxy
 // repo: from the tree while younger than cache.db_max_age, else after a
 // coalesced revalidation, or stale if upstream fails.
-func (h *Handler) serveMutable(w http.ResponseWriter, r *http.Request, t Target, ms *upstream.MirrorSet) {
+func (h *Handler) serveMutable(w http.ResponseWriter, r *http.Request, t catalog.Target, ms *upstream.MirrorSet) {
 	meta, err := h.store.Stat(t.Rel)
 	cached := err == nil
 	if cached && time.Since(meta.FetchedAt) < h.cache.DBMaxAge {
@@ -361,7 +340,7 @@ func (h *Handler) serveMutable(w http.ResponseWriter, r *http.Request, t Target,
 
 // serveMiss fetches an immutable file: the request joins the flight for
 // it or starts one, then streams the growing file.
-func (h *Handler) serveMiss(w http.ResponseWriter, r *http.Request, t Target, ms *upstream.MirrorSet) {
+func (h *Handler) serveMiss(w http.ResponseWriter, r *http.Request, t catalog.Target, ms *upstream.MirrorSet) {
 	if h.missing.has(t.Rel) {
 		h.metrics.request(t, resultNotFound)
 		httpError(w, "not found", http.StatusNotFound)
@@ -383,7 +362,7 @@ func (h *Handler) serveMiss(w http.ResponseWriter, r *http.Request, t Target, ms
 
 // serveHeadMiss answers a HEAD for a file that is neither cached nor in
 // flight by asking upstream with HEAD: a HEAD must not download the file.
-func (h *Handler) serveHeadMiss(w http.ResponseWriter, r *http.Request, t Target, ms *upstream.MirrorSet) {
+func (h *Handler) serveHeadMiss(w http.ResponseWriter, r *http.Request, t catalog.Target, ms *upstream.MirrorSet) {
 	resp, err := ms.Fetch(r.Context(), upstream.Request{Method: http.MethodHead, Repo: t.Repo, Arch: t.Arch, File: t.File})
 	if err != nil {
 		h.failed(w, t, err)
@@ -409,7 +388,7 @@ var errResponseStarted = errors.New("response started")
 // serveFlight streams a flight's file to one client. It returns an error
 // only while nothing has been written, so the caller can still choose the
 // answer (an error status, or a stale copy).
-func (h *Handler) serveFlight(w http.ResponseWriter, r *http.Request, t Target, f *lockfree.Flight, rd *lockfree.Reader, result string) error {
+func (h *Handler) serveFlight(w http.ResponseWriter, r *http.Request, t catalog.Target, f *lockfree.Flight, rd *lockfree.Reader, result string) error {
 	defer func() {
 		rd.Close()
 		if !h.cache.FillOnAbort {
@@ -472,7 +451,7 @@ func (h *Handler) serveFlight(w http.ResponseWriter, r *http.Request, t Target, 
 }
 
 // job describes the fetch of t for the fetcher.
-func (h *Handler) job(t Target, ms *upstream.MirrorSet) fetch.Job {
+func (h *Handler) job(t catalog.Target, ms *upstream.MirrorSet) fetch.Job {
 	j := fetch.Job{
 		Rel:     t.Rel,
 		Repo:    t.Distro + "/" + t.Repo,
@@ -481,34 +460,12 @@ func (h *Handler) job(t Target, ms *upstream.MirrorSet) fetch.Job {
 	}
 	if t.Mutable() {
 		j.MaxAge = h.cache.DBMaxAge
-		j.OnCommit = func() {
-			if isDB(t) {
-				h.dbs.invalidate(t)
-			}
-			if !strings.HasSuffix(t.Rel, ".sig") {
-				h.expire(t.Rel + ".sig")
-			}
-		}
-	} else {
-		j.Expect = func() (fetch.Expect, bool) { return h.dbs.expect(t) }
 	}
 	return j
 }
 
-// expire makes a cached file due for revalidation. A new db makes its
-// cached .sig suspect: pacman must never get a new db with the old one's
-// signature, so the pair is revalidated together.
-func (h *Handler) expire(rel string) {
-	if m, err := h.store.Stat(rel); err == nil {
-		m.FetchedAt = time.Time{}
-		if err := h.store.SetMeta(rel, m); err != nil {
-			h.log.Warn("expire cached file", "file", rel, "err", err)
-		}
-	}
-}
-
 // failed answers a request whose fetch failed before any byte was sent.
-func (h *Handler) failed(w http.ResponseWriter, t Target, err error) {
+func (h *Handler) failed(w http.ResponseWriter, t catalog.Target, err error) {
 	switch {
 	case errors.Is(err, upstream.ErrNotFound):
 		h.missing.add(t.Rel, h.cache.NegativeTTL)
@@ -526,31 +483,13 @@ func (h *Handler) failed(w http.ResponseWriter, t Target, err error) {
 	}
 }
 
-// Shutdown aborts every fill in progress and waits for them to end, so that
-// the store can close under no writer.
-func (h *Handler) Shutdown(ctx context.Context) {
-	var flights []*lockfree.Flight
-	h.flights.Range(func(_ string, f *lockfree.Flight) bool {
-		f.Abort(errors.New("shutting down"))
-		flights = append(flights, f)
-		return true
-	})
-	for _, f := range flights {
-		select {
-		case <-f.Done():
-		case <-ctx.Done():
-			return
-		}
-	}
-}
-
 // Guard refuses requests whose path is never valid (see CheckPath) with
 // 400 before any handler runs. It sits in front of the whole server so that
 // ServeMux never "cleans" a hostile path into a redirect. It also bounds
 // how long a request body may stall (see limitBodyStall).
 func Guard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := CheckPath(r.URL.Path, r.URL.EscapedPath()); err != nil {
+		if err := catalog.CheckPath(r.URL.Path, r.URL.EscapedPath()); err != nil {
 			httpError(w, "bad path", http.StatusBadRequest)
 			return
 		}
@@ -561,7 +500,7 @@ func Guard(next http.Handler) http.Handler {
 // setFileHeaders sets what every response for a file carries. The
 // Content-Type is explicit so that ServeContent never sniffs, and no
 // Content-Encoding is ever set: pacman checksums the bytes as sent.
-func setFileHeaders(hd http.Header, t Target) {
+func setFileHeaders(hd http.Header, t catalog.Target) {
 	hd["Content-Type"] = contentTypeOctet
 	if t.Mutable() {
 		hd["Cache-Control"] = cacheNoCache

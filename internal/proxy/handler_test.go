@@ -14,7 +14,9 @@ import (
 	"time"
 
 	"github.com/mirrord/mirrord/config"
+	"github.com/mirrord/mirrord/internal/catalog"
 	"github.com/mirrord/mirrord/internal/store"
+	"github.com/mirrord/mirrord/internal/upstream"
 )
 
 const secret = "TOP-SECRET-OUTSIDE-THE-TREE"
@@ -54,7 +56,7 @@ func newTestServerMem(t *testing.T, memory int64) (*httptest.Server, string) {
 	os.Symlink(filepath.Join(dir, "secret"), filepath.Join(repo, "abs-1-1-any.pkg.tar.zst"))
 	os.Symlink("../../../../../secret", filepath.Join(repo, "rel-1-1-any.pkg.tar.zst"))
 	os.Symlink("/etc/passwd", filepath.Join(repo, "passwd-1-1-any.pkg.tar.zst"))
-	h, err := New(testConfig(dir), st, Options{})
+	h, err := New(testCatalog(t, testConfig(dir), st, nil), st, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,44 +223,12 @@ func rawGet(t *testing.T, addr, path string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-func TestResolve(t *testing.T) {
-	r := NewRouter(testConfig(t.TempDir()))
-	tests := []struct {
-		path    string
-		want    Target
-		wantErr bool
-	}{
-		{path: "/archlinux/core/os/x86_64/core.db", want: Target{Distro: "archlinux", Repo: "core", Arch: "x86_64", File: "core.db", Mode: config.ModeProxy, Rel: "archlinux/core/os/x86_64/core.db"}},
-		{path: "/alarm/aarch64/core/core.db", want: Target{Distro: "alarm", Repo: "core", Arch: "aarch64", File: "core.db", Mode: config.ModeProxy, Rel: "alarm/aarch64/core/core.db"}},
-		{path: "/archlinux/custom/os/x86_64/a-1:2.0-1-any.pkg.tar.zst", want: Target{Distro: "archlinux", Repo: "custom", Arch: "x86_64", File: "a-1:2.0-1-any.pkg.tar.zst", Mode: config.ModeHosted, Rel: "archlinux/custom/os/x86_64/a-1:2.0-1-any.pkg.tar.zst"}},
-		{path: "/archlinux/lastupdate", want: Target{Distro: "archlinux", File: "lastupdate", Mode: config.ModeProxy, Rel: "archlinux/lastupdate"}},
-		{path: "/archlinux/core.db", wantErr: true},
-		{path: "/alarm/core/aarch64/core.db", wantErr: true}, // the ARM layout is $arch/$repo
-		{path: "/archlinux/core/os/aarch64/core.db", wantErr: true},
-		{path: "/archlinux/core/os/x86_64/", wantErr: true},
-		{path: "/archlinux", wantErr: true},
+// testCatalog is the catalog of cfg over st with up's mirror sets (nil: none).
+func testCatalog(tb testing.TB, cfg *config.Config, st *store.Store, up *upstream.Client) *catalog.Catalog {
+	tb.Helper()
+	cat, err := catalog.New(cfg, st, catalog.Options{Upstream: up})
+	if err != nil {
+		tb.Fatal(err)
 	}
-	for _, tt := range tests {
-		got, err := r.Resolve(tt.path)
-		if (err != nil) != tt.wantErr || (!tt.wantErr && got != tt.want) {
-			t.Errorf("Resolve(%q) = %+v, %v; want %+v, err %v", tt.path, got, err, tt.want, tt.wantErr)
-		}
-	}
-}
-
-func TestIsMutable(t *testing.T) {
-	tests := []struct {
-		file string
-		want bool
-	}{
-		{"core.db", true}, {"core.db.sig", true}, {"core.files", true}, {"core.files.sig", true},
-		{"core.db.tar.gz", true}, {"core.files.tar.zst.sig", true}, {"lastupdate", true}, {"lastsync", true},
-		{"bash-5.2-1-x86_64.pkg.tar.zst", false}, {"bash-5.2-1-x86_64.pkg.tar.zst.sig", false},
-		{"coreutils-9-1-x86_64.pkg.tar.xz", false},
-	}
-	for _, tt := range tests {
-		if got := IsMutable("core", tt.file); got != tt.want {
-			t.Errorf("IsMutable(core, %q) = %v, want %v", tt.file, got, tt.want)
-		}
-	}
+	return cat
 }

@@ -4,6 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mirrord/mirrord/config"
+	"github.com/mirrord/mirrord/internal/catalog"
 	"github.com/mirrord/mirrord/internal/lockfree"
 )
 
@@ -76,13 +77,13 @@ func newMetrics(reg prometheus.Registerer, cfg *config.Config, flights *lockfree
 	return m
 }
 
-func (m *metrics) request(t Target, result string) {
+func (m *metrics) request(t catalog.Target, result string) {
 	if rc := m.repos[repoKey{t.Distro, t.Repo}]; rc != nil {
 		rc.results[result].Inc()
 	}
 }
 
-func (m *metrics) served(t Target, n int64) {
+func (m *metrics) served(t catalog.Target, n int64) {
 	if rc := m.repos[repoKey{t.Distro, t.Repo}]; rc != nil {
 		rc.bytes.Add(float64(n))
 	}

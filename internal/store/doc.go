@@ -1,7 +1,8 @@
 // Package store owns mirrord's data directory: the tree of served files
 // (written temp file, fsync, rename, fsync dir, so a file in the tree is
 // always complete), the badger metadata beside it, an in-memory index with
-// batched last-access times, and size-bounded eviction.
+// batched last-access times (read by internal/evict, the cache policy),
+// and small files kept in memory for the hit path.
 //
 // Only this package imports badger; other packages keep their state through
 // its small key-value API (Put, Get, Delete, Scan).

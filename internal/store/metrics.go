@@ -2,18 +2,9 @@ package store
 
 import "github.com/prometheus/client_golang/prometheus"
 
-type metrics struct {
-	evictions prometheus.Counter
-}
-
-func newMetrics(reg prometheus.Registerer, s *Store) *metrics {
-	m := &metrics{
-		evictions: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "mirrord_cache_evictions_total",
-			Help: "Files removed from the tree by cache eviction.",
-		}),
-	}
-	reg.MustRegister(m.evictions,
+// registerMetrics registers the gauges of the tree's size on reg.
+func registerMetrics(reg prometheus.Registerer, s *Store) {
+	reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "mirrord_cache_size_bytes",
 			Help: "Total size of the files in the tree.",
@@ -23,5 +14,4 @@ func newMetrics(reg prometheus.Registerer, s *Store) *metrics {
 			Help: "Number of files in the tree.",
 		}, func() float64 { return float64(s.files.Load()) }),
 	)
-	return m
 }

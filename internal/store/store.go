@@ -43,24 +43,13 @@ type Meta struct {
 
 // Options configures Open.
 type Options struct {
-	// MaxSize bounds the bytes of evictable files; 0 means no bound.
-	MaxSize int64
-	// Evictable says whether a tree path may be evicted (package files of
-	// proxy repos); nil means nothing is.
-	Evictable func(rel string) bool
-	// KeepVersions keeps at most this many versions per package name and
-	// folder among the evictable files; 0 keeps all.
-	KeepVersions int
-	// Pinned says whether a file is named by its repo's current database,
-	// which protects it from the KeepVersions rule. Nil pins nothing.
-	Pinned func(rel string) bool
 	// MemorySize bounds the bytes of small files held in memory for the
 	// hit path (see Content); 0 holds none.
 	MemorySize int64
 	// MemoryFileMax is the largest file held in memory; default 1 MiB.
 	MemoryFileMax int64
-	// FlushInterval is how often batched access times reach badger and
-	// eviction runs; default 30s.
+	// FlushInterval is how often batched access times reach badger;
+	// default 30s.
 	FlushInterval time.Duration
 	// PrivateTree makes the tree readable by mirrord's user only (files
 	// 0600, folders 0700; storage.tree_mode private). By default files
@@ -88,22 +77,20 @@ type entry struct {
 
 // Store is the data directory. All methods are safe for concurrent use.
 type Store struct {
-	dir     string
-	root    *os.Root // the data directory: every path goes through it, so nothing escapes
-	tree    *os.Root // root's tree/ folder
-	tmp     *os.File // root's tmp/ folder, for Batch's renames (see Batch.Commit)
-	db      *badger.DB
-	opts    Options
-	log     *slog.Logger
-	metrics *metrics
+	dir  string
+	root *os.Root // the data directory: every path goes through it, so nothing escapes
+	tree *os.Root // root's tree/ folder
+	tmp  *os.File // root's tmp/ folder, for Batch's renames (see Batch.Commit)
+	db   *badger.DB
+	opts Options
+	log  *slog.Logger
 
 	index   stdsync.Map // tree path -> *entry
 	dirs    stdsync.Map // tree folder -> *os.Root, opened on first use (see Open)
 	size    atomic.Int64
 	files   atomic.Int64
-	memUsed atomic.Int64  // bytes held by entries' content
-	held    atomic.Int64  // files held open by entries (see OpenShared)
-	evictMu stdsync.Mutex // one eviction pass at a time; held across removals, never on the request path
+	memUsed atomic.Int64 // bytes held by entries' content
+	held    atomic.Int64 // files held open by entries (see OpenShared)
 	mode    treeModes
 	dirsOK  stdsync.Map // tree folder -> true once it exists with mode.dir (mkdirs)
 }
@@ -175,7 +162,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
 	s := &Store{dir: dir, root: root, tree: tree, tmp: tmp, db: db, opts: opts, log: opts.Logger, mode: modes(opts.PrivateTree)}
-	s.metrics = newMetrics(opts.Registerer, s)
+	registerMetrics(opts.Registerer, s)
 	if err := s.load(); err != nil {
 		s.Close()
 		return nil, err
@@ -509,19 +496,32 @@ func (s *Store) Stat(rel string) (Meta, error) {
 		m.LastAccess = time.Unix(0, e.lastAccess.Load())
 		return m, nil
 	}
-	if err := CleanPath(rel); err != nil {
-		return Meta{}, ErrNotFound
-	}
-	linfo, err := s.tree.Lstat(rel)
+	// Not committed through the store: placed by hand, or a hosted
+	// repo's {repo}.db link. A miss costs one fstatat in the folder.
+	var m Meta
+	regular := false
+	err := s.inFolder(rel, func(root *os.Root, name string) error {
+		linfo, err := root.Lstat(name)
+		if err != nil {
+			return ErrNotFound
+		}
+		info := linfo
+		if !linfo.Mode().IsRegular() {
+			if info, err = root.Stat(name); err != nil {
+				return ErrNotFound
+			}
+		}
+		if !info.Mode().IsRegular() {
+			return ErrNotFound
+		}
+		m = Meta{Size: info.Size(), LastModified: info.ModTime(), FetchedAt: info.ModTime()}
+		regular = linfo.Mode().IsRegular()
+		return nil
+	})
 	if err != nil {
 		return Meta{}, ErrNotFound
 	}
-	info, err := s.tree.Stat(rel)
-	if err != nil || !info.Mode().IsRegular() {
-		return Meta{}, ErrNotFound
-	}
-	m := Meta{Size: info.Size(), LastModified: info.ModTime(), FetchedAt: info.ModTime()}
-	if linfo.Mode().IsRegular() {
+	if regular {
 		s.put(rel, m)
 	}
 	return m, nil
@@ -534,41 +534,54 @@ func (s *Store) Stat(rel string) (Meta, error) {
 // through the tree's root costs an openat and a close per folder, through
 // the folder's own root a single openat, which matters on the hit path.
 func (s *Store) Open(rel string) (*os.File, error) {
+	var f *os.File
+	err := s.inFolder(rel, func(root *os.Root, name string) (err error) {
+		f, err = s.open(root, name)
+		return err
+	})
+	return f, err
+}
+
+// inFolder runs fn with the os.Root of rel's folder, kept once opened,
+// and rel's base name; fn reports a missing file as ErrNotFound. Through
+// the folder's own root a lookup costs one syscall; through the tree's
+// root, an openat and a close per folder on the way.
+func (s *Store) inFolder(rel string, fn func(root *os.Root, name string) error) error {
 	if err := CleanPath(rel); err != nil {
-		return nil, ErrNotFound
+		return ErrNotFound
 	}
 	dir, name := path.Split(rel)
 	if dir == "" {
-		return s.open(s.tree, name)
+		return fn(s.tree, name)
 	}
 	dir = dir[:len(dir)-1]
 	if v, ok := s.dirs.Load(dir); ok {
-		f, err := s.open(v.(*os.Root), name)
+		err := fn(v.(*os.Root), name)
 		if err == nil || !errors.Is(err, ErrNotFound) {
-			return f, err
+			return err
 		}
 		// The folder may have been removed and made again since its root
 		// was opened: then forget it and look once more. The old root is
 		// not closed here: other requests may be opening through it right
 		// now (closing it gave them "file already closed", a spurious
-		// miss, issue 7); os.Root closes itself once unreachable.
+		// miss); os.Root closes itself once unreachable.
 		if !s.staleRoot(dir, v.(*os.Root)) {
-			return nil, ErrNotFound
+			return ErrNotFound
 		}
 		s.dirs.CompareAndDelete(dir, v)
 	}
 	root, err := s.tree.OpenRoot(dir)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
-			return nil, ErrNotFound
+			return ErrNotFound
 		}
-		return nil, err
+		return err
 	}
 	if v, loaded := s.dirs.LoadOrStore(dir, root); loaded {
 		root.Close()
 		root = v.(*os.Root)
 	}
-	return s.open(root, name)
+	return fn(root, name)
 }
 
 // staleRoot reports whether root no longer is the tree's folder dir.
@@ -671,7 +684,18 @@ func (s *Store) Size() int64 { return s.size.Load() }
 // Files is the number of indexed files.
 func (s *Store) Files() int64 { return s.files.Load() }
 
-// Run flushes access times and evicts every FlushInterval until ctx ends.
+// Each calls fn for every indexed file, in no order, until fn returns
+// false (for the cache's eviction, internal/evict).
+func (s *Store) Each(fn func(rel string, m Meta) bool) {
+	s.index.Range(func(k, v any) bool {
+		e := v.(*entry)
+		m := *e.meta.Load()
+		m.LastAccess = time.Unix(0, e.lastAccess.Load())
+		return fn(k.(string), m)
+	})
+}
+
+// Run flushes access times every FlushInterval until ctx ends.
 func (s *Store) Run(ctx context.Context) error {
 	t := time.NewTicker(s.opts.FlushInterval)
 	defer t.Stop()
@@ -682,9 +706,6 @@ func (s *Store) Run(ctx context.Context) error {
 		case <-t.C:
 			if err := s.flushAccess(); err != nil {
 				s.log.Error("flush access times", "err", err)
-			}
-			if _, err := s.Evict(); err != nil {
-				s.log.Error("evict", "err", err)
 			}
 		}
 	}

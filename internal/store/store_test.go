@@ -3,7 +3,6 @@ package store
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -182,64 +181,6 @@ func TestTouchIsBatched(t *testing.T) {
 	}
 	if after, _ := s.Get(filePrefix + "a/f"); bytes.Equal(before, after) {
 		t.Error("flushAccess did not write the new access time")
-	}
-}
-
-func TestEvictLRU(t *testing.T) {
-	s := open(t, t.TempDir(), Options{
-		MaxSize:   25,
-		Evictable: func(rel string) bool { return strings.HasSuffix(rel, ".pkg.tar.zst") },
-	})
-	for i := range 4 {
-		name := fmt.Sprintf("r/p%d.pkg.tar.zst", i)
-		if err := s.WriteFile(name, make([]byte, 10), Meta{FetchedAt: time.Unix(int64(100+i), 0)}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	s.WriteFile("r/r.db", make([]byte, 100), Meta{FetchedAt: time.Unix(1, 0)}) // not evictable
-	s.Touch("r/p0.pkg.tar.zst")                                                // p0 is now the most recent
-	n, err := s.Evict()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n != 2 {
-		t.Errorf("Evict removed %d files, want 2", n)
-	}
-	for name, want := range map[string]bool{"r/p0.pkg.tar.zst": true, "r/p1.pkg.tar.zst": false, "r/p2.pkg.tar.zst": false, "r/p3.pkg.tar.zst": true, "r/r.db": true} {
-		_, err := s.Stat(name)
-		if got := err == nil; got != want {
-			t.Errorf("after Evict, %s present = %v, want %v", name, got, want)
-		}
-	}
-}
-
-func TestEvictKeepVersions(t *testing.T) {
-	s := open(t, t.TempDir(), Options{
-		KeepVersions: 2,
-		Evictable:    func(rel string) bool { return strings.Contains(rel, ".pkg.tar") },
-		Pinned:       func(rel string) bool { return strings.HasSuffix(rel, "/foo-1.0-1-x86_64.pkg.tar.zst") },
-	})
-	for _, name := range []string{
-		"foo-1.0-1-x86_64.pkg.tar.zst", "foo-1.0-1-x86_64.pkg.tar.zst.sig", "foo-1.1-1-x86_64.pkg.tar.zst",
-		"foo-1:0.1-1-x86_64.pkg.tar.zst", "foo-1.2-1-x86_64.pkg.tar.zst", "foo-1.2-1-x86_64.pkg.tar.zst.sig",
-		"foo-0.9-1-x86_64.pkg.tar.zst", "foo-0.9-1-x86_64.pkg.tar.zst.sig", "bar-1-1-any.pkg.tar.zst", "foo.db",
-	} {
-		s.WriteFile("r/"+name, []byte("x"), Meta{})
-	}
-	if _, err := s.Evict(); err != nil {
-		t.Fatal(err)
-	}
-	// Newest two by vercmp: 1:0.1-1 (epoch) and 1.2-1; 1.0-1 is pinned.
-	for name, want := range map[string]bool{
-		"foo-1:0.1-1-x86_64.pkg.tar.zst": true, "foo-1.2-1-x86_64.pkg.tar.zst": true, "foo-1.2-1-x86_64.pkg.tar.zst.sig": true,
-		"foo-1.0-1-x86_64.pkg.tar.zst": true, "foo-1.0-1-x86_64.pkg.tar.zst.sig": true,
-		"foo-1.1-1-x86_64.pkg.tar.zst": false, "foo-0.9-1-x86_64.pkg.tar.zst": false, "foo-0.9-1-x86_64.pkg.tar.zst.sig": false,
-		"bar-1-1-any.pkg.tar.zst": true, "foo.db": true,
-	} {
-		_, err := s.Stat("r/" + name)
-		if got := err == nil; got != want {
-			t.Errorf("after Evict, %s present = %v, want %v", name, got, want)
-		}
 	}
 }
 

@@ -2,6 +2,7 @@ package sync
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io/fs"
 	"os"
@@ -15,9 +16,9 @@ import (
 
 	"github.com/mirrord/mirrord/config"
 	"github.com/mirrord/mirrord/internal/alpm"
+	"github.com/mirrord/mirrord/internal/catalog"
 	"github.com/mirrord/mirrord/internal/faultserver"
 	"github.com/mirrord/mirrord/internal/fetch"
-	"github.com/mirrord/mirrord/internal/lockfree"
 	"github.com/mirrord/mirrord/internal/store"
 	"github.com/mirrord/mirrord/internal/upstream"
 )
@@ -129,6 +130,7 @@ type env struct {
 	cfg     *config.Config
 	dataDir string
 	store   *store.Store
+	cat     *catalog.Catalog
 	fetcher *fetch.Fetcher
 	up      *upstream.Client
 	sched   *Scheduler
@@ -165,8 +167,11 @@ func (e *env) open() {
 	if e.up, err = upstream.NewClient(upstream.Options{Retries: 0, StallTimeout: 2 * time.Second, Cooldown: time.Millisecond}, nil); err != nil {
 		e.t.Fatal(err)
 	}
-	e.fetcher = fetch.New(e.store, &lockfree.Group{}, nil)
-	if e.sched, err = New(e.cfg, e.store, Options{Fetcher: e.fetcher, Upstream: e.up, Registerer: e.reg, Now: e.clock.Now}); err != nil {
+	if e.cat, err = catalog.New(e.cfg, e.store, catalog.Options{Upstream: e.up}); err != nil {
+		e.t.Fatal(err)
+	}
+	e.fetcher = fetch.New(e.store, fetch.Options{Catalog: e.cat})
+	if e.sched, err = New(e.cat, e.store, Options{Fetcher: e.fetcher, Upstream: e.up, Registerer: e.reg, Now: e.clock.Now}); err != nil {
 		e.t.Fatal(err)
 	}
 	e.t.Cleanup(e.close)
@@ -177,11 +182,7 @@ func (e *env) close() {
 		return
 	}
 	// Fills run detached: let them end before badger closes.
-	e.fetcher.Flights().Range(func(_ string, f *lockfree.Flight) bool {
-		f.Abort(nil)
-		<-f.Done()
-		return true
-	})
+	e.fetcher.Shutdown(context.Background())
 	e.up.Close()
 	e.store.Close()
 	e.store = nil

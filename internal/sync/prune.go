@@ -65,7 +65,7 @@ func (rn *run) prune() error {
 	now := rn.s.now()
 	after := rn.s.cfg.Sync.PruneAfter
 	var errs []error
-	for _, arch := range rn.r.arches {
+	for _, arch := range rn.r.Arches {
 		dir := rn.dir(arch)
 		var due []string
 		err := rn.s.store.Scan(keyUnref+dir+"/", func(name string, val []byte) error {
@@ -88,8 +88,8 @@ func (rn *run) prune() error {
 				errs = append(errs, err)
 				continue
 			}
-			rn.s.metrics.pruned.WithLabelValues(rn.r.key).Inc()
-			rn.s.log.Debug("pruned", "repo", rn.r.key, "file", rel)
+			rn.s.metrics.pruned.WithLabelValues(rn.r.Key).Inc()
+			rn.s.log.Debug("pruned", "repo", rn.r.Key, "file", rel)
 		}
 	}
 	return errors.Join(errs...)

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/mirrord/mirrord/internal/alpm"
+	"github.com/mirrord/mirrord/internal/catalog"
 	"github.com/mirrord/mirrord/internal/fetch"
 	"github.com/mirrord/mirrord/internal/store"
 	"github.com/mirrord/mirrord/internal/upstream"
@@ -44,7 +45,7 @@ type run struct {
 
 	mu   stdsync.Mutex       // guards bad and good
 	bad  map[string]bool     // templates that sent bad bytes during this run
-	good *upstream.MirrorSet // r.mirrors without the bad ones; nil: r.mirrors
+	good *upstream.MirrorSet // r.Mirrors without the bad ones; nil: r.Mirrors
 
 	// batch holds the files download brought in, durable together (see
 	// download); set by download for the arch it runs.
@@ -62,7 +63,7 @@ func (rn *run) do(ctx context.Context) (string, error) {
 		return lu, rn.prune()
 	}
 	var errs []error
-	for _, arch := range rn.r.arches {
+	for _, arch := range rn.r.Arches {
 		if err := rn.syncArch(ctx, arch); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", arch, err))
 		}
@@ -81,9 +82,9 @@ func (rn *run) do(ctx context.Context) (string, error) {
 // lastupdate returns upstream's lastupdate, or "" when it has none or
 // cannot be read: then every db is checked with a conditional GET.
 func (rn *run) lastupdate(ctx context.Context) string {
-	resp, err := rn.r.mirrors.Fetch(ctx, upstream.Request{File: "lastupdate"})
+	resp, err := rn.r.Mirrors.Fetch(ctx, upstream.Request{File: "lastupdate"})
 	if err != nil {
-		rn.s.log.Debug("no lastupdate upstream", "repo", rn.r.key, "err", err)
+		rn.s.log.Debug("no lastupdate upstream", "repo", rn.r.Key, "err", err)
 		return ""
 	}
 	defer resp.Body.Close()
@@ -95,11 +96,11 @@ func (rn *run) lastupdate(ctx context.Context) string {
 	return v
 }
 
-func (rn *run) dir(arch string) string { return rn.s.cfg.RepoDir(rn.r.distro, rn.r.name, arch) }
+func (rn *run) dir(arch string) string { return rn.r.Dir(arch) }
 
 func (rn *run) dbsPresent() bool {
-	for _, arch := range rn.r.arches {
-		if _, err := rn.s.store.Stat(rn.dir(arch) + "/" + rn.r.name + ".db"); err != nil {
+	for _, arch := range rn.r.Arches {
+		if _, err := rn.s.store.Stat(rn.dir(arch) + "/" + rn.r.Name + ".db"); err != nil {
 			return false
 		}
 	}
@@ -128,7 +129,7 @@ func (st *staged) discard() {
 // signatures fetched and verified, then dbs published.
 func (rn *run) syncArch(ctx context.Context, arch string) error {
 	dir := rn.dir(arch)
-	name := rn.r.name
+	name := rn.r.Name
 	db, err := rn.stage(ctx, arch, dir+"/"+name+".db", true)
 	if err != nil {
 		return err
@@ -143,7 +144,7 @@ func (rn *run) syncArch(ctx context.Context, arch string) error {
 	}
 	defer files.discard()
 	if files.absent {
-		rn.s.log.Warn("upstream has no files db; keeping ours", "repo", rn.r.key, "file", files.rel)
+		rn.s.log.Warn("upstream has no files db; keeping ours", "repo", rn.r.Key, "file", files.rel)
 	}
 	var dbSig, filesSig *staged
 	// A db's signature changes with it; for an unchanged db the one in
@@ -162,6 +163,9 @@ func (rn *run) syncArch(ctx context.Context, arch string) error {
 	}
 	changed := db.tmp != nil
 	if changed {
+		// Until the new db is published, whoever fetches one of its
+		// packages (this sync, or a proxy client) checks it against it.
+		defer rn.s.catalog.Expecting(dir, db.db.expectations())()
 		if err := rn.download(ctx, arch, dir, db.db); err != nil {
 			return err
 		}
@@ -184,7 +188,7 @@ func (rn *run) syncArch(ctx context.Context, arch string) error {
 // must read as a database, or it counts as bad bytes.
 func (rn *run) stage(ctx context.Context, arch, rel string, parse bool) (*staged, error) {
 	file := rel[strings.LastIndexByte(rel, '/')+1:]
-	req := upstream.Request{Repo: rn.r.name, Arch: arch, File: file}
+	req := upstream.Request{Repo: rn.r.Name, Arch: arch, File: file}
 	if m, err := rn.s.store.Stat(rel); err == nil && rn.published(rel, m) {
 		req.IfModifiedSince, req.IfNoneMatch = m.LastModified, m.ETag
 	}
@@ -261,6 +265,15 @@ type pkgRef struct {
 	pgpSig string // %PGPSIG%, base64
 }
 
+// expectations is what the db says each package file must be.
+func (db *parsedDB) expectations() map[string]catalog.Expect {
+	m := make(map[string]catalog.Expect, len(db.pkgs))
+	for _, p := range db.pkgs {
+		m[p.file] = catalog.Expect{Size: p.size, SHA256: p.sha256}
+	}
+	return m
+}
+
 // slim keeps of db only what the sync needs: a parsed alpm.Package is some 600 bytes before its
 // strings, and those strings share the memory of the whole desc entry, so
 // the kept ones are copied. For 15,000 packages that is about 2 MB
@@ -334,17 +347,15 @@ func (rn *run) commit(st *staged) error {
 	}
 	st.tmp.Close()
 	st.tmp = nil
-	if rn.s.onPublish != nil {
-		rn.s.onPublish(st.rel)
-	}
+	rn.s.catalog.Committed(st.rel)
 	return nil
 }
 
 // want is one file a db names: a package, or its signature.
 type want struct {
 	file   string
-	expect *fetch.Expect // nil for signatures: upstream's length is all we know
-	sig    []byte        // a signature the db carries in %PGPSIG%
+	expect *catalog.Expect // nil for signatures: upstream's length is all we know
+	sig    []byte          // a signature the db carries in %PGPSIG%
 }
 
 // Batching of the downloaded files (see download).
@@ -381,9 +392,9 @@ func (rn *run) download(ctx context.Context, arch, dir string, db *parsedDB) (er
 		}
 	}()
 	// One listing of the folder instead of a stat per file: on a first
-	// sync nearly every file is missing, and a miss costs the store a
-	// walk of the path. A file that the proxy brings in after the listing
-	// is found by the fetch, which looks again inside its flight.
+	// sync nearly every file is missing. A file that the proxy brings in
+	// after the listing is found by the fetch, which looks again inside
+	// its flight.
 	entries, err := rn.s.store.ReadDir(dir)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("list %s: %w", dir, err)
@@ -396,7 +407,7 @@ func (rn *run) download(ctx context.Context, arch, dir string, db *parsedDB) (er
 	var total int64
 	var newSigs, oldSigs []string // signatures to ask upstream for: of packages fetched now, of the others
 	for _, p := range db.pkgs {
-		e := fetch.Expect{Size: p.size, SHA256: p.sha256}
+		e := catalog.Expect{Size: p.size, SHA256: p.sha256}
 		ok := false
 		if onDisk[p.file] {
 			if ok, err = rn.have(dir+"/"+p.file, e); err != nil {
@@ -487,13 +498,13 @@ func (rn *run) probeSigs(ctx context.Context, arch, dir string, fresh, old []str
 	}
 	if !found {
 		if !marked {
-			rn.s.log.Info("upstream publishes no package signatures; asking for a sample at each sync", "repo", rn.r.key, "folder", dir, "probes", len(sample))
+			rn.s.log.Info("upstream publishes no package signatures; asking for a sample at each sync", "repo", rn.r.Key, "folder", dir, "probes", len(sample))
 			rn.batch.Put(keyUnsigned+dir, []byte("1"))
 		}
 		return nil, nil
 	}
 	if marked {
-		rn.s.log.Info("upstream publishes package signatures again", "repo", rn.r.key, "folder", dir)
+		rn.s.log.Info("upstream publishes package signatures again", "repo", rn.r.Key, "folder", dir)
 		if err := rn.s.store.Delete(keyUnsigned + dir); err != nil {
 			return nil, err
 		}
@@ -526,14 +537,10 @@ func (rn *run) get(ctx context.Context, arch, dir string, w want) error {
 		rn.done(int64(len(w.sig)), true)
 		return rn.flushEarly()
 	}
-	job := fetch.Job{Rel: rel, Repo: rn.r.key, Request: upstream.Request{Repo: rn.r.name, Arch: arch, File: w.file, Resumable: true},
-		Listed: true, Batch: rn.batch}
+	job := fetch.Job{Rel: rel, Repo: rn.r.Key, Request: upstream.Request{Repo: rn.r.Name, Arch: arch, File: w.file, Resumable: true},
+		Batch: rn.batch}
 	if rn.s.limit != nil {
 		job.Limit = rn.s.limit
-	}
-	if w.expect != nil {
-		e := *w.expect
-		job.Expect = func() (fetch.Expect, bool) { return e, true }
 	}
 	err := rn.withMirrors(func(ms *upstream.MirrorSet) error {
 		job.Mirrors = ms
@@ -555,8 +562,9 @@ func (rn *run) get(ctx context.Context, arch, dir string, w want) error {
 			return err
 		}
 		if w.expect != nil {
-			// A flight we joined (the proxy's) may have been checked
-			// against an older db, or by length only.
+			// A flight that began before this sync announced its db
+			// (Expecting) was checked against the current db, or by
+			// length only.
 			ok, err := rn.have(rel, *w.expect)
 			if err != nil {
 				return err
@@ -609,7 +617,7 @@ func (rn *run) done(n int64, fetched bool) {
 // committed by the store records its sha256; one without (placed by hand,
 // or committed just before a crash) is hashed once. A file of the name
 // but other content is removed, so that it is fetched again.
-func (rn *run) have(rel string, e fetch.Expect) (bool, error) {
+func (rn *run) have(rel string, e catalog.Expect) (bool, error) {
 	m, err := rn.s.store.Stat(rel)
 	if err != nil {
 		return false, nil
@@ -627,7 +635,7 @@ func (rn *run) have(rel string, e fetch.Expect) (bool, error) {
 			return true, rn.s.store.SetMeta(rel, m)
 		}
 	}
-	rn.s.log.Warn("file in the tree differs from the database; fetching it again", "repo", rn.r.key, "file", rel)
+	rn.s.log.Warn("file in the tree differs from the database; fetching it again", "repo", rn.r.Key, "file", rel)
 	return false, rn.s.store.Remove(rel)
 }
 
@@ -658,10 +666,10 @@ func (rn *run) withMirrors(fn func(ms *upstream.MirrorSet) error) error {
 	if !isBadBytes(err) {
 		return err
 	}
-	if len(rn.r.templates) == 1 {
+	if len(rn.r.Templates) == 1 {
 		return err
 	}
-	for _, t := range rn.r.templates {
+	for _, t := range rn.r.Templates {
 		if rn.isBad(t) {
 			continue
 		}
@@ -679,10 +687,10 @@ func (rn *run) goodSet() (*upstream.MirrorSet, error) {
 	rn.mu.Lock()
 	defer rn.mu.Unlock()
 	if len(rn.bad) == 0 {
-		return rn.r.mirrors, nil
+		return rn.r.Mirrors, nil
 	}
 	if rn.good == nil {
-		return nil, fmt.Errorf("every mirror of %s sent bad bytes", rn.r.key)
+		return nil, fmt.Errorf("every mirror of %s sent bad bytes", rn.r.Key)
 	}
 	return rn.good, nil
 }
@@ -703,9 +711,9 @@ func (rn *run) markBad(t string, err error) {
 		rn.bad = map[string]bool{}
 	}
 	rn.bad[t] = true
-	rn.s.log.Warn("mirror sent bad bytes; not used for the rest of this sync", "repo", rn.r.key, "mirror", t, "err", err)
+	rn.s.log.Warn("mirror sent bad bytes; not used for the rest of this sync", "repo", rn.r.Key, "mirror", t, "err", err)
 	var rest []string
-	for _, x := range rn.r.templates {
+	for _, x := range rn.r.Templates {
 		if !rn.bad[x] {
 			rest = append(rest, x)
 		}

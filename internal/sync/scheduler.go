@@ -18,6 +18,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/mirrord/mirrord/config"
+	"github.com/mirrord/mirrord/internal/catalog"
 	"github.com/mirrord/mirrord/internal/fetch"
 	"github.com/mirrord/mirrord/internal/lockfree"
 	"github.com/mirrord/mirrord/internal/store"
@@ -49,11 +50,9 @@ type Options struct {
 	// client joins the sync's download and the sync reuses the proxy's
 	// cached files. Nil: a private one.
 	Fetcher *fetch.Fetcher
-	// Upstream builds the mirror sets of the repos. Required.
-	Upstream *upstream.Client
-	// OnPublish, if set, runs after a db file was published in the tree
-	// (e.g. to drop the proxy's parsed index of it).
-	OnPublish  func(rel string)
+	// Upstream builds the sets of one mirror each, which a sync falls
+	// back to when a mirror sends bad bytes; the catalog's client. Required.
+	Upstream   *upstream.Client
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 	// Now is the clock for timestamps and pruning; default time.Now. Tests
@@ -65,17 +64,17 @@ type Options struct {
 // Run, on demand from Trigger, or at once from Sync. At most one sync of a
 // repo runs at a time.
 type Scheduler struct {
-	cfg       *config.Config
-	store     *store.Store
-	fetcher   *fetch.Fetcher
-	up        *upstream.Client
-	onPublish func(string)
-	log       *slog.Logger
-	now       func() time.Time
-	metrics   *metrics
-	limit     *rate.Limiter    // sync.max_bandwidth, shared by every sync; nil: no cap
-	repos     map[string]*repo // "distro/repo" -> repo; fixed after New
-	order     []string         // keys of repos, sorted
+	cfg     *config.Config
+	catalog *catalog.Catalog
+	store   *store.Store
+	fetcher *fetch.Fetcher
+	up      *upstream.Client
+	log     *slog.Logger
+	now     func() time.Time
+	metrics *metrics
+	limit   *rate.Limiter    // sync.max_bandwidth, shared by every sync; nil: no cap
+	repos   map[string]*repo // "distro/repo" -> repo; fixed after New
+	order   []string         // keys of repos, sorted
 
 	// afterSync, if set (tests only), runs after every scheduled sync.
 	afterSync func(key string, err error)
@@ -86,12 +85,9 @@ type Scheduler struct {
 
 // repo is one mirror repo and its runtime state.
 type repo struct {
-	distro, name, key string
-	arches            []string
-	templates         []string
-	mirrors           *upstream.MirrorSet            // every template, health shared by all syncs
-	singles           map[string]*upstream.MirrorSet // each template alone, when there are several
-	interval          time.Duration
+	*catalog.Repo                                // Mirrors: every template
+	singles       map[string]*upstream.MirrorSet // each template alone, when there are several
+	interval      time.Duration
 
 	sem     chan struct{} // holds one token while a sync runs
 	trigger chan struct{} // cap 1: a pending on-demand sync
@@ -131,8 +127,9 @@ type Progress struct {
 	RateBytesPerSecond int64 `json:"rate_bytes_per_second"`
 }
 
-// New prepares the syncs of cfg's mirror repos and loads their state.
-func New(cfg *config.Config, st *store.Store, opts Options) (*Scheduler, error) {
+// New prepares the syncs of the catalog's mirror repos and loads their
+// state.
+func New(cat *catalog.Catalog, st *store.Store, opts Options) (*Scheduler, error) {
 	if opts.Upstream == nil {
 		return nil, errors.New("sync: no upstream client")
 	}
@@ -143,50 +140,50 @@ func New(cfg *config.Config, st *store.Store, opts Options) (*Scheduler, error) 
 		opts.Now = time.Now
 	}
 	if opts.Fetcher == nil {
-		opts.Fetcher = fetch.New(st, &lockfree.Group{}, opts.Registerer)
+		opts.Fetcher = fetch.New(st, fetch.Options{Catalog: cat, Logger: opts.Logger, Registerer: opts.Registerer})
 	}
-	s := &Scheduler{cfg: cfg, store: st, fetcher: opts.Fetcher, up: opts.Upstream, onPublish: opts.OnPublish,
+	cfg := cat.Config()
+	s := &Scheduler{cfg: cfg, catalog: cat, store: st, fetcher: opts.Fetcher, up: opts.Upstream,
 		log: opts.Logger, now: opts.Now, repos: map[string]*repo{}}
 	if bw := int64(cfg.Sync.MaxBandwidth); bw > 0 {
 		// A burst of a tenth of a second, at least one read buffer.
 		s.limit = rate.NewLimiter(rate.Limit(bw), int(max(bw/10, 64<<10)))
 	}
-	for dn, d := range cfg.Distros {
-		for rn, rc := range d.Repos {
-			if rc.Mode != config.ModeMirror {
-				continue
-			}
-			templates := cfg.UpstreamsFor(dn, rn)
-			ms, err := opts.Upstream.Mirrors(templates)
-			if err != nil {
-				return nil, fmt.Errorf("mirrors of %s/%s: %w", dn, rn, err)
-			}
-			r := &repo{distro: dn, name: rn, key: dn + "/" + rn, arches: d.Arch, templates: templates, mirrors: ms,
-				interval: rc.SyncInterval, sem: make(chan struct{}, 1), trigger: make(chan struct{}, 1)}
-			if r.interval <= 0 {
-				r.interval = DefaultInterval
-			}
-			if len(templates) > 1 {
-				r.singles = map[string]*upstream.MirrorSet{}
-				for _, t := range templates {
-					if r.singles[t], err = opts.Upstream.Mirrors([]string{t}); err != nil {
-						return nil, fmt.Errorf("mirrors of %s/%s: %w", dn, rn, err)
-					}
-				}
-			}
-			r.state.Repo = r.key
-			if val, err := st.Get(keyState + r.key); err == nil {
-				if err := json.Unmarshal(val, &r.state); err != nil {
-					s.log.Warn("dropping unreadable sync state", "repo", r.key, "err", err)
-				}
-				r.state.Repo, r.state.Running, r.state.Progress = r.key, false, nil
-			} else if !errors.Is(err, store.ErrNotFound) {
-				return nil, fmt.Errorf("load sync state of %s: %w", r.key, err)
-			}
-			s.repos[r.key] = r
-			s.order = append(s.order, r.key)
-			opts.Fetcher.Label(r.key)
+	for _, cr := range cat.Repos() {
+		if cr.Mode != config.ModeMirror {
+			continue
 		}
+		if cr.Mirrors == nil {
+			return nil, fmt.Errorf("sync: the catalog has no mirrors for %s", cr.Key)
+		}
+		r := &repo{Repo: cr, interval: cfg.Distros[cr.Distro].Repos[cr.Name].SyncInterval,
+			sem: make(chan struct{}, 1), trigger: make(chan struct{}, 1)}
+		if r.interval <= 0 {
+			r.interval = DefaultInterval
+		}
+		if len(r.Templates) > 1 {
+			// Health is per mirror, shared with r.Mirrors (upstream.Client.Mirrors).
+			r.singles = map[string]*upstream.MirrorSet{}
+			for _, t := range r.Templates {
+				ms, err := opts.Upstream.Mirrors([]string{t})
+				if err != nil {
+					return nil, fmt.Errorf("mirrors of %s: %w", r.Key, err)
+				}
+				r.singles[t] = ms
+			}
+		}
+		r.state.Repo = r.Key
+		if val, err := st.Get(keyState + r.Key); err == nil {
+			if err := json.Unmarshal(val, &r.state); err != nil {
+				s.log.Warn("dropping unreadable sync state", "repo", r.Key, "err", err)
+			}
+			r.state.Repo, r.state.Running, r.state.Progress = r.Key, false, nil
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return nil, fmt.Errorf("load sync state of %s: %w", r.Key, err)
+		}
+		s.repos[r.Key] = r
+		s.order = append(s.order, r.Key)
+		opts.Fetcher.Label(r.Key)
 	}
 	sort.Strings(s.order)
 	s.metrics = newMetrics(opts.Registerer, s.order)
@@ -205,7 +202,7 @@ func (s *Scheduler) Repos(distro, repo string) ([]string, error) {
 	var keys []string
 	for _, k := range s.order {
 		r := s.repos[k]
-		if (distro == "" || r.distro == distro) && (repo == "" || r.name == repo) {
+		if (distro == "" || r.Distro == distro) && (repo == "" || r.Name == repo) {
 			keys = append(keys, k)
 		}
 	}
@@ -270,10 +267,10 @@ func (s *Scheduler) loop(ctx context.Context, r *repo) {
 		}
 		err := s.syncRepo(ctx, r)
 		if err != nil && ctx.Err() == nil {
-			s.log.Warn("sync failed; serving the previous state", "repo", r.key, "err", err)
+			s.log.Warn("sync failed; serving the previous state", "repo", r.Key, "err", err)
 		}
 		if s.afterSync != nil {
-			s.afterSync(r.key, err)
+			s.afterSync(r.Key, err)
 		}
 		// ±10% spreads the repos and the mirrors of many machines over
 		// the hour instead of hitting upstream on the same second.
@@ -363,7 +360,7 @@ func (s *Scheduler) syncRepo(ctx context.Context, r *repo) error {
 	prev := r.state
 	r.mu.Unlock()
 	s.saveState(r)
-	s.log.Info("sync started", "repo", r.key)
+	s.log.Info("sync started", "repo", r.Key)
 
 	run := &run{s: s, r: r, prev: prev}
 	lastupdate, err := run.do(ctx)
@@ -386,18 +383,18 @@ func (s *Scheduler) syncRepo(ctx context.Context, r *repo) error {
 	s.saveState(r)
 
 	m := s.metrics
-	m.duration.WithLabelValues(r.key).Set(took.Seconds())
-	m.files.WithLabelValues(r.key).Add(float64(run.files.Load()))
-	m.bytes.WithLabelValues(r.key).Add(float64(run.bytes.Load()))
+	m.duration.WithLabelValues(r.Key).Set(took.Seconds())
+	m.files.WithLabelValues(r.Key).Add(float64(run.files.Load()))
+	m.bytes.WithLabelValues(r.Key).Add(float64(run.bytes.Load()))
 	if err != nil {
-		m.failures.WithLabelValues(r.key).Inc()
+		m.failures.WithLabelValues(r.Key).Inc()
 		return err
 	}
-	m.lastSuccess.WithLabelValues(r.key).Set(float64(success.Unix()))
-	if err := s.writeStamps(r.distro); err != nil {
+	m.lastSuccess.WithLabelValues(r.Key).Set(float64(success.Unix()))
+	if err := s.writeStamps(r.Distro); err != nil {
 		return err
 	}
-	s.log.Info("sync done", "repo", r.key, "files", run.files.Load(), "bytes", run.bytes.Load(),
+	s.log.Info("sync done", "repo", r.Key, "files", run.files.Load(), "bytes", run.bytes.Load(),
 		"duration_seconds", took.Seconds(), "unchanged", run.unchanged)
 	return nil
 }
@@ -408,9 +405,9 @@ func (s *Scheduler) saveState(r *repo) {
 	r.mu.Unlock()
 	st.Running, st.Progress = false, nil
 	val, _ := json.Marshal(st)
-	if err := s.store.Put(keyState+r.key, val); err != nil {
+	if err := s.store.Put(keyState+r.Key, val); err != nil {
 		// The state is a record, not a requirement: the tree stays right.
-		s.log.Warn("save sync state", "repo", r.key, "err", err)
+		s.log.Warn("save sync state", "repo", r.Key, "err", err)
 	}
 }
 
@@ -428,7 +425,7 @@ func (s *Scheduler) writeStamps(distro string) error {
 	oldest := int64(-1)
 	for _, k := range s.order {
 		r := s.repos[k]
-		if r.distro != distro {
+		if r.Distro != distro {
 			continue
 		}
 		r.mu.Lock()

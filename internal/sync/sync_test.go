@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/mirrord/mirrord/config"
+	"github.com/mirrord/mirrord/internal/catalog"
 	"github.com/mirrord/mirrord/internal/faultserver"
 	"github.com/mirrord/mirrord/internal/fetch"
 	"github.com/mirrord/mirrord/internal/store"
@@ -533,5 +535,60 @@ func TestUnsignedRepoIsProbed(t *testing.T) {
 	}
 	if _, err := e.store.Get(keyUnsigned + "archlinux/" + archDir); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("repo that signs still marked unsigned: err = %v", err)
+	}
+}
+
+// TestProxyAndSyncVerifyAlike: a package the sync's new db names is
+// checked against that db whoever fetches it first, the sync (a proxy
+// client joins its flight) or a proxy client (the sync comes to the file
+// later): upstream's wrong bytes fail both ways, and never reach the tree.
+func TestProxyAndSyncVerifyAlike(t *testing.T) {
+	alpha, zeta := "alpha-1.0-1-x86_64.pkg.tar.zst", "zeta-1.0-1-x86_64.pkg.tar.zst"
+	for _, proxyFirst := range []bool{false, true} {
+		t.Run(fmt.Sprintf("proxy first %v", proxyFirst), func(t *testing.T) {
+			up, _ := coreUpstream(t, false, "alpha", "zeta")
+			cfg := archConfig(t, up)
+			cfg.Sync.Concurrency = 1 // the sync takes the files one by one, alpha first
+			e := newEnv(t, cfg)
+			ms := e.cat.Mirrors(catalog.Target{Distro: "archlinux", Repo: "core"})
+			rel := "archlinux/" + archDir + "/" + zeta
+			proxyJob := fetch.Job{Rel: rel, Repo: "archlinux/core", Mirrors: ms,
+				Request: upstream.Request{Repo: "core", Arch: "x86_64", File: zeta, Resumable: true}}
+			gate := make(chan struct{})
+			held := alpha // the file the sync waits at while the proxy client comes
+			if !proxyFirst {
+				held = zeta
+			}
+			up.SetFault("/"+archDir+"/"+zeta, faultserver.Fault{Corrupt: true})
+			up.SetFault("/"+archDir+"/"+held, faultserver.Fault{Corrupt: held == zeta, Gate: gate, GateAfter: 100})
+			at := make(chan struct{})
+			e.sched.joined = func(r string) {
+				if strings.HasSuffix(r, "/"+held) {
+					close(at)
+				}
+			}
+			done := make(chan error, 1)
+			go func() { done <- e.sched.Sync(context.Background(), "archlinux", "core") }()
+			<-at // the sync announced its db and holds a flight
+			f, rd, leader := e.fetcher.Join(t.Context(), proxyJob)
+			if leader != proxyFirst {
+				t.Fatalf("the proxy client leads the flight: %v, want %v", leader, proxyFirst)
+			}
+			if proxyFirst {
+				<-f.Done() // before the sync gets to zeta
+			}
+			close(gate)
+			<-f.Done()
+			rd.Close()
+			if err := f.Err(); !errors.Is(err, fetch.ErrVerify) {
+				t.Errorf("the proxy client's flight of wrong bytes ended with %v, want ErrVerify", err)
+			}
+			if err := <-done; !errors.Is(err, fetch.ErrVerify) {
+				t.Errorf("Sync = %v, want ErrVerify", err)
+			}
+			if _, err := os.Stat(filepath.Join(e.tree(), rel)); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("wrong bytes of %s reached the tree (stat: %v)", zeta, err)
+			}
+		})
 	}
 }

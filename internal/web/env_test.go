@@ -22,9 +22,9 @@ import (
 	"github.com/mirrord/mirrord/config"
 	"github.com/mirrord/mirrord/internal/alpm"
 	"github.com/mirrord/mirrord/internal/api"
+	"github.com/mirrord/mirrord/internal/catalog"
 	"github.com/mirrord/mirrord/internal/fetch"
 	"github.com/mirrord/mirrord/internal/hosted"
-	"github.com/mirrord/mirrord/internal/lockfree"
 	"github.com/mirrord/mirrord/internal/proxy"
 	"github.com/mirrord/mirrord/internal/store"
 	"github.com/mirrord/mirrord/internal/sync"
@@ -151,10 +151,12 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fetcher := fetch.New(st, &lockfree.Group{}, reg)
-	var tree *proxy.Handler
-	sched, err := sync.New(cfg, st, sync.Options{Fetcher: fetcher, Upstream: client, Registerer: reg,
-		OnPublish: func(rel string) { tree.Invalidate(rel) }})
+	cat, err := catalog.New(cfg, st, catalog.Options{Upstream: client})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fetcher := fetch.New(st, fetch.Options{Catalog: cat, Registerer: reg})
+	sched, err := sync.New(cat, st, sync.Options{Fetcher: fetcher, Upstream: client, Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,12 +164,12 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := api.New(cfg, st, api.Options{Publisher: pub, Syncer: sched, InFlight: fetcher.Flights().Len, Registerer: reg, AdminToken: adminSum[:]})
-	ui, err := New(cfg, a, st, Options{Gatherer: reg})
+	a := api.New(cat, st, api.Options{Publisher: pub, Syncer: sched, InFlight: fetcher.Flights().Len, Registerer: reg, AdminToken: adminSum[:]})
+	ui, err := New(cat, a, st, Options{Gatherer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
-	tree, err = proxy.New(cfg, st, proxy.Options{Fetcher: fetcher, Upstream: client, Index: ui.Index(), Registerer: reg})
+	tree, err := proxy.New(cat, st, proxy.Options{Fetcher: fetcher, Index: ui.Index(), Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +189,7 @@ func newEnv(t *testing.T) *env {
 		srv.Close()
 		cancel()
 		<-done
-		tree.Shutdown(context.Background())
+		fetcher.Shutdown(context.Background())
 		st.Close()
 		client.Close()
 	})

@@ -14,67 +14,9 @@ import (
 
 	"github.com/mirrord/mirrord/config"
 	"github.com/mirrord/mirrord/internal/api"
+	"github.com/mirrord/mirrord/internal/catalog"
 	"github.com/mirrord/mirrord/internal/store"
 )
-
-// folder is a folder of the tree that the configuration defines: a
-// distro's base, a step of its layout, or a repo's arch folder.
-type folder struct {
-	distro string
-	layout []string // the distro's layout segments
-	segs   []string // the path's segments after the distro
-	repo   string   // "" until the path names it
-	arch   string
-}
-
-// repoDir reports whether the folder holds a repo's files.
-func (f folder) repoDir() bool { return len(f.segs) == len(f.layout) }
-
-// rel is the folder's path in the tree, without a trailing '/'.
-func (f folder) rel() string { return strings.Join(append([]string{f.distro}, f.segs...), "/") }
-
-// resolveFolder maps "/archlinux/core/os/" (with or without its trailing
-// '/') to the folder, following the distro's layout: "$repo" must be a
-// repo, "$arch" an arch, any other segment itself.
-func (u *UI) resolveFolder(path string) (folder, bool) {
-	path = strings.Trim(path, "/")
-	if path == "" {
-		return folder{}, false
-	}
-	parts := strings.Split(path, "/")
-	d, ok := u.cfg.Distros[parts[0]]
-	if !ok {
-		return folder{}, false
-	}
-	f := folder{distro: parts[0], layout: strings.Split(d.Layout, "/"), segs: parts[1:]}
-	if len(f.segs) > len(f.layout) {
-		return folder{}, false
-	}
-	for i, seg := range f.segs {
-		switch f.layout[i] {
-		case "$repo":
-			if _, ok := d.Repos[seg]; !ok {
-				return folder{}, false
-			}
-			f.repo = seg
-		case "$arch":
-			if !slices.Contains(d.Arch, seg) {
-				return folder{}, false
-			}
-			f.arch = seg
-		default:
-			if seg != f.layout[i] {
-				return folder{}, false
-			}
-		}
-	}
-	if f.repo == "" && !slices.Contains(f.layout, "$repo") {
-		for name := range d.Repos { // a layout without $repo has one repo
-			f.repo = name
-		}
-	}
-	return f, true
-}
 
 // entry is one line of an index.
 type entry struct {
@@ -109,7 +51,7 @@ func (u *UI) index(w http.ResponseWriter, r *http.Request) {
 		plainError(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
-	f, ok := u.resolveFolder(r.URL.Path)
+	f, ok := u.catalog.Folder(r.URL.Path)
 	if !ok {
 		plainError(w, "not found", http.StatusNotFound)
 		return
@@ -123,11 +65,11 @@ func (u *UI) index(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	by, desc := sortParams(r.URL.Query().Get("sort"), r.URL.Query().Get("order"))
-	if !f.repoDir() {
+	if !f.RepoDir() {
 		// A handful of entries, from the config: rendered each time.
 		d, err := u.indexData(f, by, desc)
 		if err != nil {
-			u.log.Error("list folder", "path", "/"+f.rel()+"/", "err", err)
+			u.log.Error("list folder", "path", "/"+f.Rel()+"/", "err", err)
 			plainError(w, "internal error listing the folder", http.StatusInternalServerError)
 			return
 		}
@@ -139,7 +81,7 @@ func (u *UI) index(w http.ResponseWriter, r *http.Request) {
 
 // repoIndex serves a repo folder's page from u.indexes: rendered once per
 // version of the folder and sort order, then written from memory.
-func (u *UI) repoIndex(w http.ResponseWriter, r *http.Request, f folder, by string, desc bool) {
+func (u *UI) repoIndex(w http.ResponseWriter, r *http.Request, f catalog.Folder, by string, desc bool) {
 	arrived := u.indexes.now()
 	render := func() ([]byte, error) {
 		d, err := u.indexData(f, by, desc)
@@ -150,15 +92,15 @@ func (u *UI) repoIndex(w http.ResponseWriter, r *http.Request, f folder, by stri
 	}
 	var body []byte
 	var etag string
-	info, err := u.tree.Lstat(f.rel())
+	info, err := u.tree.Lstat(f.Rel())
 	switch {
 	case err == nil:
-		body, etag, err = u.indexes.get(pageKey{rel: f.rel(), sort: by, desc: desc}, versionOf(info), arrived, render)
+		body, etag, err = u.indexes.get(pageKey{rel: f.Rel(), sort: by, desc: desc}, versionOf(info), arrived, render)
 	case isNotFound(err):
 		body, err = render() // no folder yet: nothing in it, nothing to key on
 	}
 	if err != nil {
-		u.log.Error("list folder", "path", "/"+f.rel()+"/", "err", err)
+		u.log.Error("list folder", "path", "/"+f.Rel()+"/", "err", err)
 		plainError(w, "internal error listing the folder", http.StatusInternalServerError)
 		return
 	}
@@ -172,22 +114,22 @@ func (u *UI) repoIndex(w http.ResponseWriter, r *http.Request, f folder, by stri
 }
 
 // indexData lists folder f sorted by the column by.
-func (u *UI) indexData(f folder, by string, desc bool) (indexData, error) {
-	d := indexData{Path: "/" + f.rel() + "/"}
-	d.Crumbs = append(d.Crumbs, crumb{Name: f.distro, Href: "/" + url.PathEscape(f.distro) + "/"})
+func (u *UI) indexData(f catalog.Folder, by string, desc bool) (indexData, error) {
+	d := indexData{Path: "/" + f.Rel() + "/"}
+	d.Crumbs = append(d.Crumbs, crumb{Name: f.Distro, Href: "/" + url.PathEscape(f.Distro) + "/"})
 	href := d.Crumbs[0].Href
-	for _, s := range f.segs {
+	for _, s := range f.Segs {
 		href += url.PathEscape(s) + "/"
 		d.Crumbs = append(d.Crumbs, crumb{Name: s, Href: href})
 	}
 	d.Parent = "../"
-	if len(f.segs) == 0 {
+	if len(f.Segs) == 0 {
 		d.Parent = "/"
 	}
 	var err error
-	if f.repoDir() {
-		d.Mode = u.cfg.Distros[f.distro].Repos[f.repo].Mode
-		d.RepoHref = repoURL(f.distro, f.repo)
+	if f.RepoDir() {
+		d.Mode = u.cfg.Distros[f.Distro].Repos[f.Repo].Mode
+		d.RepoHref = repoURL(f.Distro, f.Repo)
 		d.Entries, err = u.repoEntries(f, &d)
 	} else {
 		d.Entries, err = u.folderEntries(f)
@@ -210,10 +152,10 @@ func (u *UI) indexData(f folder, by string, desc bool) (indexData, error) {
 
 // folderEntries lists the folders the layout allows below f (and, at a
 // distro's base, its sync stamps), dated by the tree when it has them.
-func (u *UI) folderEntries(f folder) ([]entry, error) {
-	d := u.cfg.Distros[f.distro]
+func (u *UI) folderEntries(f catalog.Folder) ([]entry, error) {
+	d := u.cfg.Distros[f.Distro]
 	var names []string
-	switch next := f.layout[len(f.segs)]; next {
+	switch next := f.Layout[len(f.Segs)]; next {
 	case "$repo":
 		names = sortedKeys(d.Repos)
 	case "$arch":
@@ -222,7 +164,7 @@ func (u *UI) folderEntries(f folder) ([]entry, error) {
 		names = []string{next}
 	}
 	present := map[string]fs.DirEntry{}
-	list, err := u.tree.ReadDir(f.rel())
+	list, err := u.tree.ReadDir(f.Rel())
 	if err != nil && !isNotFound(err) {
 		return nil, err
 	}
@@ -239,9 +181,9 @@ func (u *UI) folderEntries(f folder) ([]entry, error) {
 		}
 		out = append(out, e)
 	}
-	if len(f.segs) == 0 {
+	if len(f.Segs) == 0 {
 		for _, stamp := range []string{"lastsync", "lastupdate"} {
-			if m, err := u.tree.Stat(f.distro + "/" + stamp); err == nil {
+			if m, err := u.tree.Stat(f.Distro + "/" + stamp); err == nil {
 				out = append(out, entry{Name: stamp, Href: stamp, Size: m.Size, ModTime: m.LastModified})
 			}
 		}
@@ -252,8 +194,8 @@ func (u *UI) folderEntries(f folder) ([]entry, error) {
 // repoEntries lists a repo folder: the files of the tree that the tree
 // handler serves there, and, outside hosted repos, the packages the db
 // names that are not cached yet (a GET fetches them).
-func (u *UI) repoEntries(f folder, d *indexData) ([]entry, error) {
-	list, err := u.tree.ReadDir(f.rel())
+func (u *UI) repoEntries(f catalog.Folder, d *indexData) ([]entry, error) {
+	list, err := u.tree.ReadDir(f.Rel())
 	if err != nil && !isNotFound(err) {
 		return nil, err
 	}
@@ -264,13 +206,13 @@ func (u *UI) repoEntries(f folder, d *indexData) ([]entry, error) {
 		if de.IsDir() {
 			continue
 		}
-		if _, err := u.router.Resolve("/" + f.rel() + "/" + name); err != nil {
+		if _, err := u.catalog.Resolve("/" + f.Rel() + "/" + name); err != nil {
 			continue // not servable: temp or stray files
 		}
 		e := entry{Name: name, Href: "./" + url.PathEscape(name), Size: -1}
 		if de.Type()&fs.ModeSymlink != 0 {
 			// A hosted repo's {repo}.db: described by its target.
-			m, err := u.tree.Stat(f.rel() + "/" + name)
+			m, err := u.tree.Stat(f.Rel() + "/" + name)
 			if err != nil {
 				continue // dangling
 			}
@@ -288,14 +230,14 @@ func (u *UI) repoEntries(f folder, d *indexData) ([]entry, error) {
 		return out, nil
 	}
 	if d.Mode == config.ModeProxy {
-		for _, db := range []string{f.repo + ".db", f.repo + ".files"} {
+		for _, db := range []string{f.Repo + ".db", f.Repo + ".files"} {
 			if !have[db] {
 				out = append(out, entry{Name: db, Href: "./" + url.PathEscape(db), Size: -1, Note: "not cached"})
 				d.Named++
 			}
 		}
 	}
-	page, err := u.api.Packages(f.distro, f.repo, f.arch, "", 1, 1<<30)
+	page, err := u.api.Packages(f.Distro, f.Repo, f.Arch, "", 1, 1<<30)
 	if err != nil {
 		if api.HTTPStatus(err) == http.StatusNotFound {
 			return out, nil // no db yet: only what is cached

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/mirrord/mirrord/config"
+	"github.com/mirrord/mirrord/internal/alpm"
 	"github.com/mirrord/mirrord/internal/api"
 	"github.com/mirrord/mirrord/internal/hosted"
 	"github.com/mirrord/mirrord/internal/pgp"
@@ -267,7 +268,7 @@ func (u *UI) pkg(w http.ResponseWriter, r *http.Request) {
 			if provs := u.api.Providers(distro, arch, dep); len(provs) > 0 {
 				first := provs[0]
 				l.Href = pkgURL(first.Distro, first.Repo, first.Arch, first.Package.Name)
-				if first.Package.Name != api.DepName(dep) {
+				if first.Package.Name != alpm.DepName(dep) {
 					l.Via = first.Package.Name
 				}
 				l.Others = len(provs) - 1

@@ -19,7 +19,7 @@ import (
 
 	"github.com/mirrord/mirrord/config"
 	"github.com/mirrord/mirrord/internal/api"
-	"github.com/mirrord/mirrord/internal/proxy"
+	"github.com/mirrord/mirrord/internal/catalog"
 	"github.com/mirrord/mirrord/internal/store"
 )
 
@@ -51,7 +51,7 @@ type UI struct {
 	cfg     *config.Config
 	api     *api.Handler
 	tree    Tree
-	router  *proxy.Router
+	catalog *catalog.Catalog // routing and the layout's folders
 	gather  prometheus.Gatherer
 	log     *slog.Logger
 	pages   map[string]*template.Template
@@ -65,16 +65,17 @@ type UI struct {
 // layout.html.
 var pageNames = []string{"home", "search", "repo", "package", "index", "error"}
 
-// New builds the UI over the read API a (the same one main mounts at
-// /api/v1/) and the tree.
-func New(cfg *config.Config, a *api.Handler, tree Tree, opts Options) (*UI, error) {
+// New builds the UI of cat's repos over the read API a (the same one main
+// mounts at /api/v1/) and the tree.
+func New(cat *catalog.Catalog, a *api.Handler, tree Tree, opts Options) (*UI, error) {
+	cfg := cat.Config()
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	if opts.IndexCacheBytes <= 0 {
 		opts.IndexCacheBytes = 64 << 20
 	}
-	u := &UI{cfg: cfg, api: a, tree: tree, router: proxy.NewRouter(cfg), gather: opts.Gatherer, log: opts.Logger,
+	u := &UI{cfg: cfg, api: a, tree: tree, catalog: cat, gather: opts.Gatherer, log: opts.Logger,
 		pages: map[string]*template.Template{}, mux: http.NewServeMux(), indexes: newPageCache(opts.IndexCacheBytes)}
 	for _, name := range pageNames {
 		t, err := template.New(name).Funcs(funcs).ParseFS(assets, "templates/layout.html", "templates/"+name+".html")

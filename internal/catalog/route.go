@@ -1,4 +1,4 @@
-package proxy
+package catalog
 
 import (
 	"errors"
@@ -18,6 +18,10 @@ type Target struct {
 	Mode                     string // config.ModeMirror, ModeProxy or ModeHosted
 	Rel                      string // path in the tree, e.g. "archlinux/core/os/x86_64/core.db"
 }
+
+// IsDB reports whether t is the repo's {repo}.db, the database whose
+// packages the catalog indexes.
+func (t Target) IsDB() bool { return t.Repo != "" && t.File == t.Repo+".db" }
 
 // Mutable reports whether the file can change upstream under the same
 // name: databases, their signatures and the sync stamps. Everything else
@@ -52,8 +56,8 @@ type distroRoute struct {
 	repos  map[string]string // repo -> mode
 }
 
-// NewRouter prepares path resolution for cfg.
-func NewRouter(cfg *config.Config) *Router {
+// newRouter prepares path resolution for cfg.
+func newRouter(cfg *config.Config) *Router {
 	r := &Router{distros: map[string]distroRoute{}}
 	for name, d := range cfg.Distros {
 		dr := distroRoute{layout: strings.Split(d.Layout, "/"), arches: d.Arch, repos: map[string]string{}}
@@ -185,4 +189,63 @@ func validFile(f string) bool {
 		}
 	}
 	return true
+}
+
+// Folder is a folder of the tree that the configuration defines: a
+// distro's base, a step of its layout, or a repo's arch folder.
+type Folder struct {
+	Distro string
+	Layout []string // the distro's layout segments, e.g. ["$repo", "os", "$arch"]
+	Segs   []string // the path's segments after the distro
+	Repo   string   // "" until the path names it
+	Arch   string
+}
+
+// RepoDir reports whether the folder holds a repo's files.
+func (f Folder) RepoDir() bool { return len(f.Segs) == len(f.Layout) }
+
+// Rel is the folder's path in the tree, without a trailing '/'.
+func (f Folder) Rel() string { return strings.Join(append([]string{f.Distro}, f.Segs...), "/") }
+
+// Folder maps "/archlinux/core/os/" (with or without its trailing '/')
+// to the folder, following the distro's layout as Resolve does: "$repo"
+// must be a repo, "$arch" an arch, any other segment itself.
+func (r *Router) Folder(path string) (Folder, bool) {
+	path = strings.Trim(path, "/")
+	if path == "" {
+		return Folder{}, false
+	}
+	parts := strings.Split(path, "/")
+	d, ok := r.distros[parts[0]]
+	if !ok {
+		return Folder{}, false
+	}
+	f := Folder{Distro: parts[0], Layout: d.layout, Segs: parts[1:]}
+	if len(f.Segs) > len(f.Layout) {
+		return Folder{}, false
+	}
+	for i, seg := range f.Segs {
+		switch f.Layout[i] {
+		case "$repo":
+			if _, ok := d.repos[seg]; !ok {
+				return Folder{}, false
+			}
+			f.Repo = seg
+		case "$arch":
+			if !slices.Contains(d.arches, seg) {
+				return Folder{}, false
+			}
+			f.Arch = seg
+		default:
+			if seg != f.Layout[i] {
+				return Folder{}, false
+			}
+		}
+	}
+	if f.Repo == "" && !slices.Contains(f.Layout, "$repo") {
+		for name := range d.repos { // a layout without $repo has one repo
+			f.Repo = name
+		}
+	}
+	return f, true
 }

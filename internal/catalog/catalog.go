@@ -1,0 +1,132 @@
+package catalog
+
+import (
+	"fmt"
+	"log/slog"
+	"slices"
+	stdsync "sync"
+
+	"golang.org/x/sync/singleflight"
+
+	"github.com/mirrord/mirrord/config"
+	"github.com/mirrord/mirrord/internal/store"
+	"github.com/mirrord/mirrord/internal/upstream"
+)
+
+// Catalog is the configured repos and their current state. It is safe
+// for concurrent use; build it once with New.
+type Catalog struct {
+	cfg    *config.Config
+	router *Router
+	store  *store.Store
+	log    *slog.Logger
+	repos  map[string]*Repo               // "distro/repo" -> repo
+	keys   []string                       // keys of repos, sorted
+	bases  map[string]*upstream.MirrorSet // distro -> the mirrors of its base files (lastupdate, lastsync)
+
+	parse  singleflight.Group // one parse of a database version at a time
+	dbs    stdsync.Map        // tree path of a {repo}.db -> *DB (the last parse)
+	staged stdsync.Map        // repo folder -> map[string]Expect (see Expecting)
+}
+
+// Repo is one configured repo.
+type Repo struct {
+	Distro, Name string
+	Key          string // "distro/repo", the metrics label
+	Mode         string // config.ModeMirror, ModeProxy or ModeHosted
+	Arches       []string
+	// Templates are its upstream URL templates: its own, else the
+	// distro's; empty for a hosted repo with none.
+	Templates []string
+	// Mirrors is the set over Templates; nil for hosted repos and when
+	// the catalog has no upstream client.
+	Mirrors *upstream.MirrorSet
+
+	cfg *config.Config
+}
+
+// Dir is the repo's folder for arch in the tree, e.g.
+// "archlinux/core/os/x86_64" (config.RepoDir).
+func (r *Repo) Dir(arch string) string { return r.cfg.RepoDir(r.Distro, r.Name, arch) }
+
+// DBPath is the tree path of the repo's {repo}.db for arch.
+func (r *Repo) DBPath(arch string) string { return r.Dir(arch) + "/" + r.Name + ".db" }
+
+// Options configures New.
+type Options struct {
+	// Upstream builds the mirror sets; nil leaves every Repo.Mirrors nil
+	// (a tree served as it is).
+	Upstream *upstream.Client
+	Logger   *slog.Logger
+}
+
+// New builds the catalog of cfg over the tree st.
+func New(cfg *config.Config, st *store.Store, opts Options) (*Catalog, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	c := &Catalog{cfg: cfg, router: newRouter(cfg), store: st, log: opts.Logger,
+		repos: map[string]*Repo{}, bases: map[string]*upstream.MirrorSet{}}
+	for dn, d := range cfg.Distros {
+		for rn, rc := range d.Repos {
+			r := &Repo{Distro: dn, Name: rn, Key: dn + "/" + rn, Mode: rc.Mode, Arches: d.Arch,
+				Templates: cfg.UpstreamsFor(dn, rn), cfg: cfg}
+			if opts.Upstream != nil && rc.Mode != config.ModeHosted {
+				ms, err := opts.Upstream.Mirrors(r.Templates)
+				if err != nil {
+					return nil, fmt.Errorf("mirrors of %s: %w", r.Key, err)
+				}
+				r.Mirrors = ms
+			}
+			c.repos[r.Key] = r
+			c.keys = append(c.keys, r.Key)
+		}
+		if opts.Upstream != nil && len(d.Upstreams) > 0 {
+			ms, err := opts.Upstream.Mirrors(d.Upstreams)
+			if err != nil {
+				return nil, fmt.Errorf("mirrors of %s: %w", dn, err)
+			}
+			c.bases[dn] = ms
+		}
+	}
+	slices.Sort(c.keys)
+	return c, nil
+}
+
+// Config is the configuration the catalog was built from.
+func (c *Catalog) Config() *config.Config { return c.cfg }
+
+// Resolve maps a URL path to a Target (see Router.Resolve).
+func (c *Catalog) Resolve(path string) (Target, error) { return c.router.Resolve(path) }
+
+// Folder maps a URL path to a folder the layout defines (see
+// Router.Folder).
+func (c *Catalog) Folder(path string) (Folder, bool) { return c.router.Folder(path) }
+
+// Repo returns the configured repo distro/name.
+func (c *Catalog) Repo(distro, name string) (*Repo, bool) {
+	r, ok := c.repos[distro+"/"+name]
+	return r, ok
+}
+
+// Repos returns every configured repo, by key.
+func (c *Catalog) Repos() []*Repo {
+	out := make([]*Repo, len(c.keys))
+	for i, k := range c.keys {
+		out[i] = c.repos[k]
+	}
+	return out
+}
+
+// Mirrors is where t comes from upstream: its repo's mirror set, or for
+// a distro's base files (t.Repo "") the distro's own upstreams. Nil when
+// there are none.
+func (c *Catalog) Mirrors(t Target) *upstream.MirrorSet {
+	if t.Repo == "" {
+		return c.bases[t.Distro]
+	}
+	if r, ok := c.repos[t.Distro+"/"+t.Repo]; ok {
+		return r.Mirrors
+	}
+	return nil
+}
