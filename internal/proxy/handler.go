@@ -115,11 +115,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // revalidates reports whether t is a proxy repo's database, signature or
-// sync stamp, which is served only after checking its age (serveMutable).
-// Every other file is served from the tree when it is there.
+// sync stamp, which is served from the tree only while fresh, else after
+// a revalidation (serveMutable). Every other file is served from the tree
+// when it is there. Both serving paths decide by it.
 func revalidates(t catalog.Target, ms *upstream.MirrorSet) bool {
 	return ms != nil && t.Mode == config.ModeProxy && t.Mutable()
 }
+
+// fresh reports whether a file that revalidates, last checked as m says,
+// is young enough (cache.db_max_age) to be served without asking upstream.
+func (h *Handler) fresh(m store.Meta) bool { return time.Since(m.FetchedAt) < h.cache.DBMaxAge }
 
 // AppendHit is ServeHTTP for the fast path (internal/fastpath), which
 // calls it for a GET with no Range and at most If-Modified-Since and
@@ -140,21 +145,20 @@ func (h *Handler) AppendHit(dst []byte, req *fastpath.Request) (head []byte, res
 		return dst, resp, false
 	}
 	mutable := t.Mutable()
-	// Served from the tree only while younger than db_max_age (revalidates).
-	mustBeFresh := mutable && t.Mode == config.ModeProxy && h.catalog.Mirrors(t) != nil
-	data, f, m, ok := h.store.Hit(t.Rel, copyMax)
+	mustBeFresh := revalidates(t, h.catalog.Mirrors(t))
+	data, f, m, ok := h.store.Hit(t.Rel)
 	if !ok && mutable && !mustBeFresh {
 		// A hosted repo's {repo}.db is a link to {repo}.db.tar.gz: serve
 		// the target, as opening the link does on net/http's path.
 		if target, isLink := h.store.Readlink(t.Rel); isLink {
-			data, f, m, ok = h.store.Hit(target, copyMax)
+			data, f, m, ok = h.store.Hit(target)
 		}
 	}
 	if !ok {
 		return dst, resp, false
 	}
 	notModified, ok := req.NotModified(m.LastModified)
-	if !ok || mustBeFresh && time.Since(m.FetchedAt) >= h.cache.DBMaxAge {
+	if !ok || mustBeFresh && !h.fresh(m) {
 		// A date only net/http reads, or a database serveMutable
 		// revalidates first.
 		if f != nil {
@@ -176,27 +180,7 @@ func (h *Handler) AppendHit(dst []byte, req *fastpath.Request) (head []byte, res
 		resp = fastpath.Response{Data: data}
 		h.metrics.served(t, m.Size)
 	}
-	// The fields net/http's path sends: setFileHeaders, then those of
-	// setLengthHeaders or http.ServeContent, or those writeNotModified
-	// leaves of them.
-	if !notModified {
-		dst = append(dst, "Accept-Ranges: bytes\r\n"...)
-	}
-	dst = append(dst, "Cache-Control: "...)
-	if mutable {
-		dst = append(dst, cacheNoCache[0]...)
-	} else {
-		dst = append(dst, cacheImmutable[0]...)
-	}
-	if !notModified {
-		dst = append(dst, "\r\nContent-Length: "...)
-		dst = strconv.AppendInt(dst, m.Size, 10)
-		dst = append(dst, "\r\nContent-Type: "...)
-		dst = append(dst, contentTypeOctet[0]...)
-	}
-	dst = append(dst, "\r\nLast-Modified: "...)
-	dst = fastpath.AppendDate(dst, m.LastModified)
-	return append(dst, "\r\n"...), resp, true
+	return appendFileHeaders(dst, t, m, notModified), resp, true
 }
 
 // plainPathOK is CheckPath for a path the fast path parsed, which has no
@@ -225,10 +209,6 @@ func plainPathOK(path string) bool {
 	}
 	return true
 }
-
-// copyMax is the largest file the fast path copies from memory: above
-// it, sendfile(2) from the page cache costs less than the copy.
-const copyMax = 16 << 10
 
 // serveHit serves t from the tree if it is there; false means a miss.
 // Small files come from memory (store.Content), others by sendfile(2).
@@ -291,20 +271,13 @@ func plainGet(r *http.Request) bool {
 
 var conditionalHeaders = []string{"Range", "If-Modified-Since", "If-None-Match", "If-Range", "If-Match", "If-Unmodified-Since"}
 
-// setLengthHeaders sets what http.ServeContent would for a whole file.
-func setLengthHeaders(hd http.Header, modTime time.Time, size int64) {
-	hd["Last-Modified"] = []string{modTime.UTC().Format(http.TimeFormat)}
-	hd["Accept-Ranges"] = acceptRanges
-	hd["Content-Length"] = []string{strconv.FormatInt(size, 10)}
-}
-
 // serveMutable serves a database, signature or sync stamp of a proxy
 // repo: from the tree while younger than cache.db_max_age, else after a
 // coalesced revalidation, or stale if upstream fails.
 func (h *Handler) serveMutable(w http.ResponseWriter, r *http.Request, t catalog.Target, ms *upstream.MirrorSet) {
 	meta, err := h.store.Stat(t.Rel)
 	cached := err == nil
-	if cached && time.Since(meta.FetchedAt) < h.cache.DBMaxAge {
+	if cached && h.fresh(meta) {
 		h.serveHit(w, r, t, resultHit)
 		return
 	}
@@ -496,26 +469,6 @@ func Guard(next http.Handler) http.Handler {
 		next.ServeHTTP(w, limitBodyStall(w, r, bodyStall))
 	})
 }
-
-// setFileHeaders sets what every response for a file carries. The
-// Content-Type is explicit so that ServeContent never sniffs, and no
-// Content-Encoding is ever set: pacman checksums the bytes as sent.
-func setFileHeaders(hd http.Header, t catalog.Target) {
-	hd["Content-Type"] = contentTypeOctet
-	if t.Mutable() {
-		hd["Cache-Control"] = cacheNoCache
-	} else {
-		hd["Cache-Control"] = cacheImmutable
-	}
-}
-
-// Shared header values: assigning a slice costs no allocation per request.
-var (
-	contentTypeOctet = []string{"application/octet-stream"}
-	cacheNoCache     = []string{"no-cache"}
-	cacheImmutable   = []string{"public, max-age=31536000, immutable"}
-	acceptRanges     = []string{"bytes"}
-)
 
 // httpError writes a short plain-text error: pacman only reads the status.
 func httpError(w http.ResponseWriter, msg string, code int) {

@@ -36,16 +36,16 @@ func (s *Store) Content(rel string) (data []byte, m Meta, ok bool) {
 }
 
 // Hit returns rel for a response, and marks it used: its bytes when it
-// is at most copyMax bytes and may be held in memory, else the file held
-// open (see OpenShared). One index lookup for all of it: this is the fast
-// path's (internal/fastpath). ok is false when rel is not in the tree.
-func (s *Store) Hit(rel string, copyMax int64) (data []byte, f *SharedFile, m Meta, ok bool) {
+// may be held in memory (as Content), else the file held open (see
+// OpenShared). One index lookup for all of it: this is the fast path's
+// (internal/fastpath). ok is false when rel is not in the tree.
+func (s *Store) Hit(rel string) (data []byte, f *SharedFile, m Meta, ok bool) {
 	e := s.lookup(rel)
 	if e == nil {
 		return nil, nil, Meta{}, false
 	}
 	mp := e.meta.Load()
-	if mp.Size <= copyMax && s.opts.MemorySize > 0 {
+	if s.opts.MemorySize > 0 {
 		data, ok = s.content(e, mp, rel)
 	}
 	if !ok {

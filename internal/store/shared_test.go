@@ -85,7 +85,7 @@ func TestOpenSharedClosesRetired(t *testing.T) {
 // Readers racing a writer that rewrites the file always get one whole
 // version, never a mix or a closed descriptor.
 func TestOpenSharedRace(t *testing.T) {
-	s := open(t, t.TempDir(), Options{MemorySize: 1 << 20})
+	s := open(t, t.TempDir(), Options{MemorySize: 1 << 20, MemoryFileMax: 1500}) // the 1000-byte version in memory, the others open
 	versions := []string{strings.Repeat("a", 1000), strings.Repeat("b", 3000), strings.Repeat("c", 2000)}
 	s.WriteFile("a/f", []byte(versions[0]), Meta{})
 	var wg stdsync.WaitGroup
@@ -98,7 +98,7 @@ func TestOpenSharedRace(t *testing.T) {
 					return
 				default:
 				}
-				data, f, m, ok := s.Hit("a/f", 1500)
+				data, f, m, ok := s.Hit("a/f")
 				if !ok {
 					continue // between remove and write
 				}
