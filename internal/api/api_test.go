@@ -27,6 +27,7 @@ import (
 	"github.com/mirrord/mirrord/internal/hosted"
 	"github.com/mirrord/mirrord/internal/pgp"
 	"github.com/mirrord/mirrord/internal/store"
+	"github.com/mirrord/mirrord/internal/sync"
 )
 
 const (
@@ -70,7 +71,7 @@ func (f *fakeSyncer) Trigger(distro, repo string) error {
 	return fmt.Errorf("sync %s/%s: not a mirror repo", distro, repo)
 }
 
-func (f *fakeSyncer) Status() any { return map[string]string{"core": "idle"} }
+func (f *fakeSyncer) States() []sync.State { return []sync.State{{Repo: "archlinux/core"}} }
 
 type env struct {
 	t    *testing.T
@@ -440,6 +441,62 @@ func TestSync(t *testing.T) {
 	h.ServeHTTP(rec, req)
 	if rec.Code != 503 {
 		t.Errorf("sync without a Syncer = %d, want 503", rec.Code)
+	}
+}
+
+// statesSyncer is a Syncer whose States are fixed and never nil.
+type statesSyncer []sync.State
+
+func (s statesSyncer) Trigger(distro, repo string) error { return nil }
+func (s statesSyncer) States() []sync.State              { return append([]sync.State{}, s...) }
+
+// The "sync" of /api/v1/status is the Syncer's states as sync.State
+// marshals them (what the field held as an any before it was typed):
+// absent without a Syncer, [] with one that has no mirror repo.
+func TestStatusSync(t *testing.T) {
+	st, err := store.Open(t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	when := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	states := statesSyncer{
+		{Repo: "archlinux/core", LastAttempt: when, LastSuccess: when, DurationSeconds: 1.5, Files: 8, Bytes: 4096, LastUpdate: "1000"},
+		{Repo: "archlinux/extra", Running: true, LastAttempt: when, Failures: 2, LastError: "every mirror failed",
+			Progress: &sync.Progress{FilesDone: 1, FilesTotal: 3, BytesDone: 10, BytesTotal: 30, RateBytesPerSecond: 5}},
+	}
+	cases := []struct {
+		name   string
+		syncer Syncer
+		want   string // compact JSON of "sync"; "" for absent
+	}{
+		{"no syncer", nil, ""},
+		{"no mirror repo", statesSyncer{}, `[]`},
+		{"two repos", states, `[{"repo":"archlinux/core","running":false,"last_attempt":"2026-05-01T12:00:00Z","last_success":"2026-05-01T12:00:00Z","duration_seconds":1.5,"files":8,"bytes":4096,"failures":0,"lastupdate":"1000"},` +
+			`{"repo":"archlinux/extra","running":true,"last_attempt":"2026-05-01T12:00:00Z","duration_seconds":0,"files":0,"bytes":0,"failures":2,"last_error":"every mirror failed",` +
+			`"progress":{"files_done":1,"files_total":3,"bytes_done":10,"bytes_total":30,"rate_bytes_per_second":5}}]`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			h := New(testConfig(), st, Options{Syncer: c.syncer})
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, httptest.NewRequest("GET", "/api/v1/status", nil))
+			var out map[string]json.RawMessage
+			if err := json.Unmarshal(rec.Body.Bytes(), &out); rec.Code != 200 || err != nil {
+				t.Fatalf("GET /api/v1/status = %d %v %s", rec.Code, err, rec.Body)
+			}
+			got := ""
+			if raw, ok := out["sync"]; ok {
+				var b bytes.Buffer
+				if err := json.Compact(&b, raw); err != nil {
+					t.Fatal(err)
+				}
+				got = b.String()
+			}
+			if got != c.want {
+				t.Errorf("status sync = %s, want %s", got, c.want)
+			}
+		})
 	}
 }
 

@@ -309,11 +309,9 @@ func (s *Scheduler) Sync(ctx context.Context, distro, repo string) error {
 	return errors.Join(errs...)
 }
 
-// Status returns every mirror repo's State, in repo order, with the
-// progress of the running syncs. It is JSON-marshalable.
-func (s *Scheduler) Status() any { return s.States() }
-
-// States is Status with its concrete type.
+// States returns every mirror repo's State, in repo order, with the
+// progress of the running syncs: the "sync" of /api/v1/status and the
+// web UI's repo states.
 func (s *Scheduler) States() []State {
 	out := make([]State, 0, len(s.order))
 	for _, k := range s.order {

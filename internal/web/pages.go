@@ -11,6 +11,7 @@ import (
 	"github.com/mirrord/mirrord/internal/api"
 	"github.com/mirrord/mirrord/internal/hosted"
 	"github.com/mirrord/mirrord/internal/pgp"
+	"github.com/mirrord/mirrord/internal/sync"
 )
 
 const perPage = 50
@@ -65,7 +66,7 @@ func (u *UI) home(w http.ResponseWriter, r *http.Request) {
 	u.render(w, r, http.StatusOK, "home", page{Title: "Repositories", Nav: "repos", Data: d})
 }
 
-func (u *UI) repoRow(distro string, rv api.Repo, syncs map[string]syncState) repoRow {
+func (u *UI) repoRow(distro string, rv api.Repo, syncs map[string]sync.State) repoRow {
 	row := repoRow{Distro: distro, Name: rv.Name, Mode: rv.Mode, Href: repoURL(distro, rv.Name), Fresh: u.freshness(distro, rv.Name, syncs)}
 	for _, a := range rv.Arches {
 		row.Arches = append(row.Arches, archCell{Arch: a.Arch, Folder: u.folderURL(distro, rv.Name, a.Arch), Error: a.Error, DB: a.DB, Packages: a.Packages})
@@ -161,7 +162,7 @@ type repoData struct {
 	Rows    []resultRow
 	Jobs    []jobRow
 	Hosted  bool
-	Sync    *syncState
+	Sync    *sync.State
 	Arches  []string
 	Self    string // this page, for the filter form
 	Server  string // the pacman.conf Server line

@@ -1,7 +1,6 @@
 package web
 
 import (
-	"encoding/json"
 	"errors"
 	"math"
 	"time"
@@ -10,43 +9,13 @@ import (
 
 	"github.com/mirrord/mirrord/config"
 	"github.com/mirrord/mirrord/internal/store"
+	"github.com/mirrord/mirrord/internal/sync"
 )
 
-// syncState is one entry of /api/v1/status's "sync", read through its
-// JSON contract: the UI shows what scripts see.
-type syncState struct {
-	Repo            string    `json:"repo"` // distro/repo
-	Running         bool      `json:"running"`
-	LastAttempt     time.Time `json:"last_attempt"`
-	LastSuccess     time.Time `json:"last_success"`
-	DurationSeconds float64   `json:"duration_seconds"`
-	Files           int64     `json:"files"`
-	Bytes           int64     `json:"bytes"`
-	Failures        int64     `json:"failures"`
-	LastError       string    `json:"last_error"`
-	Progress        *struct {
-		FilesDone  int64 `json:"files_done"`
-		FilesTotal int64 `json:"files_total"`
-		BytesDone  int64 `json:"bytes_done"`
-		BytesTotal int64 `json:"bytes_total"`
-	} `json:"progress"`
-}
-
-// syncStates decodes the Syncer's status by repo; an unexpected shape
-// shows as no sync state rather than an error page.
-func syncStates(v any) map[string]syncState {
-	out := map[string]syncState{}
-	if v == nil {
-		return out
-	}
-	data, err := json.Marshal(v)
-	if err != nil {
-		return out
-	}
-	var list []syncState
-	if json.Unmarshal(data, &list) != nil {
-		return out
-	}
+// syncStates indexes the sync states of /api/v1/status by repo
+// ("distro/repo"): the UI shows what scripts see.
+func syncStates(list []sync.State) map[string]sync.State {
+	out := make(map[string]sync.State, len(list))
 	for _, s := range list {
 		out[s.Repo] = s
 	}
@@ -61,14 +30,14 @@ type freshness struct {
 	Updated time.Time // last sync, db fetch or db build
 	What    string    // what Updated is: "synced", "db checked", "published"
 	Detail  string    // the last error, the progress
-	Sync    *syncState
+	Sync    *sync.State
 }
 
 // staleAfter is how many sync intervals without a success make a mirror
 // repo stale; contrib/prometheus/alerts.yml uses the same factor.
 const staleAfter = 2
 
-func (u *UI) freshness(distro, repo string, syncs map[string]syncState) freshness {
+func (u *UI) freshness(distro, repo string, syncs map[string]sync.State) freshness {
 	rc := u.cfg.Distros[distro].Repos[repo]
 	switch rc.Mode {
 	case config.ModeMirror:
