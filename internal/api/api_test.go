@@ -24,10 +24,13 @@ import (
 
 	"github.com/mirrord/mirrord/config"
 	"github.com/mirrord/mirrord/internal/alpm"
+	"github.com/mirrord/mirrord/internal/fetch"
 	"github.com/mirrord/mirrord/internal/hosted"
+	"github.com/mirrord/mirrord/internal/lockfree"
 	"github.com/mirrord/mirrord/internal/pgp"
 	"github.com/mirrord/mirrord/internal/store"
 	"github.com/mirrord/mirrord/internal/sync"
+	"github.com/mirrord/mirrord/internal/upstream"
 )
 
 const (
@@ -59,16 +62,15 @@ func testConfig() *config.Config {
 
 type fakeSyncer struct{ calls []string }
 
+// Trigger refuses what sync.Scheduler.Trigger refuses, with its sentinel
+// under a text that says otherwise: the API must classify by the sentinel.
 func (f *fakeSyncer) Trigger(distro, repo string) error {
 	f.calls = append(f.calls, distro+"/"+repo)
 	switch repo {
 	case "core", "":
-		if len(f.calls) > 1 {
-			return fmt.Errorf("sync %s/%s: %w", distro, repo, ErrSyncBusy)
-		}
 		return nil
 	}
-	return fmt.Errorf("sync %s/%s: not a mirror repo", distro, repo)
+	return fmt.Errorf("sync %s/%s busy, already running: %w", distro, repo, sync.ErrUnknownRepo)
 }
 
 func (f *fakeSyncer) States() []sync.State { return []sync.State{{Repo: "archlinux/core"}} }
@@ -423,7 +425,7 @@ func TestSync(t *testing.T) {
 		{"no token", "/api/v1/sync/archlinux/core", "", 401},
 		{"token without the repo", "/api/v1/sync/archlinux/core", tokenOther, 403},
 		{"start", "/api/v1/sync/archlinux/core", tokenCI, 202},
-		{"busy", "/api/v1/sync/archlinux/core", tokenCI, 409},
+		{"again", "/api/v1/sync/archlinux/core", tokenCI, 202},
 		{"not a mirror", "/api/v1/sync/archlinux/local", tokenCI, 404},
 		{"unknown distro", "/api/v1/sync/nope", tokenCI, 404},
 	}
@@ -441,6 +443,48 @@ func TestSync(t *testing.T) {
 	h.ServeHTTP(rec, req)
 	if rec.Code != 503 {
 		t.Errorf("sync without a Syncer = %d, want 503", rec.Code)
+	}
+}
+
+// The real scheduler through the API: what it refuses (not a mirror repo)
+// is a 404 by its sentinel, and a repo whose sync is already asked for is
+// not refused (Scheduler.Trigger queues one more, it never answers busy).
+func TestSyncScheduler(t *testing.T) {
+	cfg := testConfig()
+	d := cfg.Distros["archlinux"]
+	d.Upstreams = []string{"https://mirror.invalid/$repo/os/$arch"} // never asked: nothing runs the scheduler
+	cfg.Distros["archlinux"] = d
+	st, err := store.Open(t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	up, err := upstream.NewClient(upstream.Options{}, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(up.Close)
+	sched, err := sync.New(cfg, st, sync.Options{Fetcher: fetch.New(st, &lockfree.Group{}, nil), Upstream: up})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := New(cfg, st, Options{Syncer: sched})
+	for _, c := range []struct {
+		path string
+		code int
+	}{
+		{"/api/v1/sync/archlinux/core", 202},
+		{"/api/v1/sync/archlinux/core", 202}, // not run yet: still pending
+		{"/api/v1/sync/archlinux", 202},
+		{"/api/v1/sync/archlinux/local", 404}, // hosted
+	} {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest("POST", c.path, nil)
+		req.Header.Set("Authorization", "Bearer "+tokenCI)
+		h.ServeHTTP(rec, req)
+		if rec.Code != c.code {
+			t.Errorf("POST %s = %d %s, want %d", c.path, rec.Code, rec.Body, c.code)
+		}
 	}
 }
 
@@ -673,6 +717,8 @@ func TestStatusMapping(t *testing.T) {
 		{&http.MaxBytesError{Limit: 1}, 413},
 		{hosted.ErrBusy, 503},
 		{store.ErrNotFound, 404},
+		{fmt.Errorf("sync archlinux/local: %w", sync.ErrUnknownRepo), 404},
+		{errors.New("sync archlinux/core: busy, already running"), 500}, // classified by sentinel, never by text
 		{errorf(401, "x"), 401},
 		{errors.New("disk on fire"), 500},
 	}

@@ -217,7 +217,8 @@ func (s *Scheduler) Repos(distro, repo string) ([]string, error) {
 
 // Trigger asks for a sync of distro/repo (every mirror repo of distro when
 // repo is "") as soon as possible and returns at once. A sync already
-// pending is not queued twice; one running is followed by another.
+// pending is not queued twice; one running is followed by another. So the
+// only refusal is a name that is no mirror repo, wrapping ErrUnknownRepo.
 func (s *Scheduler) Trigger(distro, repo string) error {
 	if distro == "" {
 		return fmt.Errorf("no distro: %w", ErrUnknownRepo)
