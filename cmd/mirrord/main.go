@@ -127,7 +127,8 @@ func serve(args []string) error {
 
 	apiH := api.New(cfg, st, api.Options{Publisher: pub, Syncer: sched, InFlight: fetcher.Flights().Len, AdminToken: admin,
 		Logger: log.With("component", "api"), Registerer: reg})
-	ui, err := web.New(cfg, apiH, st, web.Options{Gatherer: reg, Logger: log.With("component", "web")})
+	traffic := &trafficSource{fetcher: fetcher}
+	ui, err := web.New(cfg, apiH, st, web.Options{Traffic: traffic, Logger: log.With("component", "web")})
 	if err != nil {
 		return err
 	}
@@ -136,6 +137,7 @@ func serve(args []string) error {
 	if err != nil {
 		return err
 	}
+	traffic.tree = tree
 
 	ready := newReadiness()
 	mux := routes(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}), ready, apiH, ui, tree)

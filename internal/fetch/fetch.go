@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	stdsync "sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -75,6 +76,9 @@ type Fetcher struct {
 	store   *store.Store
 	flights *lockfree.Group
 	fetched *prometheus.CounterVec
+	// total is fetched summed over repos, added with it by every fill
+	// that commits, for FetchedBytes.
+	total atomic.Int64
 }
 
 // New returns a Fetcher over st and the shared flights registry.
@@ -91,6 +95,10 @@ func New(st *store.Store, flights *lockfree.Group, reg prometheus.Registerer) *F
 
 // Flights is the registry the Fetcher starts its flights in.
 func (f *Fetcher) Flights() *lockfree.Group { return f.flights }
+
+// FetchedBytes is mirrord_fetched_bytes_total summed over repos: the
+// bytes fetched from upstream and committed to the tree since New.
+func (f *Fetcher) FetchedBytes() int64 { return f.total.Load() }
 
 // Label pre-creates the metrics of a repo at zero.
 func (f *Fetcher) Label(repo string) { f.fetched.WithLabelValues(repo) }
@@ -250,6 +258,7 @@ func (f *Fetcher) copyAndCommit(ctx context.Context, fl *lockfree.Flight, job Jo
 	committed = true
 	if job.Repo != "" {
 		f.fetched.WithLabelValues(job.Repo).Add(float64(n))
+		f.total.Add(n)
 	}
 	if job.OnCommit != nil {
 		job.OnCommit()

@@ -43,6 +43,21 @@ type env struct {
 	api *api.Handler
 	ui  *UI
 	pub *hosted.Service
+	// traffic is the UI's TrafficSource over the proxy and the fetcher.
+	traffic *proxyTraffic
+}
+
+// proxyTraffic is cmd/mirrord's trafficSource (cmd/mirrord/traffic.go),
+// which a test of web cannot import.
+type proxyTraffic struct {
+	tree    *proxy.Handler
+	fetcher *fetch.Fetcher
+}
+
+func (p *proxyTraffic) Traffic() Traffic {
+	c := p.tree.Counts()
+	return Traffic{Requests: c.Answered, Hits: c.Hits, Coalesced: c.Coalesced,
+		Served: c.ServedBytes, Fetched: p.fetcher.FetchedBytes(), InflightReaders: c.InflightReaders}
 }
 
 const built = 1767225600 // 2026-01-01
@@ -163,7 +178,8 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	a := api.New(cfg, st, api.Options{Publisher: pub, Syncer: sched, InFlight: fetcher.Flights().Len, Registerer: reg, AdminToken: adminSum[:]})
-	ui, err := New(cfg, a, st, Options{Gatherer: reg})
+	traffic := &proxyTraffic{fetcher: fetcher}
+	ui, err := New(cfg, a, st, Options{Traffic: traffic})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,6 +187,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	traffic.tree = tree
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.Handle("/api/v1/", a)
@@ -191,7 +208,7 @@ func newEnv(t *testing.T) *env {
 		st.Close()
 		client.Close()
 	})
-	e := &env{t: t, srv: srv, cfg: cfg, st: st, reg: reg, api: a, ui: ui, pub: pub}
+	e := &env{t: t, srv: srv, cfg: cfg, st: st, reg: reg, api: a, ui: ui, pub: pub, traffic: traffic}
 
 	if err := sched.Sync(t.Context(), "archlinux", "core"); err != nil {
 		t.Fatalf("sync core: %v", err)

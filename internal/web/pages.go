@@ -20,7 +20,7 @@ const perPage = 50
 type homeData struct {
 	Distros []distroRow
 	Status  api.Status
-	Traffic traffic
+	Traffic trafficCard
 	Jobs    []jobRow
 	Hosted  bool // some repo is hosted: show the jobs section
 }
@@ -51,7 +51,7 @@ type jobRow struct {
 func (u *UI) home(w http.ResponseWriter, r *http.Request) {
 	st := u.api.Status()
 	syncs := syncStates(st.Sync)
-	d := homeData{Status: st, Traffic: u.traffic()}
+	d := homeData{Status: st, Traffic: u.readTraffic()}
 	for _, dv := range u.api.Repos() {
 		dr := distroRow{Name: dv.Name, Layout: dv.Layout, Folder: "/" + url.PathEscape(dv.Name) + "/"}
 		for _, rv := range dv.Repos {
