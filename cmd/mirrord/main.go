@@ -130,11 +130,12 @@ func serve(args []string) error {
 
 	apiH := api.New(cat, st, api.Options{Publisher: pub, Syncer: sched, InFlight: fetcher.Flights().Len, AdminToken: admin,
 		Logger: log.With("component", "api"), Registerer: reg})
-	ui, err := web.New(cat, apiH, st, web.Options{Gatherer: reg, Logger: log.With("component", "web")})
+	counts := proxy.NewMetrics(reg, cat, fetcher.Flights())
+	ui, err := web.New(cat, apiH, st, web.Options{Traffic: trafficSource{counts, fetcher}, Logger: log.With("component", "web")})
 	if err != nil {
 		return err
 	}
-	tree, err := proxy.New(cat, st, proxy.Options{Fetcher: fetcher, Index: ui.Index(),
+	tree, err := proxy.New(cat, st, proxy.Options{Fetcher: fetcher, Index: ui.Index(), Metrics: counts,
 		Logger: log.With("component", "proxy"), Registerer: reg})
 	if err != nil {
 		return err

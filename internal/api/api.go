@@ -13,6 +13,7 @@ import (
 	"github.com/mirrord/mirrord/internal/catalog"
 	"github.com/mirrord/mirrord/internal/hosted"
 	"github.com/mirrord/mirrord/internal/pgp"
+	"github.com/mirrord/mirrord/internal/sync"
 )
 
 // Tree is what the API reads of the data directory (internal/store).
@@ -38,14 +39,13 @@ type Publisher interface {
 	SignedBy(distro, repo, arch, file string) string
 }
 
-// Syncer is the mirror sync engine (internal/sync). Trigger starts a sync
-// of one mirror repo, or of every mirror repo of the distro when repo is
-// "", and returns at once; an unknown or non-mirror repo is an error, and
-// one already syncing wraps ErrSyncBusy. Status is shown as is by
-// /api/v1/status.
+// Syncer is the mirror sync engine (internal/sync.Scheduler). Trigger
+// starts a sync of one mirror repo, or of every mirror repo of the distro
+// when repo is "", and returns at once; an unknown or non-mirror repo
+// wraps sync.ErrUnknownRepo. States is the "sync" of /api/v1/status.
 type Syncer interface {
 	Trigger(distro, repo string) error
-	Status() any
+	States() []sync.State
 }
 
 // Options configures New. Nil Publisher or Syncer make their endpoints

@@ -25,9 +25,12 @@ import (
 	"github.com/mirrord/mirrord/config"
 	"github.com/mirrord/mirrord/internal/alpm"
 	"github.com/mirrord/mirrord/internal/catalog"
+	"github.com/mirrord/mirrord/internal/fetch"
 	"github.com/mirrord/mirrord/internal/hosted"
 	"github.com/mirrord/mirrord/internal/pgp"
 	"github.com/mirrord/mirrord/internal/store"
+	"github.com/mirrord/mirrord/internal/sync"
+	"github.com/mirrord/mirrord/internal/upstream"
 )
 
 const (
@@ -59,19 +62,18 @@ func testConfig() *config.Config {
 
 type fakeSyncer struct{ calls []string }
 
+// Trigger refuses what sync.Scheduler.Trigger refuses, with its sentinel
+// under a text that says otherwise: the API must classify by the sentinel.
 func (f *fakeSyncer) Trigger(distro, repo string) error {
 	f.calls = append(f.calls, distro+"/"+repo)
 	switch repo {
 	case "core", "":
-		if len(f.calls) > 1 {
-			return fmt.Errorf("sync %s/%s: %w", distro, repo, ErrSyncBusy)
-		}
 		return nil
 	}
-	return fmt.Errorf("sync %s/%s: not a mirror repo", distro, repo)
+	return fmt.Errorf("sync %s/%s busy, already running: %w", distro, repo, sync.ErrUnknownRepo)
 }
 
-func (f *fakeSyncer) Status() any { return map[string]string{"core": "idle"} }
+func (f *fakeSyncer) States() []sync.State { return []sync.State{{Repo: "archlinux/core"}} }
 
 type env struct {
 	t    *testing.T
@@ -423,7 +425,7 @@ func TestSync(t *testing.T) {
 		{"no token", "/api/v1/sync/archlinux/core", "", 401},
 		{"token without the repo", "/api/v1/sync/archlinux/core", tokenOther, 403},
 		{"start", "/api/v1/sync/archlinux/core", tokenCI, 202},
-		{"busy", "/api/v1/sync/archlinux/core", tokenCI, 409},
+		{"again", "/api/v1/sync/archlinux/core", tokenCI, 202},
 		{"not a mirror", "/api/v1/sync/archlinux/local", tokenCI, 404},
 		{"unknown distro", "/api/v1/sync/nope", tokenCI, 404},
 	}
@@ -441,6 +443,108 @@ func TestSync(t *testing.T) {
 	h.ServeHTTP(rec, req)
 	if rec.Code != 503 {
 		t.Errorf("sync without a Syncer = %d, want 503", rec.Code)
+	}
+}
+
+// The real scheduler through the API: what it refuses (not a mirror repo)
+// is a 404 by its sentinel, and a repo whose sync is already asked for is
+// not refused (Scheduler.Trigger queues one more, it never answers busy).
+func TestSyncScheduler(t *testing.T) {
+	cfg := testConfig()
+	d := cfg.Distros["archlinux"]
+	d.Upstreams = []string{"https://mirror.invalid/$repo/os/$arch"} // never asked: nothing runs the scheduler
+	cfg.Distros["archlinux"] = d
+	st, err := store.Open(t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	up, err := upstream.NewClient(upstream.Options{}, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(up.Close)
+	cat, err := catalog.New(cfg, st, catalog.Options{Upstream: up})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sched, err := sync.New(cat, st, sync.Options{Fetcher: fetch.New(st, fetch.Options{Catalog: cat}), Upstream: up})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := New(cat, st, Options{Syncer: sched})
+	for _, c := range []struct {
+		path string
+		code int
+	}{
+		{"/api/v1/sync/archlinux/core", 202},
+		{"/api/v1/sync/archlinux/core", 202}, // not run yet: still pending
+		{"/api/v1/sync/archlinux", 202},
+		{"/api/v1/sync/archlinux/local", 404}, // hosted
+	} {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest("POST", c.path, nil)
+		req.Header.Set("Authorization", "Bearer "+tokenCI)
+		h.ServeHTTP(rec, req)
+		if rec.Code != c.code {
+			t.Errorf("POST %s = %d %s, want %d", c.path, rec.Code, rec.Body, c.code)
+		}
+	}
+}
+
+// statesSyncer is a Syncer whose States are fixed and never nil.
+type statesSyncer []sync.State
+
+func (s statesSyncer) Trigger(distro, repo string) error { return nil }
+func (s statesSyncer) States() []sync.State              { return append([]sync.State{}, s...) }
+
+// The "sync" of /api/v1/status is the Syncer's states as sync.State
+// marshals them (what the field held as an any before it was typed):
+// absent without a Syncer, [] with one that has no mirror repo.
+func TestStatusSync(t *testing.T) {
+	st, err := store.Open(t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	when := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	states := statesSyncer{
+		{Repo: "archlinux/core", LastAttempt: when, LastSuccess: when, DurationSeconds: 1.5, Files: 8, Bytes: 4096, LastUpdate: "1000"},
+		{Repo: "archlinux/extra", Running: true, LastAttempt: when, Failures: 2, LastError: "every mirror failed",
+			Progress: &sync.Progress{FilesDone: 1, FilesTotal: 3, BytesDone: 10, BytesTotal: 30, RateBytesPerSecond: 5}},
+	}
+	cases := []struct {
+		name   string
+		syncer Syncer
+		want   string // compact JSON of "sync"; "" for absent
+	}{
+		{"no syncer", nil, ""},
+		{"no mirror repo", statesSyncer{}, `[]`},
+		{"two repos", states, `[{"repo":"archlinux/core","running":false,"last_attempt":"2026-05-01T12:00:00Z","last_success":"2026-05-01T12:00:00Z","duration_seconds":1.5,"files":8,"bytes":4096,"failures":0,"lastupdate":"1000"},` +
+			`{"repo":"archlinux/extra","running":true,"last_attempt":"2026-05-01T12:00:00Z","duration_seconds":0,"files":0,"bytes":0,"failures":2,"last_error":"every mirror failed",` +
+			`"progress":{"files_done":1,"files_total":3,"bytes_done":10,"bytes_total":30,"rate_bytes_per_second":5}}]`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			h := New(testCatalog(t, testConfig(), st), st, Options{Syncer: c.syncer})
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, httptest.NewRequest("GET", "/api/v1/status", nil))
+			var out map[string]json.RawMessage
+			if err := json.Unmarshal(rec.Body.Bytes(), &out); rec.Code != 200 || err != nil {
+				t.Fatalf("GET /api/v1/status = %d %v %s", rec.Code, err, rec.Body)
+			}
+			got := ""
+			if raw, ok := out["sync"]; ok {
+				var b bytes.Buffer
+				if err := json.Compact(&b, raw); err != nil {
+					t.Fatal(err)
+				}
+				got = b.String()
+			}
+			if got != c.want {
+				t.Errorf("status sync = %s, want %s", got, c.want)
+			}
+		})
 	}
 }
 
@@ -617,6 +721,8 @@ func TestStatusMapping(t *testing.T) {
 		{&http.MaxBytesError{Limit: 1}, 413},
 		{hosted.ErrBusy, 503},
 		{store.ErrNotFound, 404},
+		{fmt.Errorf("sync archlinux/local: %w", sync.ErrUnknownRepo), 404},
+		{errors.New("sync archlinux/core: busy, already running"), 500}, // classified by sentinel, never by text
 		{errorf(401, "x"), 401},
 		{errors.New("disk on fire"), 500},
 	}

@@ -5,16 +5,11 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"strings"
 
 	"github.com/mirrord/mirrord/internal/hosted"
 	"github.com/mirrord/mirrord/internal/store"
+	"github.com/mirrord/mirrord/internal/sync"
 )
-
-// ErrSyncBusy is what a Syncer returns (wrapped) when the repo is already
-// syncing; the API answers 409. Any other Trigger error is a 404 (no such
-// mirror repo), unless it says "busy".
-var ErrSyncBusy = errors.New("sync already running")
 
 // httpError is an error that knows its status: request problems found by
 // the API itself.
@@ -36,9 +31,9 @@ func status(err error) int {
 		return he.code
 	case errors.As(err, &mbe), errors.Is(err, hosted.ErrTooLarge):
 		return http.StatusRequestEntityTooLarge
-	case errors.Is(err, hosted.ErrNotFound), errors.Is(err, store.ErrNotFound):
+	case errors.Is(err, hosted.ErrNotFound), errors.Is(err, store.ErrNotFound), errors.Is(err, sync.ErrUnknownRepo):
 		return http.StatusNotFound
-	case errors.Is(err, hosted.ErrOlderVersion), errors.Is(err, ErrSyncBusy):
+	case errors.Is(err, hosted.ErrOlderVersion):
 		return http.StatusConflict
 	case errors.Is(err, hosted.ErrInvalid):
 		return http.StatusUnprocessableEntity
@@ -48,23 +43,10 @@ func status(err error) int {
 	return http.StatusInternalServerError
 }
 
-// syncStatus maps a Syncer.Trigger error: the sync engine is another
-// package, so only its busy sentinel (or the word) is known here.
-func syncStatus(err error) int {
-	if errors.Is(err, ErrSyncBusy) || strings.Contains(err.Error(), "busy") || strings.Contains(err.Error(), "already running") {
-		return http.StatusConflict
-	}
-	return http.StatusNotFound
-}
-
 // fail writes err as JSON with its status, and logs what is the server's
 // fault (a 5xx), once, here.
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
-	h.failCode(w, r, status(err), err)
-}
-
-func (h *Handler) failCode(w http.ResponseWriter, r *http.Request, code int, err error) {
-	msg := err.Error()
+	code, msg := status(err), err.Error()
 	if code >= 500 && code != http.StatusServiceUnavailable {
 		h.log.Error("api request", "method", r.Method, "path", r.URL.Path, "err", err)
 		msg = "internal error: " + msg

@@ -15,6 +15,7 @@ import (
 	"github.com/mirrord/mirrord/internal/hosted"
 	"github.com/mirrord/mirrord/internal/pgp"
 	"github.com/mirrord/mirrord/internal/store"
+	"github.com/mirrord/mirrord/internal/sync"
 )
 
 // The read API as Go functions. The JSON handlers and the web UI
@@ -192,7 +193,7 @@ type Status struct {
 	Cache    CacheStatus    `json:"cache"`
 	InFlight int            `json:"in_flight"`         // fetches from upstream in progress
 	Publish  *PublishStatus `json:"publish,omitempty"` // nil without a Publisher
-	Sync     any            `json:"sync,omitempty"`    // the Syncer's Status; nil without one
+	Sync     []sync.State   `json:"sync,omitzero"`     // nil without a Syncer; [] with one and no mirror repo
 }
 
 // CacheStatus is what the tree holds.
@@ -214,7 +215,7 @@ func (h *Handler) Status() Status {
 		s.Publish = &PublishStatus{Pending: h.pub.Pending()}
 	}
 	if h.syncer != nil {
-		s.Sync = h.syncer.Status()
+		s.Sync = h.syncer.States()
 	}
 	return s
 }

@@ -255,8 +255,10 @@ func (h *Handler) sync(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
+	// Trigger refuses only what is not a mirror repo (a 404); a repo
+	// already syncing is not refused: its trigger is queued behind it.
 	if err := h.syncer.Trigger(distro, repo); err != nil {
-		h.failCode(w, r, syncStatus(err), err)
+		h.fail(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusAccepted, map[string]string{"sync": strings.TrimSuffix(distro+"/"+repo, "/"), "status_url": "/api/v1/status"})

@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 	stdsync "sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -72,6 +73,9 @@ type Fetcher struct {
 	flights lockfree.Group
 	log     *slog.Logger
 	fetched *prometheus.CounterVec
+	// total is fetched summed over repos, added with it by every fill
+	// that commits, for FetchedBytes.
+	total atomic.Int64
 }
 
 // Options configures New.
@@ -124,6 +128,10 @@ func (f *Fetcher) Shutdown(ctx context.Context) error {
 }
 
 var errShutdown = errors.New("shutting down")
+
+// FetchedBytes is mirrord_fetched_bytes_total summed over repos: the
+// bytes fetched from upstream and committed to the tree since New.
+func (f *Fetcher) FetchedBytes() int64 { return f.total.Load() }
 
 // Label pre-creates the metrics of a repo at zero.
 func (f *Fetcher) Label(repo string) { f.fetched.WithLabelValues(repo) }
@@ -273,6 +281,7 @@ func (f *Fetcher) copyAndCommit(ctx context.Context, fl *lockfree.Flight, job Jo
 	committed = true
 	if job.Repo != "" {
 		f.fetched.WithLabelValues(job.Repo).Add(float64(n))
+		f.total.Add(n)
 	}
 	f.committed(job)
 	return nil

@@ -30,7 +30,7 @@ type Handler struct {
 	flights *lockfree.Group // the fetcher's
 	cache   config.Cache
 	log     *slog.Logger
-	metrics *metrics
+	metrics *Metrics
 	missing negativeCache
 	index   http.Handler // folders; nil: 404
 }
@@ -43,7 +43,10 @@ type Options struct {
 	Fetcher *fetch.Fetcher
 	// Index answers paths that name no file (folders, for the HTML
 	// index of internal/web); nil answers 404.
-	Index      http.Handler
+	Index http.Handler
+	// Metrics counts the requests (NewMetrics over the Fetcher's
+	// flights); nil: New registers its own on Registerer.
+	Metrics    *Metrics
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 }
@@ -76,7 +79,10 @@ func New(cat *catalog.Catalog, st *store.Store, opts Options) (*Handler, error) 
 			opts.Fetcher.Label(r.Key)
 		}
 	}
-	h.metrics = newMetrics(opts.Registerer, cfg, h.flights)
+	h.metrics = opts.Metrics
+	if h.metrics == nil {
+		h.metrics = NewMetrics(opts.Registerer, cat, h.flights)
+	}
 	return h, nil
 }
 

@@ -214,7 +214,8 @@ func (s *Scheduler) Repos(distro, repo string) ([]string, error) {
 
 // Trigger asks for a sync of distro/repo (every mirror repo of distro when
 // repo is "") as soon as possible and returns at once. A sync already
-// pending is not queued twice; one running is followed by another.
+// pending is not queued twice; one running is followed by another. So the
+// only refusal is a name that is no mirror repo, wrapping ErrUnknownRepo.
 func (s *Scheduler) Trigger(distro, repo string) error {
 	if distro == "" {
 		return fmt.Errorf("no distro: %w", ErrUnknownRepo)
@@ -306,11 +307,9 @@ func (s *Scheduler) Sync(ctx context.Context, distro, repo string) error {
 	return errors.Join(errs...)
 }
 
-// Status returns every mirror repo's State, in repo order, with the
-// progress of the running syncs. It is JSON-marshalable.
-func (s *Scheduler) Status() any { return s.States() }
-
-// States is Status with its concrete type.
+// States returns every mirror repo's State, in repo order, with the
+// progress of the running syncs: the "sync" of /api/v1/status and the
+// web UI's repo states.
 func (s *Scheduler) States() []State {
 	out := make([]State, 0, len(s.order))
 	for _, k := range s.order {

@@ -72,8 +72,8 @@ func TestFirstSyncCopiesTheTree(t *testing.T) {
 	if st.Repo != "archlinux/core" || st.Files != 8 || st.LastSuccess != e.clock.Now() || st.LastError != "" || st.Running {
 		t.Errorf("state = %+v, want 8 files fetched and a success", st)
 	}
-	if _, err := json.Marshal(e.sched.Status()); err != nil {
-		t.Errorf("Status does not marshal: %v", err)
+	if _, err := json.Marshal(e.sched.States()); err != nil {
+		t.Errorf("States do not marshal: %v", err)
 	}
 	for name, want := range map[string]float64{
 		"mirrord_sync_files_total":                    8,

@@ -43,6 +43,21 @@ type env struct {
 	api *api.Handler
 	ui  *UI
 	pub *hosted.Service
+	// traffic is the UI's TrafficSource over the proxy and the fetcher.
+	traffic *proxyTraffic
+}
+
+// proxyTraffic is cmd/mirrord's trafficSource (cmd/mirrord/traffic.go),
+// which a test of web cannot import.
+type proxyTraffic struct {
+	requests *proxy.Metrics
+	fetcher  *fetch.Fetcher
+}
+
+func (p *proxyTraffic) Traffic() Traffic {
+	c := p.requests.Counts()
+	return Traffic{Requests: c.Answered, Hits: c.Hits, Coalesced: c.Coalesced,
+		Served: c.ServedBytes, Fetched: p.fetcher.FetchedBytes(), InflightReaders: c.InflightReaders}
 }
 
 const built = 1767225600 // 2026-01-01
@@ -165,11 +180,13 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	a := api.New(cat, st, api.Options{Publisher: pub, Syncer: sched, InFlight: fetcher.Flights().Len, Registerer: reg, AdminToken: adminSum[:]})
-	ui, err := New(cat, a, st, Options{Gatherer: reg})
+	counts := proxy.NewMetrics(reg, cat, fetcher.Flights())
+	traffic := &proxyTraffic{requests: counts, fetcher: fetcher}
+	ui, err := New(cat, a, st, Options{Traffic: traffic})
 	if err != nil {
 		t.Fatal(err)
 	}
-	tree, err := proxy.New(cat, st, proxy.Options{Fetcher: fetcher, Index: ui.Index(), Registerer: reg})
+	tree, err := proxy.New(cat, st, proxy.Options{Fetcher: fetcher, Index: ui.Index(), Metrics: counts, Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,7 +210,7 @@ func newEnv(t *testing.T) *env {
 		st.Close()
 		client.Close()
 	})
-	e := &env{t: t, srv: srv, cfg: cfg, st: st, reg: reg, api: a, ui: ui, pub: pub}
+	e := &env{t: t, srv: srv, cfg: cfg, st: st, reg: reg, api: a, ui: ui, pub: pub, traffic: traffic}
 
 	if err := sched.Sync(t.Context(), "archlinux", "core"); err != nil {
 		t.Fatalf("sync core: %v", err)

@@ -12,6 +12,7 @@ import (
 	"github.com/mirrord/mirrord/internal/api"
 	"github.com/mirrord/mirrord/internal/hosted"
 	"github.com/mirrord/mirrord/internal/pgp"
+	"github.com/mirrord/mirrord/internal/sync"
 )
 
 const perPage = 50
@@ -20,7 +21,7 @@ const perPage = 50
 type homeData struct {
 	Distros []distroRow
 	Status  api.Status
-	Traffic traffic
+	Traffic trafficCard
 	Jobs    []jobRow
 	Hosted  bool // some repo is hosted: show the jobs section
 }
@@ -51,7 +52,7 @@ type jobRow struct {
 func (u *UI) home(w http.ResponseWriter, r *http.Request) {
 	st := u.api.Status()
 	syncs := syncStates(st.Sync)
-	d := homeData{Status: st, Traffic: u.traffic()}
+	d := homeData{Status: st, Traffic: u.readTraffic()}
 	for _, dv := range u.api.Repos() {
 		dr := distroRow{Name: dv.Name, Layout: dv.Layout, Folder: "/" + url.PathEscape(dv.Name) + "/"}
 		for _, rv := range dv.Repos {
@@ -66,7 +67,7 @@ func (u *UI) home(w http.ResponseWriter, r *http.Request) {
 	u.render(w, r, http.StatusOK, "home", page{Title: "Repositories", Nav: "repos", Data: d})
 }
 
-func (u *UI) repoRow(distro string, rv api.Repo, syncs map[string]syncState) repoRow {
+func (u *UI) repoRow(distro string, rv api.Repo, syncs map[string]sync.State) repoRow {
 	row := repoRow{Distro: distro, Name: rv.Name, Mode: rv.Mode, Href: repoURL(distro, rv.Name), Fresh: u.freshness(distro, rv.Name, syncs)}
 	for _, a := range rv.Arches {
 		row.Arches = append(row.Arches, archCell{Arch: a.Arch, Folder: u.folderURL(distro, rv.Name, a.Arch), Error: a.Error, DB: a.DB, Packages: a.Packages})
@@ -162,7 +163,7 @@ type repoData struct {
 	Rows    []resultRow
 	Jobs    []jobRow
 	Hosted  bool
-	Sync    *syncState
+	Sync    *sync.State
 	Arches  []string
 	Self    string // this page, for the filter form
 	Server  string // the pacman.conf Server line

@@ -1,52 +1,19 @@
 package web
 
 import (
-	"encoding/json"
 	"errors"
 	"math"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
-
 	"github.com/mirrord/mirrord/config"
 	"github.com/mirrord/mirrord/internal/store"
+	"github.com/mirrord/mirrord/internal/sync"
 )
 
-// syncState is one entry of /api/v1/status's "sync", read through its
-// JSON contract: the UI shows what scripts see.
-type syncState struct {
-	Repo            string    `json:"repo"` // distro/repo
-	Running         bool      `json:"running"`
-	LastAttempt     time.Time `json:"last_attempt"`
-	LastSuccess     time.Time `json:"last_success"`
-	DurationSeconds float64   `json:"duration_seconds"`
-	Files           int64     `json:"files"`
-	Bytes           int64     `json:"bytes"`
-	Failures        int64     `json:"failures"`
-	LastError       string    `json:"last_error"`
-	Progress        *struct {
-		FilesDone  int64 `json:"files_done"`
-		FilesTotal int64 `json:"files_total"`
-		BytesDone  int64 `json:"bytes_done"`
-		BytesTotal int64 `json:"bytes_total"`
-	} `json:"progress"`
-}
-
-// syncStates decodes the Syncer's status by repo; an unexpected shape
-// shows as no sync state rather than an error page.
-func syncStates(v any) map[string]syncState {
-	out := map[string]syncState{}
-	if v == nil {
-		return out
-	}
-	data, err := json.Marshal(v)
-	if err != nil {
-		return out
-	}
-	var list []syncState
-	if json.Unmarshal(data, &list) != nil {
-		return out
-	}
+// syncStates indexes the sync states of /api/v1/status by repo
+// ("distro/repo"): the UI shows what scripts see.
+func syncStates(list []sync.State) map[string]sync.State {
+	out := make(map[string]sync.State, len(list))
 	for _, s := range list {
 		out[s.Repo] = s
 	}
@@ -61,14 +28,14 @@ type freshness struct {
 	Updated time.Time // last sync, db fetch or db build
 	What    string    // what Updated is: "synced", "db checked", "published"
 	Detail  string    // the last error, the progress
-	Sync    *syncState
+	Sync    *sync.State
 }
 
 // staleAfter is how many sync intervals without a success make a mirror
 // repo stale; contrib/prometheus/alerts.yml uses the same factor.
 const staleAfter = 2
 
-func (u *UI) freshness(distro, repo string, syncs map[string]syncState) freshness {
+func (u *UI) freshness(distro, repo string, syncs map[string]sync.State) freshness {
 	rc := u.cfg.Distros[distro].Repos[repo]
 	switch rc.Mode {
 	case config.ModeMirror:
@@ -139,67 +106,40 @@ func maxTime(a, b time.Time) time.Time {
 	return b
 }
 
-// traffic is what the metrics registry says of the tree's requests since
-// start: the same counters the Grafana dashboard shows.
-type traffic struct {
-	Known           bool    // a registry was given
-	Requests        float64 // file requests that found a file or failed (not not_found)
-	Hits            float64
-	HitRatio        float64 // Hits/Requests; NaN before any request
-	Coalesced       float64
-	Served, Fetched float64 // bytes
-	InflightReaders float64
+// Traffic is the tree's traffic since start, as the home page shows it:
+// the same counters the Grafana dashboard reads from /metrics.
+type Traffic struct {
+	Requests        int64 // file requests answered with a file or an error (a not found is neither)
+	Hits            int64 // of Requests, answered from the tree without asking upstream
+	Coalesced       int64 // of Requests, joined a fetch already in flight
+	Served, Fetched int64 // bytes sent to clients, fetched from upstream
+	InflightReaders int64 // clients streaming a file still being fetched
 }
 
-// traffic reads the metrics. The hit ratio is requests answered from the
-// tree without asking upstream over all requests that were answered with
-// a file or an error; a not_found is neither.
-func (u *UI) traffic() traffic {
-	t := traffic{HitRatio: math.NaN()}
-	if u.gather == nil {
-		return t
-	}
-	mfs, err := u.gather.Gather()
-	if err != nil {
-		u.log.Warn("gather metrics", "err", err)
-	}
-	t.Known = len(mfs) > 0
-	for _, mf := range mfs {
-		for _, m := range mf.GetMetric() {
-			switch mf.GetName() {
-			case "mirrord_requests_total":
-				v := m.GetCounter().GetValue()
-				switch label(m, "result") {
-				case "not_found":
-				case "hit":
-					t.Hits += v
-					t.Requests += v
-				case "coalesced":
-					t.Coalesced += v
-					t.Requests += v
-				default:
-					t.Requests += v
-				}
-			case "mirrord_served_bytes_total":
-				t.Served += m.GetCounter().GetValue()
-			case "mirrord_fetched_bytes_total":
-				t.Fetched += m.GetCounter().GetValue()
-			case "mirrord_inflight_readers":
-				t.InflightReaders += m.GetGauge().GetValue()
-			}
-		}
-	}
-	if t.Requests > 0 {
-		t.HitRatio = t.Hits / t.Requests
-	}
-	return t
+// TrafficSource is where the UI reads the Traffic: the proxy's request
+// counts and the fetcher's bytes, combined by cmd/mirrord.
+type TrafficSource interface {
+	Traffic() Traffic
 }
 
-func label(m *dto.Metric, name string) string {
-	for _, l := range m.GetLabel() {
-		if l.GetName() == name {
-			return l.GetValue()
-		}
+// trafficCard is the home page's view of the Traffic.
+type trafficCard struct {
+	Traffic
+	Known    bool    // a TrafficSource was given
+	HitRatio float64 // Hits/Requests; NaN before any request
+}
+
+// readTraffic reads the source, if any. The hit ratio is requests answered
+// from the tree without asking upstream over all requests that were
+// answered with a file or an error.
+func (u *UI) readTraffic() trafficCard {
+	c := trafficCard{HitRatio: math.NaN()}
+	if u.traffic == nil {
+		return c
 	}
-	return ""
+	c.Traffic, c.Known = u.traffic.Traffic(), true
+	if c.Requests > 0 {
+		c.HitRatio = float64(c.Hits) / float64(c.Requests)
+	}
+	return c
 }

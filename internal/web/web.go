@@ -15,8 +15,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/mirrord/mirrord/config"
 	"github.com/mirrord/mirrord/internal/api"
 	"github.com/mirrord/mirrord/internal/catalog"
@@ -36,10 +34,10 @@ type Tree interface {
 
 // Options configures New.
 type Options struct {
-	// Gatherer is the process's metrics registry, read for the hit ratio
-	// and the bytes served and fetched; nil hides them.
-	Gatherer prometheus.Gatherer
-	Logger   *slog.Logger
+	// Traffic is read for the hit ratio and the bytes served and
+	// fetched; nil hides them.
+	Traffic TrafficSource
+	Logger  *slog.Logger
 	// IndexCacheBytes bounds the rendered repo folder pages kept in
 	// memory (0: 64 MiB, some twenty pages of a 15,000-package repo).
 	IndexCacheBytes int64
@@ -52,7 +50,7 @@ type UI struct {
 	api     *api.Handler
 	tree    Tree
 	catalog *catalog.Catalog // routing and the layout's folders
-	gather  prometheus.Gatherer
+	traffic TrafficSource    // nil hides the traffic figures
 	log     *slog.Logger
 	pages   map[string]*template.Template
 	static  http.Handler
@@ -75,7 +73,7 @@ func New(cat *catalog.Catalog, a *api.Handler, tree Tree, opts Options) (*UI, er
 	if opts.IndexCacheBytes <= 0 {
 		opts.IndexCacheBytes = 64 << 20
 	}
-	u := &UI{cfg: cfg, api: a, tree: tree, catalog: cat, gather: opts.Gatherer, log: opts.Logger,
+	u := &UI{cfg: cfg, api: a, tree: tree, catalog: cat, traffic: opts.Traffic, log: opts.Logger,
 		pages: map[string]*template.Template{}, mux: http.NewServeMux(), indexes: newPageCache(opts.IndexCacheBytes)}
 	for _, name := range pageNames {
 		t, err := template.New(name).Funcs(funcs).ParseFS(assets, "templates/layout.html", "templates/"+name+".html")
@@ -232,9 +230,7 @@ var funcs = template.FuncMap{
 		}
 		return fmt.Sprintf("%.1f%%", 100*f)
 	},
-	"count":  func(f float64) string { return fmt.Sprintf("%.0f", f) },
 	"plural": plural,
-	"bytesf": func(f float64) string { return humanBytes(int64(f)) },
 	"iso":    func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
 	"day":    func(t time.Time) string { return t.UTC().Format("2006-01-02") },
 }

@@ -248,7 +248,7 @@ func TestFormat(t *testing.T) {
 			t.Errorf("ago(now%+v) = %q, want %q", c.t.Sub(now).Round(time.Second), got, c.want)
 		}
 	}
-	if got := (&UI{}).traffic(); !math.IsNaN(got.HitRatio) || got.Known {
-		t.Errorf("traffic without a registry = %+v, want unknown", got)
+	if got := (&UI{}).readTraffic(); !math.IsNaN(got.HitRatio) || got.Known {
+		t.Errorf("traffic without a source = %+v, want unknown", got)
 	}
 }
