@@ -548,8 +548,6 @@ func (rn *run) get(ctx context.Context, arch, dir string, w want) error {
 		// proxy client that joins and leaves (cache.fill_on_abort false).
 		fl, rd, leader := rn.s.fetcher.Join(ctx, job)
 		defer rd.Close()
-		rn.r.inflight.Store(rel, fl)
-		defer rn.r.inflight.Delete(rel)
 		if rn.s.joined != nil {
 			rn.s.joined(rel)
 		}

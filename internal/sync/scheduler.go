@@ -95,9 +95,8 @@ type repo struct {
 	mu    stdsync.Mutex // guards state; never held across I/O
 	state State
 
-	// progress of the running sync, read by Status; reset at each start.
+	// progress of the running sync, read by States; reset at each start.
 	filesDone, filesTotal, bytesDone, bytesTotal atomic.Int64
-	inflight                                     stdsync.Map // tree path -> *lockfree.Flight
 }
 
 // State is what the scheduler knows of one repo: persisted in the store's
@@ -320,10 +319,7 @@ func (s *Scheduler) States() []State {
 		if st.Running {
 			p := &Progress{FilesDone: r.filesDone.Load(), FilesTotal: r.filesTotal.Load(),
 				BytesDone: r.bytesDone.Load(), BytesTotal: r.bytesTotal.Load()}
-			r.inflight.Range(func(_, v any) bool {
-				p.BytesDone += v.(*lockfree.Flight).Written()
-				return true
-			})
+			p.BytesDone += s.partial(r)
 			if d := s.now().Sub(st.LastAttempt).Seconds(); d > 0 {
 				p.RateBytesPerSecond = int64(float64(p.BytesDone) / d)
 			}
@@ -332,6 +328,21 @@ func (s *Scheduler) States() []State {
 		out = append(out, st)
 	}
 	return out
+}
+
+// partial is what the flights under r's folders have written so far: the
+// downloads in progress, which BytesDone counts before they end.
+func (s *Scheduler) partial(r *repo) int64 {
+	var n int64
+	s.fetcher.Flights().Range(func(rel string, f *lockfree.Flight) bool {
+		for _, a := range r.Arches {
+			if dir := r.Dir(a); len(rel) > len(dir) && rel[len(dir)] == '/' && strings.HasPrefix(rel, dir) {
+				n += f.Written()
+			}
+		}
+		return true
+	})
+	return n
 }
 
 // syncRepo runs one sync of r, after any running one, and records its
