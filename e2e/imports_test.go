@@ -40,7 +40,7 @@ func TestImportRules(t *testing.T) {
 		}
 	}
 	only := map[string]string{ // an outside module -> its one importer
-		"github.com/dgraph-io/badger/v4": "internal/store",
+		"github.com/dgraph-io/badger/v4":  "internal/store",
 		"github.com/ProtonMail/go-crypto": "internal/pgp",
 	}
 	for pkg, imps := range imports {
