@@ -16,7 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Repo modes (DESIGN.md "One tree, three kinds of repo").
+// Repo modes (README.md, "Configuration").
 const (
 	ModeMirror = "mirror" // periodic full sync of the upstream repo
 	ModeProxy  = "proxy"  // fetched on first request, then cached
@@ -189,8 +189,8 @@ var defaults = []struct {
 
 // DefaultDistros is used when the configuration names no distros at all:
 // Arch Linux proxied from public mirrors, plus a hosted repo "custom".
-// (DESIGN.md named it "local", but pacman reserves that name for its own
-// database of installed packages: [local] in pacman.conf cannot work.)
+// (Not "local": pacman reserves that name for its own database of
+// installed packages, so [local] in pacman.conf cannot work.)
 func DefaultDistros() map[string]Distro {
 	return map[string]Distro{
 		"archlinux": {

@@ -16,7 +16,7 @@ import (
 	"github.com/mirrord/mirrord/internal/alpm"
 )
 
-// The invariants that hold after any crash and restart (issue 7). The
+// The invariants that hold after any crash and restart. The
 // crash tests check them after every kill -9; the sync and publish tests
 // reuse them.
 

@@ -27,7 +27,7 @@ import (
 	"github.com/mirrord/mirrord/internal/faultserver"
 )
 
-// Hostile input against the real binary (issue 7): what the server itself
+// Hostile input against the real binary: what the server itself
 // refuses (long URLs and headers, slow headers), malformed Range headers on
 // cached and in-flight files, folder paths, bad uploads and bombs, bad
 // tokens. Every answer is a 4xx or a valid 2xx/3xx, never a 5xx or a
@@ -135,7 +135,7 @@ func TestHostileRequests(t *testing.T) {
 
 	t.Run("bare LF line ends", func(t *testing.T) {
 		// net/http and nginx answer them; the fast path once left them to
-		// time out (issue 14).
+		// time out.
 		for _, req := range []string{
 			"GET " + hit + " HTTP/1.1\nHost: x\n\n",
 			"GET " + hit + " HTTP/1.1\r\nHost: x\r\n\n",
@@ -348,7 +348,7 @@ func TestSlowClients(t *testing.T) {
 	t.Run("silent connections", func(t *testing.T) {
 		// Connections that never send a byte are closed at the header
 		// timeout (10 s) from accept, as net/http closes them; the fast
-		// path held them for the idle timeout, 120 s (issue 14).
+		// path held them for the idle timeout, 120 s.
 		const n = 300
 		var wg sync.WaitGroup
 		var mu sync.Mutex
@@ -434,7 +434,7 @@ func TestLoadMix(t *testing.T) {
 	}
 }
 
-// TestUploadBombs (issue 14): eight hostile uploads at once, each small
+// TestUploadBombs: eight hostile uploads at once, each small
 // and declaring a 128 MiB window (zstd --long=27, xz --lzma2=dict=128MiB)
 // over hundreds of MB of zeros, or listing 1,000,000 files, next to four
 // ordinary packages. Every bomb fails with its reason, every ordinary

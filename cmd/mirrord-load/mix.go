@@ -30,7 +30,7 @@ import (
 	"github.com/mirrord/mirrord/internal/alpm"
 )
 
-// Mix is one run of `mix` (issue 7): a mirrord binary started on a fresh
+// Mix is one run of `mix`: a mirrord binary started on a fresh
 // data dir in front of an in-process upstream, loaded by Clients
 // connections for Duration with a mix of cache hits, cold misses of one
 // shared file and of distinct files, db revalidations and uploads. Every

@@ -133,7 +133,7 @@ func (l wrapListener) Accept() (net.Conn, error) {
 	return l.wrap(c), nil
 }
 
-// routes is mirrord's URL layout (DESIGN.md): its own endpoints, and the
+// routes is mirrord's URL layout (README.md, "Endpoints"): its own endpoints, and the
 // tree for everything else.
 func routes(metrics, ready, api, ui, tree http.Handler) *http.ServeMux {
 	mux := http.NewServeMux()

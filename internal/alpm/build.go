@@ -17,8 +17,8 @@ type PackageFile struct {
 	Body []byte
 }
 
-// WritePackage writes a package archive the way the recipe in PACMAN.md §7
-// (bsdtar | zstd) does, for tests and benchmarks here and elsewhere in
+// WritePackage writes a package archive the way bsdtar piped into zstd
+// does, for tests and benchmarks here and elsewhere in
 // mirrord: makepkg refuses to run as root. Entries whose name starts with
 // '.' (.BUILDINFO, .MTREE) come first, as makepkg orders them, then
 // .PKGINFO from pi, then the payload with its parent directories. All

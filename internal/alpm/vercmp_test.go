@@ -10,8 +10,8 @@ import (
 	"testing"
 )
 
-// vercmpCases are pacman's test/util/vercmptest.sh plus the table in
-// PACMAN.md §3. Each is also checked mirrored.
+// vercmpCases are pacman's test/util/vercmptest.sh plus cases for
+// epochs, letters and separators. Each is also checked mirrored.
 var vercmpCases = []struct {
 	a, b string
 	want int
@@ -75,7 +75,7 @@ var vercmpCases = []struct {
 	{"1:1.0", "1.0", 1},
 	{"1:1.0", "1.1", 1},
 	{"1:1.1", "1.1", 1},
-	// PACMAN.md §3
+	// epochs, letters and separators
 	{"1.0a", "1.0", -1},
 	{"1.0rc1", "1.0", -1},
 	{"1.0.a", "1.0", 1},

@@ -445,7 +445,7 @@ func TestKeepAliveWithinIdle(t *testing.T) {
 }
 
 // 300 connections that never send a byte are all closed ReadHeaderTimeout
-// after they were accepted, though IdleTimeout is long (issue 14: the
+// after they were accepted, though IdleTimeout is long (the
 // fast path held them for IdleTimeout, 120 s).
 func TestSilentConnections(t *testing.T) {
 	const (
@@ -479,7 +479,7 @@ func TestSilentConnections(t *testing.T) {
 }
 
 // A head with bare LF line ends, which net/http reads, is answered at
-// once (handed to net/http), not left to time out (issue 14).
+// once (handed to net/http), not left to time out.
 func TestBareLF(t *testing.T) {
 	e := newEnv(t, func(s *Server) { s.Fallback.ReadHeaderTimeout = 5 * time.Second })
 	e.mem["a"] = []byte("AAAA")

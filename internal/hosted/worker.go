@@ -176,7 +176,7 @@ func (s *Service) copyTemp(src *os.File) (*os.File, error) {
 // URLs never carry (internal/proxy refuses it before the filesystem):
 // makepkg allows any printable character in a pkgver but '!', '%', '?',
 // '#' or a backslash would make a package that is in the db and that no
-// client can download. Found by fuzzing, issue 7.
+// client can download. Found by fuzzing (FuzzParseFileName).
 func unservable(name string) (byte, bool) {
 	for i := 0; i < len(name); i++ {
 		switch c := name[i]; {

@@ -3,6 +3,6 @@
 // number of readers follow it as it grows, without locks on the hot path.
 //
 // It imports nothing of the project and knows nothing of HTTP, mirrors or
-// the store: the fill (internal/proxy, internal/sync) owns those. A fill
+// the store: the fill (internal/fetch, for the proxy and the sync) owns those. A fill
 // belongs to its flight, not to a request: no reader can cancel it.
 package lockfree

@@ -306,7 +306,7 @@ func (h *Handler) serveMutable(w http.ResponseWriter, r *http.Request, t catalog
 	}
 	if cached && !errors.Is(err, errResponseStarted) {
 		// stale-if-error: upstream failed or lost the file; the last good
-		// copy is better than nothing (PACMAN.md §8).
+		// copy is better than nothing (stale-if-error, RFC 5861).
 		age := time.Since(meta.FetchedAt).Truncate(time.Second)
 		w.Header().Set("Age", fmt.Sprint(int64(age.Seconds())))
 		w.Header().Set("Warning", `110 mirrord "Response is Stale"`)

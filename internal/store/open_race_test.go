@@ -10,7 +10,7 @@ import (
 // Misses in a folder must not disturb hits in it: a miss used to close the
 // folder's cached root while other requests opened files through it, so
 // that they failed with "file already closed" (a hit served as a miss, a
-// spurious 404 in a hosted repo). Regression test, issue 7.
+// spurious 404 in a hosted repo). A regression test.
 func TestOpenConcurrentMissesAndHits(t *testing.T) {
 	s, err := Open(t.TempDir(), Options{})
 	if err != nil {
