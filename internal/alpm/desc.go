@@ -92,20 +92,12 @@ func (p *Package) appendFiles(b []byte) []byte {
 	return b
 }
 
-// ParseDesc parses a desc entry (or a files entry, or both concatenated)
-// the way pacman's sync db reader does: "%KEY%" lines open a section whose
-// values run to the next blank line; unknown sections are skipped; only
-// '\n' ends a line. CSIZE, ISIZE and BUILDDATE must be integers, and
-// FILENAME must be a base name not starting with '.'; errors name the line.
-func ParseDesc(data []byte) (*Package, error) {
-	p := &Package{}
-	if err := p.parseDesc(string(data)); err != nil {
-		return nil, err
-	}
-	return p, nil
-}
-
-// parseDesc fills p from text; every string it stores is a substring of
+// parseDesc parses a desc entry (or a files entry, or both concatenated)
+// into p the way pacman's sync db reader does: "%KEY%" lines open a
+// section whose values run to the next blank line; unknown sections are
+// skipped; only '\n' ends a line. CSIZE, ISIZE and BUILDDATE must be
+// integers, and FILENAME must be a base name not starting with '.'; errors
+// name the line. Every string it stores is a substring of
 // text, so a db entry costs one allocation for all its values.
 func (p *Package) parseDesc(text string) error {
 	line := 0

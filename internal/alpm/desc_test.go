@@ -81,7 +81,7 @@ check
 `
 
 func TestDescRoundTrip(t *testing.T) {
-	p, err := ParseDesc([]byte(repoAddDesc))
+	p, err := parseDescEntry([]byte(repoAddDesc))
 	if err != nil {
 		t.Fatalf("ParseDesc: %v", err)
 	}
@@ -96,7 +96,7 @@ func TestDescRoundTrip(t *testing.T) {
 		MakeDepends: []string{"cmake"}, CheckDepends: []string{"check"},
 	}
 	if !reflect.DeepEqual(p, want) {
-		t.Fatalf("ParseDesc(repo-add desc) = %+v, want %+v", p, want)
+		t.Fatalf("parseDescEntry(repo-add desc) = %+v, want %+v", p, want)
 	}
 	if got := string(p.MarshalDesc()); got != repoAddDesc {
 		t.Errorf("MarshalDesc() = %q, want %q", got, repoAddDesc)
@@ -116,9 +116,9 @@ func TestParseDescTolerance(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := ParseDesc([]byte(tc.in))
+			got, err := parseDescEntry([]byte(tc.in))
 			if err != nil || !reflect.DeepEqual(got, tc.want) {
-				t.Errorf("ParseDesc(%q) = %+v, %v, want %+v", tc.in, got, err, tc.want)
+				t.Errorf("parseDescEntry(%q) = %+v, %v, want %+v", tc.in, got, err, tc.want)
 			}
 		})
 	}
@@ -134,9 +134,9 @@ func TestParseDescErrors(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := ParseDesc([]byte(tc.in))
+			_, err := parseDescEntry([]byte(tc.in))
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-				t.Errorf("ParseDesc(%q) error = %v, want one containing %q", tc.in, err, tc.wantErr)
+				t.Errorf("parseDescEntry(%q) error = %v, want one containing %q", tc.in, err, tc.wantErr)
 			}
 		})
 	}
@@ -148,4 +148,13 @@ func TestMarshalFiles(t *testing.T) {
 	if got := string(p.MarshalFiles()); got != want {
 		t.Errorf("MarshalFiles() = %q, want %q", got, want)
 	}
+}
+
+// parseDescEntry parses one desc entry, as ReadDB does for each.
+func parseDescEntry(data []byte) (*Package, error) {
+	p := &Package{}
+	if err := p.parseDesc(string(data)); err != nil {
+		return nil, err
+	}
+	return p, nil
 }

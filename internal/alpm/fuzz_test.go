@@ -46,17 +46,17 @@ func FuzzParseDesc(f *testing.F) {
 	f.Add([]byte("%CSIZE%\n-1\n\n%ISIZE%\n+7\n\n%FILENAME%\nx\n"))
 	f.Add([]byte("%NAME%\n\n%DESC%\n%NAME%\n\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		p, err := ParseDesc(data)
+		p, err := parseDescEntry(data)
 		if err != nil {
 			return
 		}
 		p.XData, p.Files = nil, nil
-		again, err := ParseDesc(p.MarshalDesc())
+		again, err := parseDescEntry(p.MarshalDesc())
 		if err != nil {
-			t.Fatalf("ParseDesc(MarshalDesc(%+v)): %v", p, err)
+			t.Fatalf("parseDescEntry(MarshalDesc(%+v)): %v", p, err)
 		}
 		if !reflect.DeepEqual(again, p) {
-			t.Fatalf("ParseDesc(MarshalDesc(x)) = %+v, want %+v", again, p)
+			t.Fatalf("parseDescEntry(MarshalDesc(x)) = %+v, want %+v", again, p)
 		}
 	})
 }
