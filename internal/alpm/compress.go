@@ -90,17 +90,36 @@ var (
 // then accepts or rejects.
 func sniff(br *bufio.Reader) Compression {
 	b, _ := br.Peek(6)
+	c, _ := magic(b)
+	return c
+}
+
+// SniffCompression tells the compression of a package or database file
+// from its first bytes, as the readers here do: ok is false when head
+// starts with none of the compressions pacman reads and is no bare tar
+// either (no "ustar" at offset 257, so a tar needs 262 bytes of head).
+// The name of a package file follows from it: ".pkg.tar" + c.Ext().
+func SniffCompression(head []byte) (c Compression, ok bool) {
+	if c, ok := magic(head); ok {
+		return c, true
+	}
+	return None, len(head) >= 262 && bytes.Equal(head[257:262], []byte("ustar"))
+}
+
+// magic tells the compression from its magic bytes; None and false if b
+// starts with none of them.
+func magic(b []byte) (Compression, bool) {
 	switch {
 	case bytes.HasPrefix(b, zstdMagic):
-		return Zstd
+		return Zstd, true
 	case bytes.HasPrefix(b, xzMagic):
-		return Xz
+		return Xz, true
 	case bytes.HasPrefix(b, gzipMagic):
-		return Gzip
+		return Gzip, true
 	case bytes.HasPrefix(b, bzip2Magic):
-		return Bzip2
+		return Bzip2, true
 	}
-	return None
+	return None, false
 }
 
 // Decoders are pooled: building a zstd decoder costs more than decoding a

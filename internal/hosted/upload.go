@@ -1,12 +1,13 @@
 package hosted
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+
+	"github.com/mirrord/mirrord/internal/alpm"
 )
 
 // maxSig bounds a detached signature, as pacman and repo-add do.
@@ -62,7 +63,7 @@ func (u *Upload) ReadPackage(name string, r io.Reader) error {
 	}
 	var head [262]byte
 	m, _ := f.ReadAt(head[:], 0)
-	if !isArchive(head[:m]) {
+	if _, ok := extension(head[:m]); !ok {
 		return fmt.Errorf("%w: not a package archive (no zstd, xz, gzip, bzip2 or tar header)", ErrInvalid)
 	}
 	return nil
@@ -156,29 +157,11 @@ func (u *Upload) close() {
 
 func (u *Upload) path(ext string) string { return filepath.Join(u.s.staging, u.id+ext) }
 
-// isArchive recognises the compressions pacman reads, or a bare tar.
-func isArchive(b []byte) bool {
-	for _, magic := range [][]byte{{0x28, 0xb5, 0x2f, 0xfd}, {0xfd, '7', 'z', 'X', 'Z', 0}, {0x1f, 0x8b}, []byte("BZh")} {
-		if bytes.HasPrefix(b, magic) {
-			return true
-		}
-	}
-	return len(b) >= 262 && bytes.Equal(b[257:262], []byte("ustar"))
-}
-
-// extension names the package file by its content, as makepkg would.
-func extension(b []byte) string {
-	switch {
-	case bytes.HasPrefix(b, []byte{0x28, 0xb5, 0x2f, 0xfd}):
-		return ".pkg.tar.zst"
-	case bytes.HasPrefix(b, []byte{0xfd, '7', 'z', 'X', 'Z', 0}):
-		return ".pkg.tar.xz"
-	case bytes.HasPrefix(b, []byte{0x1f, 0x8b}):
-		return ".pkg.tar.gz"
-	case bytes.HasPrefix(b, []byte("BZh")):
-		return ".pkg.tar.bz2"
-	}
-	return ".pkg.tar"
+// extension names the package file by its content, as makepkg would;
+// ok is false when head is no archive pacman reads.
+func extension(head []byte) (ext string, ok bool) {
+	c, ok := alpm.SniffCompression(head)
+	return ".pkg.tar" + c.Ext(), ok
 }
 
 func syncDir(dir string) error {

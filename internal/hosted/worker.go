@@ -81,7 +81,7 @@ func (s *Service) publish(r *repo, j *Job) (string, error) {
 	defer in.Close()
 	var head [262]byte
 	n, _ := in.ReadAt(head[:], 0)
-	ext := extension(head[:n])
+	ext, _ := extension(head[:n]) // checked at upload
 	info, arches, err := s.precheck(r, j, in, ext)
 	if err != nil {
 		return "", err
