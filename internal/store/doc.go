@@ -4,6 +4,10 @@
 // batched last-access times (read by internal/evict, the cache policy),
 // and small files kept in memory for the hit path.
 //
+// It also keeps staging/, where files wait durably for their caller to
+// put them in the tree (internal/hosted's acknowledged uploads; see
+// staging.go), so that they too are written only here.
+//
 // Only this package imports badger; other packages keep their state through
 // its small key-value API (Put, Get, Delete, Scan).
 package store

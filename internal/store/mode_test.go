@@ -9,8 +9,8 @@ import (
 )
 
 // Every way a file enters the tree leaves it readable by other users
-// (nginx, rsyncd), folders traversable, whatever the umask; meta/ and
-// tmp/ stay private; a tree from before is fixed at start.
+// (nginx, rsyncd), folders traversable, whatever the umask; meta/,
+// tmp/ and staging/ stay private; a tree from before is fixed at start.
 func TestTreeModes(t *testing.T) {
 	old := syscall.Umask(0o077) // the strictest an operator might run with
 	defer syscall.Umask(old)
@@ -76,7 +76,7 @@ func TestTreeModes(t *testing.T) {
 				}
 				return nil
 			})
-			for _, private := range []string{"meta", "tmp"} {
+			for _, private := range []string{"meta", "tmp", "staging"} {
 				if info, _ := os.Stat(filepath.Join(dir, private)); info.Mode().Perm() != 0o700 {
 					t.Errorf("%s/: mode %04o, want 0700", private, info.Mode().Perm())
 				}

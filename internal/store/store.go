@@ -98,7 +98,8 @@ type Store struct {
 }
 
 // Open opens or creates the data directory, wipes leftovers of a crash
-// from tmp/, and reconciles the index with the tree.
+// from tmp/ (staging/ is kept: see ListStaged), and reconciles the index
+// with the tree.
 func Open(dir string, opts Options) (*Store, error) {
 	if opts.MemoryFileMax <= 0 {
 		opts.MemoryFileMax = 16 << 10
@@ -117,7 +118,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open store: clean %s: %w", tmpDir, err)
 	}
 	// The data dir and the tree can be traversed by other users (unless
-	// private); meta/ and tmp/ never. The data dir may be the operator's:
+	// private); meta/, tmp/ and staging/ never. The data dir may be the operator's:
 	// it only gains the bits that reaching the tree needs.
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
@@ -132,7 +133,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	for _, d := range []struct {
 		name string
 		mode os.FileMode
-	}{{treeDir, modes(opts.PrivateTree).dir}, {metaDir, 0o700}, {tmpDir, 0o700}} {
+	}{{treeDir, modes(opts.PrivateTree).dir}, {metaDir, 0o700}, {tmpDir, 0o700}, {stagingDir, 0o700}} {
 		p := filepath.Join(dir, d.name)
 		if err := os.MkdirAll(p, d.mode); err != nil {
 			return nil, fmt.Errorf("open store: %w", err)
@@ -409,7 +410,7 @@ func (s *Store) Commit(f *os.File, rel string, m Meta) error {
 	if err := s.root.Rename(tmpRel, treeDir+"/"+rel); err != nil {
 		return fmt.Errorf("commit %s: %w", rel, err)
 	}
-	if err := s.syncDir(path.Dir(rel)); err != nil {
+	if err := syncDir(s.tree, path.Dir(rel)); err != nil {
 		return fmt.Errorf("commit %s: %w", rel, err)
 	}
 	return s.SetMeta(rel, m)
@@ -462,11 +463,12 @@ func (s *Store) Symlink(target, rel string) error {
 	if err := s.forget(rel); err != nil { // a regular file was there before
 		return err
 	}
-	return s.syncDir(path.Dir(rel))
+	return syncDir(s.tree, path.Dir(rel))
 }
 
-func (s *Store) syncDir(rel string) error {
-	d, err := s.tree.Open(rel)
+// syncDir fsyncs the folder rel of root, so that a rename into it lasts.
+func syncDir(root *os.Root, rel string) error {
+	d, err := root.Open(rel)
 	if err != nil {
 		return err
 	}
