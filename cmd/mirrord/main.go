@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"syscall"
 	"time"
 
@@ -115,7 +114,6 @@ func serve(args []string) error {
 		Logger: log.With("component", "evict"), Registerer: reg})
 
 	pub, err := hosted.New(cfg, st, hosted.Options{
-		StagingDir:        filepath.Join(cfg.DataDir, "staging"),
 		SigningPassphrase: []byte(os.Getenv("MIRRORD_HOSTED_SIGNING_PASSPHRASE")),
 		Logger:            log.With("component", "hosted"),
 		Registerer:        reg,

@@ -57,7 +57,7 @@ func newEnv(t testing.TB, dir string, cfg *config.Config, run bool) *env {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	svc, err := New(cfg, st, Options{StagingDir: filepath.Join(dir, "staging"), Registerer: reg})
+	svc, err := New(cfg, st, Options{Registerer: reg})
 	if err != nil {
 		st.Close()
 		t.Fatal(err)

@@ -34,7 +34,8 @@ const (
 var results = []string{ResultDone, ResultRefused, ResultInvalid, ResultError}
 
 // Job is one acknowledged upload. It is kept under "job/{id}" so that it
-// survives a restart; its staged files are {staging}/{id}.pkg and .sig.
+// survives a restart; its staged files (in the store's staging) are
+// {id}.pkg and {id}.sig.
 type Job struct {
 	ID      string    `json:"id"`
 	Distro  string    `json:"distro"`

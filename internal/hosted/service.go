@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"os"
 	"slices"
 	"strings"
 	stdsync "sync"
@@ -21,10 +20,6 @@ import (
 
 // Options configures New. The tunables come from cfg.Hosted.
 type Options struct {
-	// StagingDir holds acknowledged uploads until their job is done. It
-	// must not be the store's tmp/ (wiped at start) and should be on the
-	// tree's filesystem; main uses {data_dir}/staging.
-	StagingDir string
 	// QueueSize bounds the jobs waiting for a worker; beyond it an upload
 	// gets ErrBusy. Default 4096.
 	QueueSize int
@@ -40,7 +35,6 @@ type Options struct {
 type Service struct {
 	tun     config.Hosted
 	store   *store.Store
-	staging string
 	log     *slog.Logger
 	metrics *metrics
 	trusted *pgp.Keyring // hosted.trusted_keys; nil: uploaded sigs are only checked for form
@@ -58,9 +52,6 @@ type Service struct {
 // store, staging leftovers of uploads never acknowledged removed. Nothing
 // runs until Run.
 func New(cfg *config.Config, st *store.Store, opts Options) (*Service, error) {
-	if opts.StagingDir == "" {
-		return nil, fmt.Errorf("hosted: no staging dir")
-	}
 	if opts.QueueSize <= 0 {
 		opts.QueueSize = 4096
 	}
@@ -70,21 +61,13 @@ func New(cfg *config.Config, st *store.Store, opts Options) (*Service, error) {
 	if opts.Registerer == nil {
 		opts.Registerer = prometheus.NewRegistry()
 	}
-	// Uploads not yet checked are nobody else's business.
-	if err := os.MkdirAll(opts.StagingDir, 0o700); err != nil {
-		return nil, fmt.Errorf("hosted: %w", err)
-	}
-	if err := os.Chmod(opts.StagingDir, 0o700); err != nil {
-		return nil, fmt.Errorf("hosted: %w", err)
-	}
 	s := &Service{
-		tun:     cfg.Hosted,
-		store:   st,
-		staging: opts.StagingDir,
-		log:     opts.Logger,
-		repos:   map[string]*repo{},
-		queue:   make(chan Job, opts.QueueSize),
-		wake:    make(chan struct{}),
+		tun:   cfg.Hosted,
+		store: st,
+		log:   opts.Logger,
+		repos: map[string]*repo{},
+		queue: make(chan Job, opts.QueueSize),
+		wake:  make(chan struct{}),
 	}
 	for dn, d := range cfg.Distros {
 		for rn, rc := range d.Repos {
@@ -205,14 +188,14 @@ func (s *Service) load() error {
 			return fmt.Errorf("hosted: %w", err)
 		}
 	}
-	ents, err := os.ReadDir(s.staging)
+	staged, err := s.store.ListStaged()
 	if err != nil {
 		return fmt.Errorf("hosted: %w", err)
 	}
-	for _, e := range ents {
-		id, _, _ := strings.Cut(e.Name(), ".")
+	for _, name := range staged {
+		id, _, _ := strings.Cut(name, ".")
 		if !keep[id] {
-			os.Remove(s.staging + "/" + e.Name()) // an upload never acknowledged
+			s.store.RemoveStaged(name) // an upload never acknowledged, or one whose job is over
 		}
 	}
 	if len(s.restart) > 0 {

@@ -77,7 +77,12 @@ func (s *Service) signature(r *repo, j *Job, pkg *os.File) (sig []byte, signedBy
 	whole := func() io.Reader { return io.NewSectionReader(pkg, 0, 1<<62) }
 	switch {
 	case j.HasSig:
-		if sig, err = os.ReadFile(s.stagePath(j.ID, ".sig")); err != nil {
+		f, err := s.store.OpenStaged(stagedName(j.ID, ".sig"))
+		if err == nil {
+			sig, err = io.ReadAll(f)
+			f.Close()
+		}
+		if err != nil {
 			return nil, "", fmt.Errorf("read staged signature: %w", err)
 		}
 		if s.trusted == nil {

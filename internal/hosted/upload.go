@@ -1,27 +1,25 @@
 package hosted
 
 import (
-	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 
 	"github.com/mirrord/mirrord/internal/alpm"
+	"github.com/mirrord/mirrord/internal/store"
 )
 
 // maxSig bounds a detached signature, as pacman and repo-add do.
 const maxSig = 16 << 10
 
-// Upload is one package being received into staging. The caller streams
-// the package (and optionally its signature) in, then calls Submit; Abort
-// (deferred) removes whatever was not submitted.
+// Upload is one package being received into the store's staging. The
+// caller streams the package (and optionally its signature) in, then
+// calls Submit; Abort (deferred) removes whatever was not submitted.
 type Upload struct {
 	s         *Service
 	r         *repo
 	id        string
 	name      string // the client's file name, for the job record
-	pkg, sig  *os.File
+	pkg, sig  *store.StagedFile
 	size      int64
 	submitted bool
 }
@@ -47,7 +45,7 @@ func (u *Upload) ReadPackage(name string, r io.Reader) error {
 	if u.pkg != nil {
 		return fmt.Errorf("%w: two packages in one upload", ErrInvalid)
 	}
-	f, err := os.OpenFile(u.path(".pkg"), os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o600)
+	f, err := u.s.store.CreateStaged(stagedName(u.id, ".pkg"))
 	if err != nil {
 		return fmt.Errorf("stage upload: %w", err)
 	}
@@ -74,7 +72,7 @@ func (u *Upload) ReadSig(r io.Reader) error {
 	if u.sig != nil {
 		return fmt.Errorf("%w: two signatures in one upload", ErrInvalid)
 	}
-	f, err := os.OpenFile(u.path(".sig"), os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o600)
+	f, err := u.s.store.CreateStaged(stagedName(u.id, ".sig"))
 	if err != nil {
 		return fmt.Errorf("stage signature: %w", err)
 	}
@@ -95,16 +93,8 @@ func (u *Upload) Submit(force bool) (Job, error) {
 	if u.pkg == nil {
 		return Job{}, fmt.Errorf("%w: no package in the upload", ErrInvalid)
 	}
-	for _, f := range []*os.File{u.pkg, u.sig} {
-		if f == nil {
-			continue
-		}
-		if err := f.Sync(); err != nil {
-			return Job{}, fmt.Errorf("stage upload: %w", err)
-		}
-	}
-	if err := syncDir(u.s.staging); err != nil {
-		return Job{}, fmt.Errorf("stage upload: %w", err)
+	if err := u.s.store.CommitStaged(u.pkg, u.sig); err != nil {
+		return Job{}, err
 	}
 	now := u.s.now()
 	j := Job{
@@ -140,38 +130,32 @@ func (u *Upload) Submit(force bool) (Job, error) {
 // Abort removes the staged files unless the upload was submitted. It is
 // safe to call more than once.
 func (u *Upload) Abort() {
-	u.close()
-	if !u.submitted {
-		os.Remove(u.path(".pkg"))
-		os.Remove(u.path(".sig"))
+	if u.submitted {
+		return // Submit closed the files: they are the job's now
+	}
+	for _, f := range []*store.StagedFile{u.pkg, u.sig} {
+		if f != nil {
+			f.Discard()
+		}
 	}
 }
 
 func (u *Upload) close() {
-	for _, f := range []*os.File{u.pkg, u.sig} {
+	for _, f := range []*store.StagedFile{u.pkg, u.sig} {
 		if f != nil {
 			f.Close()
 		}
 	}
 }
 
-func (u *Upload) path(ext string) string { return filepath.Join(u.s.staging, u.id+ext) }
+// stagedName is the name in the store's staging of a job's package
+// (ext ".pkg") or signature (".sig"); load tells a job's files by the id
+// before the first '.'.
+func stagedName(id, ext string) string { return id + ext }
 
 // extension names the package file by its content, as makepkg would;
 // ok is false when head is no archive pacman reads.
 func extension(head []byte) (ext string, ok bool) {
 	c, ok := alpm.SniffCompression(head)
 	return ".pkg.tar" + c.Ext(), ok
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil && !errors.Is(err, os.ErrInvalid) {
-		return err
-	}
-	return nil
 }

@@ -57,8 +57,8 @@ func (s *Service) run(j Job) {
 		s.log.Error("record job", "job", j.ID, "err", err)
 		return
 	}
-	os.Remove(s.stagePath(j.ID, ".pkg"))
-	os.Remove(s.stagePath(j.ID, ".sig"))
+	s.store.RemoveStaged(stagedName(j.ID, ".pkg"))
+	s.store.RemoveStaged(stagedName(j.ID, ".sig"))
 	if err != nil {
 		s.log.Info("publish refused", "repo", r.key, "job", j.ID, "err", err)
 	} else {
@@ -66,15 +66,13 @@ func (s *Service) run(j Job) {
 	}
 }
 
-func (s *Service) stagePath(id, ext string) string { return s.staging + "/" + id + ext }
-
 // publish checks the staged package of j and hands it to the repo's actor.
 // It reads the .PKGINFO first (precheck), so that an upload refused for its
 // name, arch or version costs no more than that; then the whole package
 // once: parse (with the file list, so the whole archive is checked),
 // checksums, and the copy into a store temp file all come from that pass.
 func (s *Service) publish(r *repo, j *Job) (string, error) {
-	in, err := os.Open(s.stagePath(j.ID, ".pkg"))
+	in, err := s.store.OpenStaged(stagedName(j.ID, ".pkg"))
 	if err != nil {
 		return "", fmt.Errorf("open staged upload: %w", err)
 	}

@@ -175,7 +175,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub, err := hosted.New(cfg, st, hosted.Options{StagingDir: filepath.Join(dir, "staging"), Registerer: reg})
+	pub, err := hosted.New(cfg, st, hosted.Options{Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
