@@ -113,7 +113,7 @@ func serve(args []string) error {
 	evictor := evict.New(st, cat, evict.Options{MaxSize: int64(cfg.Cache.MaxSize), KeepVersions: cfg.Cache.KeepVersions,
 		Logger: log.With("component", "evict"), Registerer: reg})
 
-	pub, err := hosted.New(cfg, st, hosted.Options{
+	pub, err := hosted.New(cat, st, hosted.Options{
 		SigningPassphrase: []byte(os.Getenv("MIRRORD_HOSTED_SIGNING_PASSPHRASE")),
 		Logger:            log.With("component", "hosted"),
 		Registerer:        reg,

@@ -92,7 +92,7 @@ func newEnv(t *testing.T, cfg *config.Config) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := hosted.New(cfg, st, hosted.Options{})
+	svc, err := hosted.New(testCatalog(t, cfg, st), st, hosted.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -561,7 +561,7 @@ func TestNoAnonymousWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	svc, err := hosted.New(cfg, st, hosted.Options{})
+	svc, err := hosted.New(testCatalog(t, cfg, st), st, hosted.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

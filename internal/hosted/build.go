@@ -42,6 +42,7 @@ func (s *Service) build(key, dir, repo string, signer *pgp.Signer, pkgs []*alpm.
 				return err
 			}
 		}
+		s.cat.Committed(path.Join(dir, link))
 	}
 	d := time.Since(start)
 	s.metrics.rebuilds.WithLabelValues(key).Inc()

@@ -20,6 +20,7 @@ import (
 
 	"github.com/mirrord/mirrord/config"
 	"github.com/mirrord/mirrord/internal/alpm"
+	"github.com/mirrord/mirrord/internal/catalog"
 	"github.com/mirrord/mirrord/internal/store"
 )
 
@@ -57,7 +58,7 @@ func newEnv(t testing.TB, dir string, cfg *config.Config, run bool) *env {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	svc, err := New(cfg, st, Options{Registerer: reg})
+	svc, err := New(testCatalog(t, cfg, st), st, Options{Registerer: reg})
 	if err != nil {
 		st.Close()
 		t.Fatal(err)
@@ -594,4 +595,14 @@ func TestNewBuildsMissingDatabases(t *testing.T) {
 			}
 		}
 	}
+}
+
+// testCatalog is the catalog of cfg over st, without upstream mirrors.
+func testCatalog(tb testing.TB, cfg *config.Config, st *store.Store) *catalog.Catalog {
+	tb.Helper()
+	cat, err := catalog.New(cfg, st, catalog.Options{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return cat
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mirrord/mirrord/config"
+	"github.com/mirrord/mirrord/internal/catalog"
 	"github.com/mirrord/mirrord/internal/pgp"
 	"github.com/mirrord/mirrord/internal/store"
 )
@@ -35,6 +36,7 @@ type Options struct {
 type Service struct {
 	tun     config.Hosted
 	store   *store.Store
+	cat     *catalog.Catalog // told of each db built
 	log     *slog.Logger
 	metrics *metrics
 	trusted *pgp.Keyring // hosted.trusted_keys; nil: uploaded sigs are only checked for form
@@ -51,7 +53,8 @@ type Service struct {
 // New opens the publish state: the package index and pending jobs from the
 // store, staging leftovers of uploads never acknowledged removed. Nothing
 // runs until Run.
-func New(cfg *config.Config, st *store.Store, opts Options) (*Service, error) {
+func New(cat *catalog.Catalog, st *store.Store, opts Options) (*Service, error) {
+	cfg := cat.Config()
 	if opts.QueueSize <= 0 {
 		opts.QueueSize = 4096
 	}
@@ -64,26 +67,25 @@ func New(cfg *config.Config, st *store.Store, opts Options) (*Service, error) {
 	s := &Service{
 		tun:   cfg.Hosted,
 		store: st,
+		cat:   cat,
 		log:   opts.Logger,
 		repos: map[string]*repo{},
 		queue: make(chan Job, opts.QueueSize),
 		wake:  make(chan struct{}),
 	}
-	for dn, d := range cfg.Distros {
-		for rn, rc := range d.Repos {
-			if rc.Mode != config.ModeHosted {
-				continue
-			}
-			r := newRepo(s, dn, rn)
-			for _, a := range d.Arch {
-				r.arches = append(r.arches, a)
-				r.dirs[a] = cfg.RepoDir(dn, rn, a)
-				r.idx[a] = map[string]*entry{}
-				r.retired[a] = map[string]time.Time{}
-			}
-			slices.Sort(r.arches)
-			s.repos[dn+"/"+rn] = r
+	for _, cr := range cat.Repos() {
+		if cr.Mode != config.ModeHosted {
+			continue
 		}
+		r := newRepo(s, cr.Distro, cr.Name)
+		for _, a := range cr.Arches {
+			r.arches = append(r.arches, a)
+			r.dirs[a] = cr.Dir(a)
+			r.idx[a] = map[string]*entry{}
+			r.retired[a] = map[string]time.Time{}
+		}
+		slices.Sort(r.arches)
+		s.repos[cr.Key] = r
 	}
 	s.metrics = newMetrics(opts.Registerer, s)
 	if err := s.loadKeys(cfg, opts.SigningPassphrase); err != nil {

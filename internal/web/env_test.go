@@ -175,7 +175,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub, err := hosted.New(cfg, st, hosted.Options{Registerer: reg})
+	pub, err := hosted.New(cat, st, hosted.Options{Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
