@@ -140,30 +140,12 @@ func (r *Router) Resolve(path string) (Target, error) {
 	for _, l := range d.layout {
 		var seg string
 		seg, rest, ok = strings.Cut(rest, "/")
-		if !ok {
+		if !ok || !d.step(l, seg, &t.Repo, &t.Arch) {
 			return Target{}, errBadPath
 		}
-		switch l {
-		case "$repo":
-			if _, ok := d.repos[seg]; !ok {
-				return Target{}, errBadPath
-			}
-			t.Repo = seg
-		case "$arch":
-			if !slices.Contains(d.arches, seg) {
-				return Target{}, errBadPath
-			}
-			t.Arch = seg
-		default:
-			if seg != l {
-				return Target{}, errBadPath
-			}
-		}
 	}
-	if t.Repo == "" { // a layout without $repo has exactly one repo
-		for name := range d.repos {
-			t.Repo = name
-		}
+	if t.Repo == "" {
+		t.Repo = d.onlyRepo()
 	}
 	if !validFile(rest) { // also refuses a deeper path: '/' is not a file character
 		return Target{}, errBadPath
@@ -225,27 +207,41 @@ func (r *Router) Folder(path string) (Folder, bool) {
 		return Folder{}, false
 	}
 	for i, seg := range f.Segs {
-		switch f.Layout[i] {
-		case "$repo":
-			if _, ok := d.repos[seg]; !ok {
-				return Folder{}, false
-			}
-			f.Repo = seg
-		case "$arch":
-			if !slices.Contains(d.arches, seg) {
-				return Folder{}, false
-			}
-			f.Arch = seg
-		default:
-			if seg != f.Layout[i] {
-				return Folder{}, false
-			}
+		if !d.step(f.Layout[i], seg, &f.Repo, &f.Arch) {
+			return Folder{}, false
 		}
 	}
 	if f.Repo == "" && !slices.Contains(f.Layout, "$repo") {
-		for name := range d.repos { // a layout without $repo has one repo
-			f.Repo = name
-		}
+		f.Repo = d.onlyRepo()
 	}
 	return f, true
+}
+
+// step matches the path segment seg against the layout segment l: "$repo"
+// must be a configured repo and "$arch" an arch, which it stores in repo
+// or arch; any other layout segment must be seg itself.
+func (d distroRoute) step(l, seg string, repo, arch *string) bool {
+	switch l {
+	case "$repo":
+		if _, ok := d.repos[seg]; !ok {
+			return false
+		}
+		*repo = seg
+	case "$arch":
+		if !slices.Contains(d.arches, seg) {
+			return false
+		}
+		*arch = seg
+	default:
+		return seg == l
+	}
+	return true
+}
+
+// onlyRepo is the repo of a layout without "$repo", which has exactly one.
+func (d distroRoute) onlyRepo() string {
+	for name := range d.repos {
+		return name
+	}
+	return ""
 }
