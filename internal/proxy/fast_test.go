@@ -40,7 +40,7 @@ func serveFastStop(t testing.TB, h *Handler, wrap ...func(http.Handler) http.Han
 		next = w(next)
 	}
 	srv := httptest.NewUnstartedServer(next)
-	fs := &fastpath.Server{Hit: h.AppendHit, Fallback: srv.Config, WriteStall: WriteStall}
+	fs := &fastpath.Server{Hit: h.AppendHit, Fallback: srv.Config, WriteStall: fastpath.WriteStall}
 	srv.URL = "http://" + srv.Listener.Addr().String()
 	go fs.Serve(srv.Listener)
 	var once sync.Once
