@@ -41,14 +41,16 @@ type env struct {
 	mem      map[string][]byte
 	files    map[string]string // name -> path
 	released chan struct{}
-	fallback atomic.Int64 // requests the fallback served
-	served   chan error   // Serve's result
-	once     sync.Once    // shutdown's
+	fallback atomic.Int64  // requests the fallback served
+	fileDone chan struct{} // a "/serve/" request's handler returned
+	served   chan error    // Serve's result
+	once     sync.Once     // shutdown's
 }
 
 func newEnv(t *testing.T, configure func(*Server)) *env {
 	t.Helper()
-	e := &env{t: t, mem: map[string][]byte{}, files: map[string]string{}, released: make(chan struct{}, 1000), served: make(chan error, 1)}
+	e := &env{t: t, mem: map[string][]byte{}, files: map[string]string{}, released: make(chan struct{}, 1000), served: make(chan error, 1),
+		fileDone: make(chan struct{}, 100)}
 	e.srv = &Server{
 		Hit: e.hit,
 		Fallback: &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -56,6 +58,10 @@ func newEnv(t *testing.T, configure func(*Server)) *env {
 			w.Header().Set("X-Fallback", "1")
 			if name, ok := strings.CutPrefix(r.URL.Path, "/serve/"); ok { // a file, by sendfile
 				http.ServeFile(w, r, e.files[name])
+				select {
+				case e.fileDone <- struct{}{}:
+				default: // nobody waits for it
+				}
 				return
 			}
 			body, _ := io.ReadAll(r.Body)

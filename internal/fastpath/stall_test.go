@@ -166,3 +166,153 @@ func TestStallConnSlowReaderGetsAll(t *testing.T) {
 		})
 	}
 }
+
+// tcpPair returns the two ends of a loopback TCP connection.
+func tcpPair(t *testing.T) (server, client net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, err = ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { server.Close(); client.Close() })
+	return server, client
+}
+
+// StallConn's ReadFrom sends a regular file, alone or in an
+// io.LimitedReader, by sendFile, from the file's offset, and leaves the
+// offset and the limit where reading would; any other reader is copied.
+func TestStallConnReadFrom(t *testing.T) {
+	data := pattern(300 << 10)
+	path := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name     string
+		at       int64 // the file's offset before
+		limit    int64 // an io.LimitedReader's N; 0: the file alone
+		bytes    bool  // from a bytes.Reader instead
+		want     int64 // bytes sent
+		sendfile bool
+	}{
+		{"file", 0, 0, false, int64(len(data)), true},
+		{"file at an offset", 1000, 0, false, int64(len(data)) - 1000, true},
+		{"a range", 1000, 5000, false, 5000, true},
+		{"a limit past the end", 1000, 1 << 40, false, int64(len(data)) - 1000, true},
+		{"at the end", int64(len(data)), 0, false, 0, false}, // nothing to send
+		{"bytes", 0, 0, true, int64(len(data)), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			server, client := tcpPair(t)
+			sc := StallConn(server, time.Minute)
+			f, err := os.Open(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			f.Seek(tt.at, io.SeekStart)
+			var r io.Reader = f
+			if tt.bytes {
+				r = bytes.NewReader(data)
+			}
+			var lr *io.LimitedReader
+			if tt.limit > 0 {
+				lr = &io.LimitedReader{R: f, N: tt.limit}
+				r = lr
+			}
+			got := make(chan []byte)
+			go func() {
+				b, _ := io.ReadAll(client)
+				got <- b
+			}()
+			before := fileBodies.Load()
+			n, err := sc.(io.ReaderFrom).ReadFrom(r)
+			sendfiles := fileBodies.Load() - before
+			server.Close()
+			if n != tt.want || err != nil {
+				t.Fatalf("ReadFrom = %d, %v; want %d, nil", n, err, tt.want)
+			}
+			start := tt.at
+			if tt.bytes {
+				start = 0
+			}
+			if b := <-got; !bytes.Equal(b, data[start:start+tt.want]) {
+				t.Errorf("received %d bytes, want %d bytes from %d", len(b), tt.want, start)
+			}
+			if (sendfiles > 0) != tt.sendfile {
+				t.Errorf("by sendFile: %v, want %v", sendfiles > 0, tt.sendfile)
+			}
+			if off, _ := f.Seek(0, io.SeekCurrent); !tt.bytes && off != tt.at+tt.want {
+				t.Errorf("file offset after = %d, want %d", off, tt.at+tt.want)
+			}
+			if lr != nil && lr.N != tt.limit-tt.want {
+				t.Errorf("limit after = %d, want %d", lr.N, tt.limit-tt.want)
+			}
+		})
+	}
+}
+
+// Files net/http serves on a connection the fast path handed over go out
+// by sendFile, under the stall rule, a range as much as a whole file.
+func TestFallbackSendfile(t *testing.T) {
+	e := newEnv(t, func(s *Server) { s.WriteStall = time.Minute })
+	data := pattern(1 << 20)
+	e.addFile("big", data)
+	c := e.dial()
+	br := bufio.NewReader(c)
+	for _, tt := range []struct {
+		name, extra string
+		want        []byte
+	}{
+		{"whole", "", data},
+		{"range", "Range: bytes=1000-300999\r\n", data[1000:301000]},
+	} {
+		before := fileBodies.Load()
+		io.WriteString(c, get("/serve/big", tt.extra))
+		resp, body := readResponse(t, br)
+		if resp.Header.Get("X-Fallback") != "1" || body != string(tt.want) {
+			t.Errorf("GET %s: fallback %q, %d bytes (intact %v), want net/http's, %d bytes",
+				tt.name, resp.Header.Get("X-Fallback"), len(body), body == string(tt.want), len(tt.want))
+		}
+		<-e.fileDone
+		if fileBodies.Load() == before {
+			t.Errorf("GET %s: net/http sent the file without sendFile", tt.name)
+		}
+	}
+}
+
+// A client that stops reading a file net/http serves (a range, which the
+// fast path hands over) is cut a stall after it took its last bytes, as
+// on the fast path (TestWriteStall): the kernel's trickle into its full
+// buffers does not count.
+func TestFallbackWriteStall(t *testing.T) {
+	const stall = 2 * time.Second
+	e := newEnv(t, func(s *Server) { s.WriteStall = stall })
+	e.addFile("big", make([]byte, 64<<20))
+	c := e.dial()
+	c.(*net.TCPConn).SetReadBuffer(4 << 10) // full at once, as a client that never reads
+	before := fileBodies.Load()
+	start := time.Now()
+	io.WriteString(c, get("/serve/big", "Range: bytes=100-\r\n"))
+	select {
+	case <-e.fileDone:
+		if el := time.Since(start); el > stall+stall*3/4 {
+			t.Errorf("a stalled client cut after %v, want about %v (one stall period)", el, stall)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("a stalled client still holds net/http's handler after 20 s")
+	}
+	if fileBodies.Load() == before {
+		t.Error("net/http sent the range without sendFile")
+	}
+}
