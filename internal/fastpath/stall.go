@@ -147,7 +147,7 @@ func (s *sender) deadline() {
 // means "wait until it is writable and call again" (syscall.RawConn.Write).
 func (s *sender) sendStep(sock uintptr) bool {
 	fd := int(sock)
-	for len(s.bufs[0])+len(s.bufs[1]) > 0 {
+	for {
 		if len(s.bufs[0]) == 0 {
 			s.bufs = [2][]byte{s.bufs[1], nil}
 		}
@@ -156,12 +156,19 @@ func (s *sender) sendStep(sock uintptr) bool {
 		switch {
 		case len(s.bufs[1]) > 0:
 			n, err = writev(fd, &s.iov, s.bufs[0], s.bufs[1])
-		case s.off < s.end:
+		case len(s.bufs[0]) > 0 && s.off < s.end:
 			// The head of a file: with MSG_MORE, so that it leaves in one
 			// segment with the body's start.
 			n, err = syscall.SendmsgN(fd, s.bufs[0], nil, nil, msgMore)
-		default:
+		case len(s.bufs[0]) > 0:
 			n, err = syscall.Write(fd, s.bufs[0])
+		case s.off < s.end:
+			n, err = sendfile(fd, s.fd, &s.off, int(min(s.end-s.off, 1<<30))) // moves s.off
+			if err == nil && n == 0 {
+				err = io.ErrUnexpectedEOF // the file shrank under us
+			}
+		default:
+			return true
 		}
 		switch {
 		case err == syscall.EAGAIN:
@@ -174,30 +181,14 @@ func (s *sender) sendStep(sock uintptr) bool {
 			return true
 		}
 		s.clock.sent(n)
-		if n < len(s.bufs[0]) {
-			s.bufs[0] = s.bufs[0][n:]
-		} else {
-			s.bufs = [2][]byte{s.bufs[1][n-len(s.bufs[0]):], nil}
+		if len(s.bufs[0]) > 0 { // a write, not sendfile: drop what went
+			if n < len(s.bufs[0]) {
+				s.bufs[0] = s.bufs[0][n:]
+			} else {
+				s.bufs = [2][]byte{s.bufs[1][n-len(s.bufs[0]):], nil}
+			}
 		}
 	}
-	for s.off < s.end {
-		n, err := sendfile(fd, s.fd, &s.off, int(min(s.end-s.off, 1<<30)))
-		switch {
-		case err == syscall.EAGAIN:
-			s.clock.full()
-			return false
-		case err == syscall.EINTR:
-			continue
-		case err != nil:
-			s.err = err
-			return true
-		case n == 0:
-			s.err = io.ErrUnexpectedEOF // the file shrank under us
-			return true
-		}
-		s.clock.sent(n)
-	}
-	return true
 }
 
 // writePlain is write on a connection that is no socket (a test's pipe):

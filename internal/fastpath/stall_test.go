@@ -142,23 +142,8 @@ func TestStallConnSlowReaderGetsAll(t *testing.T) {
 		t.Run(path, func(t *testing.T) {
 			c := dialSmall(t, addr)
 			fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path)
-			br := bufio.NewReaderSize(c, 4<<10)
-			resp, err := http.ReadResponse(br, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var got bytes.Buffer
-			buf := make([]byte, 32<<10)
-			for got.Len() < len(body) {
-				time.Sleep(40 * time.Millisecond) // a slow link, not a dead one
-				n, err := resp.Body.Read(buf)
-				got.Write(buf[:n])
-				if err != nil {
-					break
-				}
-			}
-			if !bytes.Equal(got.Bytes(), body) {
-				t.Fatalf("GET %s slowly = %d bytes, equal %v; want the %d bytes intact", path, got.Len(), bytes.Equal(got.Bytes(), body), len(body))
+			if got := readSlowly(t, c, len(body), 40*time.Millisecond); !bytes.Equal(got, body) {
+				t.Fatalf("GET %s slowly = %d bytes, equal %v; want the %d bytes intact", path, len(got), bytes.Equal(got, body), len(body))
 			}
 			if err := <-done; err != nil {
 				t.Fatalf("GET %s slowly: handler error %v", path, err)
