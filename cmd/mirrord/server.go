@@ -89,7 +89,8 @@ type server interface {
 // connections (the fast path keeps net/http's, see fastpath.Server).
 // There is no overall write timeout: a package download on a slow link
 // may rightly take long; a client that stops reading is cut after
-// proxy.WriteStall.
+// fastpath.WriteStall, under one rule on either path (the fast path's
+// writes, and fastpath.StallConn around every connection net/http gets).
 func newServer(c config.Server, h http.Handler, hit fastpath.Hit, log *slog.Logger) server {
 	std := &http.Server{
 		Handler:           h,
@@ -98,16 +99,10 @@ func newServer(c config.Server, h http.Handler, hit fastpath.Hit, log *slog.Logg
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.With("component", "http").Handler(), slog.LevelDebug),
 	}
-	stall := func(c net.Conn) net.Conn { return proxy.StallConn(c, proxy.WriteStall) }
 	if !c.FastPath {
-		return stdServer{std, stall}
+		return stdServer{std, func(c net.Conn) net.Conn { return fastpath.StallConn(c, fastpath.WriteStall) }}
 	}
-	return &fastpath.Server{
-		Hit:        hit,
-		Fallback:   std,
-		Wrap:       stall,
-		WriteStall: proxy.WriteStall,
-	}
+	return &fastpath.Server{Hit: hit, Fallback: std, WriteStall: fastpath.WriteStall}
 }
 
 // stdServer is net/http alone, each connection wrapped.

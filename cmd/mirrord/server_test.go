@@ -23,7 +23,7 @@ func TestNewServer(t *testing.T) {
 		t.Fatal("fast_path false: not net/http alone")
 	}
 	if fp.Fallback.ReadHeaderTimeout != std.ReadHeaderTimeout || fp.Fallback.IdleTimeout != std.IdleTimeout ||
-		fp.Fallback.MaxHeaderBytes != std.MaxHeaderBytes || std.wrap == nil {
+		fp.Fallback.MaxHeaderBytes != std.MaxHeaderBytes || std.wrap == nil || fp.WriteStall != fastpath.WriteStall {
 		t.Errorf("limits differ: fast path's net/http %+v, net/http alone %+v", fp.Fallback, std.Server)
 	}
 }

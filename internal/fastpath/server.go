@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -55,10 +54,10 @@ type Server struct {
 	// IdleTimeout bound the fast path's reads as they bound its own (see
 	// readHead). Serve wraps its Handler and ConnContext (see reclaim).
 	Fallback *http.Server
-	// Wrap, if set, wraps each connection before Fallback gets it.
-	Wrap func(net.Conn) net.Conn
-	// WriteStall cuts a connection whose write makes no progress for so
-	// long; zero means no limit.
+	// WriteStall cuts a connection whose client takes no bytes of a
+	// response for so long (see stallClock), on the fast path and in
+	// Fallback, which gets every connection wrapped in StallConn; zero
+	// means no limit. mirrord sets WriteStall.
 	WriteStall time.Duration
 
 	closing atomic.Bool
@@ -125,6 +124,7 @@ func (s *Server) start(nc net.Conn, pending []byte, accepted time.Time) bool {
 	src := &source{Conn: nc, pending: pending}
 	c := &conn{s: s, nc: nc, src: src, br: bufio.NewReaderSize(src, headSize), accepted: accepted,
 		out: make([]byte, statusRoom, 512)}
+	c.w = sender{nc: nc, stall: s.WriteStall}
 	s.mu.Lock()
 	if s.closing.Load() {
 		s.mu.Unlock()
@@ -181,13 +181,11 @@ type conn struct {
 	src      *source       // nc's bytes, after those read before the fast path had it
 	br       *bufio.Reader // reads src
 	out      []byte        // the response head, reused
-	bufs     [2][]byte     // head and body for writev
 	date     [29]byte      // the Date value of dateSec
 	dateSec  int64
 	accepted time.Time // when a new connection was accepted, until its first response
 	readSet  time.Time // when the idle read deadline was last moved
-	writeSet time.Time // when the write deadline was last moved
-	send     sendState // the file being sent (see sendFile)
+	w        sender    // writes the responses, under the stall rule
 }
 
 var errHandoff = errors.New("not for the fast path")
@@ -228,12 +226,12 @@ func (c *conn) serve() {
 		out := c.endHead(resp.NotModified, req.close)
 		switch {
 		case resp.NotModified:
-			err = c.write(out, nil)
+			_, err = c.w.write(out, nil)
 		case resp.File != nil:
-			err = c.sendFile(out, resp.File.Fd(), resp.Size)
+			_, err = c.w.sendFile(out, resp.File.Fd(), 0, resp.Size)
 			resp.File.Release()
 		default:
-			err = c.write(out, resp.Data)
+			_, err = c.w.write(out, resp.Data)
 		}
 		c.accepted = time.Time{} // from here on, keep-alive's limits
 		if err != nil || req.close || s.closing.Load() {
@@ -414,47 +412,14 @@ func (c *conn) endHead(notModified, close bool) []byte {
 	return c.out[start:]
 }
 
-// write sends head and body in one writev(2). A write that makes progress
-// gets WriteStall more, once: these are small responses, and a client that
-// never reads has its kernel take a few bytes now and then, which would
-// otherwise look like progress for ever (see the stall rule in sendfile).
-func (c *conn) write(head, body []byte) error {
-	c.bufs = [2][]byte{head, body}
-	v := net.Buffers(c.bufs[:])
-	for extended := false; len(v) > 0; {
-		c.writeDeadline()
-		n, err := v.WriteTo(c.nc)
-		if err != nil {
-			if n > 0 && !extended && errors.Is(err, os.ErrDeadlineExceeded) {
-				c.writeSet = time.Time{} // slow, not stalled
-				extended = true
-				continue
-			}
-			return err
-		}
-	}
-	return nil
-}
-
-// writeDeadline moves the write deadline WriteStall ahead, unless that
-// was done less than a second ago (moving it costs a timer update).
-func (c *conn) writeDeadline() {
-	if c.s.WriteStall > 0 {
-		if now := time.Now(); now.Sub(c.writeSet) > time.Second {
-			c.nc.SetWriteDeadline(now.Add(c.s.WriteStall))
-			c.writeSet = now
-		}
-	}
-}
-
 // handOff gives the connection, and what it sent that is not answered
 // yet, to Fallback. It reports whether Fallback took it.
 func (c *conn) handOff() bool {
 	c.nc.SetReadDeadline(time.Time{}) // net/http sets its own; the head is read already (see readHead)
 	c.nc.SetWriteDeadline(time.Time{})
 	var nc net.Conn = c.nc
-	if c.s.Wrap != nil {
-		nc = c.s.Wrap(nc)
+	if c.s.WriteStall > 0 {
+		nc = StallConn(nc, c.s.WriteStall) // net/http's writes under the same rule
 	}
 	return c.s.handoff.offer(&replayConn{Conn: nc, s: c.s, raw: c.nc, br: c.br, src: c.src})
 }
@@ -477,7 +442,7 @@ func (s *source) Read(p []byte) (int, error) {
 // replayConn is a connection handed to Fallback: it reads what the fast
 // path read and did not answer, then the connection.
 type replayConn struct {
-	net.Conn               // Wrap(raw)
+	net.Conn               // raw, in StallConn if WriteStall is set
 	s        *Server       // whose fast path it left
 	raw      net.Conn      // the accepted connection
 	br       *bufio.Reader // the fast path's reader, nil once drained
@@ -508,7 +473,8 @@ func (c *replayConn) unread() []byte {
 	return append(b, c.src.pending...)
 }
 
-// ReadFrom keeps sendfile(2) for net/http's file responses.
+// ReadFrom keeps sendfile(2) for net/http's file responses (see
+// stallConn.ReadFrom).
 func (c *replayConn) ReadFrom(r io.Reader) (int64, error) {
 	if rf, ok := c.Conn.(io.ReaderFrom); ok {
 		return rf.ReadFrom(r)

@@ -41,14 +41,16 @@ type env struct {
 	mem      map[string][]byte
 	files    map[string]string // name -> path
 	released chan struct{}
-	fallback atomic.Int64 // requests the fallback served
-	served   chan error   // Serve's result
-	once     sync.Once    // shutdown's
+	fallback atomic.Int64  // requests the fallback served
+	fileDone chan struct{} // a "/serve/" request's handler returned
+	served   chan error    // Serve's result
+	once     sync.Once     // shutdown's
 }
 
 func newEnv(t *testing.T, configure func(*Server)) *env {
 	t.Helper()
-	e := &env{t: t, mem: map[string][]byte{}, files: map[string]string{}, released: make(chan struct{}, 1000), served: make(chan error, 1)}
+	e := &env{t: t, mem: map[string][]byte{}, files: map[string]string{}, released: make(chan struct{}, 1000), served: make(chan error, 1),
+		fileDone: make(chan struct{}, 100)}
 	e.srv = &Server{
 		Hit: e.hit,
 		Fallback: &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -56,6 +58,10 @@ func newEnv(t *testing.T, configure func(*Server)) *env {
 			w.Header().Set("X-Fallback", "1")
 			if name, ok := strings.CutPrefix(r.URL.Path, "/serve/"); ok { // a file, by sendfile
 				http.ServeFile(w, r, e.files[name])
+				select {
+				case e.fileDone <- struct{}{}:
+				default: // nobody waits for it
+				}
 				return
 			}
 			body, _ := io.ReadAll(r.Body)
@@ -295,27 +301,33 @@ func TestSlowReaderGetsAll(t *testing.T) {
 	c.(*net.TCPConn).SetReadBuffer(4 << 10)
 	start := time.Now()
 	io.WriteString(c, get("/file/big"))
-	br := bufio.NewReaderSize(c, 4<<10)
-	resp, err := http.ReadResponse(br, nil)
+	if got := readSlowly(t, c, len(data), 10*time.Millisecond); !bytes.Equal(got, data) {
+		t.Errorf("slow reader got %d bytes (intact: %v), want %d", len(got), bytes.Equal(got, data), len(data))
+	}
+	if el := time.Since(start); el < 2*stall {
+		t.Errorf("transfer took %v, under two stall periods: the test proves nothing", el)
+	}
+}
+
+// readSlowly reads a response from conn as a slow link does, up to
+// 32 KiB every pause, and returns its body, up to n bytes.
+func readSlowly(t *testing.T, conn net.Conn, n int, pause time.Duration) []byte {
+	t.Helper()
+	resp, err := http.ReadResponse(bufio.NewReaderSize(conn, 4<<10), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var got bytes.Buffer
 	buf := make([]byte, 32<<10)
-	for got.Len() < len(data) {
-		time.Sleep(10 * time.Millisecond) // a slow link, not a dead one
-		n, err := resp.Body.Read(buf)
-		got.Write(buf[:n])
+	for got.Len() < n {
+		time.Sleep(pause) // the pace of a slow link, not a dead one
+		m, err := resp.Body.Read(buf)
+		got.Write(buf[:m])
 		if err != nil {
 			break
 		}
 	}
-	if !bytes.Equal(got.Bytes(), data) {
-		t.Errorf("slow reader got %d bytes (intact: %v), want %d", got.Len(), bytes.Equal(got.Bytes(), data), len(data))
-	}
-	if el := time.Since(start); el < 2*stall {
-		t.Errorf("transfer took %v, under two stall periods: the test proves nothing", el)
-	}
+	return got.Bytes()
 }
 
 // closedAfter reads r, conn's bytes, until the server closes conn

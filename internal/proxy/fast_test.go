@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -24,8 +25,10 @@ import (
 	"github.com/mirrord/mirrord/internal/upstream"
 )
 
-// serveFast serves h as mirrord does: the fast path in front of net/http
-// with the Guard. The returned server's URL is set; it is not Started.
+// serveFast serves h as mirrord does (cmd/mirrord newServer): the fast
+// path in front of net/http with the Guard, under fastpath.WriteStall,
+// which also puts every connection net/http gets in fastpath.StallConn.
+// The returned server's URL is set; it is not Started.
 func serveFast(t testing.TB, h *Handler, wrap ...func(http.Handler) http.Handler) *httptest.Server {
 	srv, _ := serveFastStop(t, h, wrap...)
 	return srv
@@ -40,7 +43,7 @@ func serveFastStop(t testing.TB, h *Handler, wrap ...func(http.Handler) http.Han
 		next = w(next)
 	}
 	srv := httptest.NewUnstartedServer(next)
-	fs := &fastpath.Server{Hit: h.AppendHit, Fallback: srv.Config, WriteStall: WriteStall}
+	fs := &fastpath.Server{Hit: h.AppendHit, Fallback: srv.Config, WriteStall: fastpath.WriteStall}
 	srv.URL = "http://" + srv.Listener.Addr().String()
 	go fs.Serve(srv.Listener)
 	var once sync.Once
@@ -53,6 +56,26 @@ func serveFastStop(t testing.TB, h *Handler, wrap ...func(http.Handler) http.Han
 	}
 	t.Cleanup(stop)
 	return srv, stop
+}
+
+// serveStd serves h as mirrord does with server.fast_path off: net/http
+// alone, every connection in fastpath.StallConn. It is Started.
+func serveStd(t testing.TB, h http.Handler) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewUnstartedServer(h)
+	srv.Listener = stallListener{srv.Listener}
+	srv.Start()
+	return srv
+}
+
+type stallListener struct{ net.Listener }
+
+func (l stallListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return fastpath.StallConn(c, fastpath.WriteStall), nil
 }
 
 // The fast path answers a hit as net/http does: same status, same header
@@ -113,7 +136,7 @@ func TestFastPathMatchesServeHTTP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	slow := httptest.NewServer(Guard(h))
+	slow := serveStd(t, Guard(h))
 	defer slow.Close()
 	var fallback atomic.Int64 // requests the fast path left to net/http
 	fast, stopFast := serveFastStop(t, h, func(next http.Handler) http.Handler {
