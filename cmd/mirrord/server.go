@@ -18,7 +18,6 @@ import (
 	"github.com/mirrord/mirrord/config"
 	"github.com/mirrord/mirrord/internal/api"
 	"github.com/mirrord/mirrord/internal/fastpath"
-	"github.com/mirrord/mirrord/internal/proxy"
 	"github.com/mirrord/mirrord/internal/upstream"
 )
 
