@@ -274,38 +274,56 @@ func (c *stallConn) Write(p []byte) (int, error) {
 var fileBodies atomic.Int64
 
 // ReadFrom sends a regular file by sendFile, as the fast path sends its
-// files (sendfile(2) under the stall rule), from the file's offset to
-// its end or to the limit of an io.LimitedReader around it, which is what
-// net/http hands its connection for a whole file or a range (after
-// copying the first 512 bytes through Write if the head is not out yet).
-// It leaves the offset and the limit as reading would. Any other reader
-// is copied through Write. Without this, net/http would use the TCP
-// connection's own ReadFrom, whose sendfile retries after the deadline as
-// if any byte were progress.
+// files (sendfile(2) under the stall rule): an *os.File from its offset
+// to its end, or an *io.SectionReader over a descriptor its owner keeps
+// open (one with Fd() int, as store.SharedFile, the store's shared
+// descriptor of a hot file, which is read at explicit offsets and has no
+// offset of its own) from the section's position to its end; either to
+// the limit of an io.LimitedReader around it, which is what net/http
+// hands its connection for a whole file or a range (after copying the
+// first 512 bytes through Write if the head is not out yet). It leaves
+// the position and the limit as reading would. Any other reader is
+// copied through Write. Without this, net/http would use the TCP
+// connection's own ReadFrom, whose sendfile retries after the deadline
+// as if any byte were progress.
 func (c *stallConn) ReadFrom(r io.Reader) (int64, error) {
 	lr, _ := r.(*io.LimitedReader)
 	src := r
 	if lr != nil {
 		src = lr.R
 	}
-	f, ok := src.(*os.File)
-	if !ok {
+	var n int64
+	var err error
+	switch src := src.(type) {
+	case *os.File:
+		n, err = c.sendOSFile(src, lr)
+	case *io.SectionReader:
+		n, err = c.sendSection(src, lr)
+	default:
 		return io.Copy(writerOnly{c}, r)
+	}
+	if errors.Is(err, errNoSendfile) {
+		return io.Copy(writerOnly{c}, r)
+	}
+	if lr != nil {
+		lr.N -= n
+	}
+	return n, err
+}
+
+// errNoSendfile: the source is not a regular file; ReadFrom copies it.
+var errNoSendfile = errors.New("not a regular file")
+
+// sendOSFile sends f from its offset to its end, or to lr's limit, and
+// moves its offset past what it sent.
+func (c *stallConn) sendOSFile(f *os.File, lr *io.LimitedReader) (int64, error) {
+	pos, err := f.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return 0, errNoSendfile
 	}
 	info, err := f.Stat()
 	if err != nil || !info.Mode().IsRegular() {
-		return io.Copy(writerOnly{c}, r) // a pipe or a device: no sendfile
-	}
-	off, err := f.Seek(0, io.SeekCurrent)
-	if err != nil {
-		return io.Copy(writerOnly{c}, r)
-	}
-	end := info.Size()
-	if lr != nil && lr.N < end-off {
-		end = off + max(lr.N, 0)
-	}
-	if end <= off {
-		return 0, nil
+		return 0, errNoSendfile // a pipe or a device
 	}
 	fc, err := f.SyscallConn()
 	if err != nil {
@@ -313,21 +331,55 @@ func (c *stallConn) ReadFrom(r io.Reader) (int64, error) {
 	}
 	var n int64
 	var sendErr error
-	c.mu.Lock()
 	err = fc.Read(func(fd uintptr) bool {
-		n, sendErr = c.w.sendFile(nil, int(fd), off, end)
+		n, sendErr = c.sendRange(int(fd), pos, info.Size(), lr)
 		return true
 	})
-	c.mu.Unlock()
-	fileBodies.Add(1)
-	if _, serr := f.Seek(off+n, io.SeekStart); err == nil {
+	if _, serr := f.Seek(pos+n, io.SeekStart); err == nil {
 		err = serr
 	}
-	if lr != nil {
-		lr.N -= n
+	if err == nil {
+		err = sendErr
 	}
-	if err == nil && !errors.Is(sendErr, io.ErrUnexpectedEOF) {
-		err = sendErr // a file that ends early is what a read calls EOF: no error
+	return n, err
+}
+
+// sendSection sends the rest of sr, or up to lr's limit, when it reads a
+// descriptor held open for the call, and moves its position past what it
+// sent. The descriptor is used as it is, without the lock an *os.File
+// takes for a read: it is shared by every request for the file.
+func (c *stallConn) sendSection(sr *io.SectionReader, lr *io.LimitedReader) (int64, error) {
+	outer, base, size := sr.Outer()
+	held, ok := outer.(interface{ Fd() int })
+	if !ok {
+		return 0, errNoSendfile
+	}
+	pos, err := sr.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return 0, errNoSendfile
+	}
+	n, err := c.sendRange(held.Fd(), base+pos, base+size, lr)
+	if _, serr := sr.Seek(pos+n, io.SeekStart); err == nil {
+		err = serr
+	}
+	return n, err
+}
+
+// sendRange sends fd from off to end, or to lr's limit, by sendFile. A
+// file that ends early is what a read calls EOF: no error.
+func (c *stallConn) sendRange(fd int, off, end int64, lr *io.LimitedReader) (int64, error) {
+	if lr != nil && lr.N < end-off {
+		end = off + max(lr.N, 0)
+	}
+	if end <= off {
+		return 0, nil
+	}
+	c.mu.Lock()
+	n, err := c.w.sendFile(nil, fd, off, end)
+	c.mu.Unlock()
+	fileBodies.Add(1)
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		err = nil
 	}
 	return n, err
 }

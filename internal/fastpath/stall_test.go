@@ -247,6 +247,83 @@ func TestStallConnReadFrom(t *testing.T) {
 	}
 }
 
+// heldFile is a descriptor held open by its owner, read at offsets, as
+// store.SharedFile is.
+type heldFile struct{ f *os.File }
+
+func (h heldFile) Fd() int                                 { return int(h.f.Fd()) }
+func (h heldFile) ReadAt(p []byte, off int64) (int, error) { return h.f.ReadAt(p, off) }
+
+// A section of a held descriptor (what proxy serves a hot file from on
+// net/http's path) goes by sendFile from the section's position, which
+// ReadFrom moves, and leaves the descriptor's own offset alone: other
+// requests share it.
+func TestStallConnReadFromSection(t *testing.T) {
+	data := pattern(300 << 10)
+	path := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	tests := []struct {
+		name           string
+		base, size, at int64 // the section, and its position before
+		limit          int64 // an io.LimitedReader's N; 0: none
+		want           int64
+	}{
+		{"whole file", 0, int64(len(data)), 0, 0, int64(len(data))},
+		{"after the first 512 bytes", 0, int64(len(data)), 512, 0, int64(len(data)) - 512},
+		{"a range", 0, int64(len(data)), 1000, 5000, 5000},
+		{"a section", 4096, 10000, 100, 0, 9900},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			server, client := tcpPair(t)
+			sc := StallConn(server, time.Minute)
+			sr := io.NewSectionReader(heldFile{f}, tt.base, tt.size)
+			sr.Seek(tt.at, io.SeekStart)
+			var r io.Reader = sr
+			var lr *io.LimitedReader
+			if tt.limit > 0 {
+				lr = &io.LimitedReader{R: sr, N: tt.limit}
+				r = lr
+			}
+			got := make(chan []byte)
+			go func() {
+				b, _ := io.ReadAll(client)
+				got <- b
+			}()
+			before := fileBodies.Load()
+			n, err := sc.(io.ReaderFrom).ReadFrom(r)
+			sendfiles := fileBodies.Load() - before
+			server.Close()
+			if n != tt.want || err != nil {
+				t.Fatalf("ReadFrom = %d, %v; want %d, nil", n, err, tt.want)
+			}
+			start := tt.base + tt.at
+			if b := <-got; !bytes.Equal(b, data[start:start+tt.want]) {
+				t.Errorf("received %d bytes, want %d bytes from %d", len(b), tt.want, start)
+			}
+			if sendfiles == 0 {
+				t.Error("not sent by sendFile")
+			}
+			if pos, _ := sr.Seek(0, io.SeekCurrent); pos != tt.at+tt.want {
+				t.Errorf("section position after = %d, want %d", pos, tt.at+tt.want)
+			}
+			if off, _ := f.Seek(0, io.SeekCurrent); off != 0 {
+				t.Errorf("the shared descriptor's offset moved to %d", off)
+			}
+			if lr != nil && lr.N != tt.limit-tt.want {
+				t.Errorf("limit after = %d, want %d", lr.N, tt.limit-tt.want)
+			}
+		})
+	}
+}
+
 // Files net/http serves on a connection the fast path handed over go out
 // by sendFile, under the stall rule, a range as much as a whole file.
 func TestFallbackSendfile(t *testing.T) {

@@ -42,8 +42,10 @@ func BenchmarkServeHit(b *testing.B) {
 }
 
 // BenchmarkServeHitTCP serves 50 KB hits over loopback keep-alive
-// connections through a real http.Server (sendfile, corking), so that a
-// CPU profile shows the whole hit path.
+// connections through a real http.Server, each connection in
+// fastpath.StallConn as the daemon wires net/http's path (sendfile of the
+// store's held descriptor, under the stall rule), so that a CPU profile
+// shows the whole hit path.
 func BenchmarkServeHitTCP(b *testing.B) {
 	dir := b.TempDir()
 	st, err := store.Open(dir, store.Options{MemorySize: 64 << 20})
@@ -58,8 +60,7 @@ func BenchmarkServeHitTCP(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	srv := httptest.NewUnstartedServer(Guard(h))
-	srv.Start()
+	srv := serveStd(b, Guard(h))
 	defer srv.Close()
 	url := srv.URL + "/archlinux/core/os/x86_64/hello-1.0-1-x86_64.pkg.tar.zst"
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}

@@ -125,7 +125,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // a revalidation (serveMutable). Every other file is served from the tree
 // when it is there. Both serving paths decide by it.
 func revalidates(t catalog.Target, ms *upstream.MirrorSet) bool {
-	return ms != nil && t.Mode == config.ModeProxy && t.Mutable()
+	return t.Mode == config.ModeProxy && ms != nil && t.Mutable()
 }
 
 // fresh reports whether a file that revalidates, last checked as m says,
@@ -151,7 +151,9 @@ func (h *Handler) AppendHit(dst []byte, req *fastpath.Request) (head []byte, res
 		return dst, resp, false
 	}
 	mutable := t.Mutable()
-	mustBeFresh := revalidates(t, h.catalog.Mirrors(t))
+	// The mirror set only matters for a proxy repo's mutable file: a hit
+	// on a package costs no lookup of it.
+	mustBeFresh := t.Mode == config.ModeProxy && mutable && revalidates(t, h.catalog.Mirrors(t))
 	data, f, m, ok := h.store.Hit(t.Rel)
 	if !ok && mutable && !mustBeFresh {
 		// A hosted repo's {repo}.db is a link to {repo}.db.tar.gz: serve
@@ -186,7 +188,7 @@ func (h *Handler) AppendHit(dst []byte, req *fastpath.Request) (head []byte, res
 		resp = fastpath.Response{Data: data}
 		h.metrics.served(t, m.Size)
 	}
-	return appendFileHeaders(dst, t, m, notModified), resp, true
+	return appendFileHeaders(dst, mutable, m, notModified), resp, true
 }
 
 // plainPathOK is CheckPath for a path the fast path parsed, which has no
@@ -217,23 +219,30 @@ func plainPathOK(path string) bool {
 }
 
 // serveHit serves t from the tree if it is there; false means a miss.
-// Small files come from memory (store.Content), others by sendfile(2).
+// The store decides as for the fast path (store.Hit): small files come
+// from memory, others from the descriptor it keeps open per hot file,
+// read at offsets (and sent by sendfile(2) through fastpath.StallConn).
+// A file the index does not hold (a hosted repo's {repo}.db link) is
+// opened for the request.
 func (h *Handler) serveHit(w http.ResponseWriter, r *http.Request, t catalog.Target, result string) bool {
-	if data, m, ok := h.store.Content(t.Rel); ok {
-		h.store.Touch(t.Rel)
-		h.metrics.request(t, result)
-		setFileHeaders(w.Header(), t)
-		if plainGet(r) {
-			setLengthHeaders(w.Header(), m.LastModified, m.Size)
-			w.Write(data)
-			h.metrics.served(t, m.Size)
-		} else {
-			cw := &countingWriter{ResponseWriter: w} // a 304 or a range: not the whole file
-			http.ServeContent(cw, r, "", m.LastModified, bytes.NewReader(data))
-			h.metrics.served(t, cw.n)
-		}
-		return true
+	data, sf, m, ok := h.store.Hit(t.Rel)
+	if !ok {
+		return h.serveOpened(w, r, t, result)
 	}
+	var body io.ReadSeeker
+	if sf != nil {
+		defer sf.Release()
+		body = io.NewSectionReader(sf, 0, m.Size)
+	} else {
+		body = bytes.NewReader(data)
+	}
+	h.serveBody(w, r, t, result, body, m.LastModified, m.Size)
+	return true
+}
+
+// serveOpened serves t from a descriptor of its own, opened through the
+// folder's os.Root (so that no link leaves the tree).
+func (h *Handler) serveOpened(w http.ResponseWriter, r *http.Request, t catalog.Target, result string) bool {
 	f, err := h.store.Open(t.Rel)
 	if err != nil {
 		if !errors.Is(err, store.ErrNotFound) {
@@ -247,17 +256,27 @@ func (h *Handler) serveHit(w http.ResponseWriter, r *http.Request, t catalog.Tar
 		return false
 	}
 	h.store.Touch(t.Rel)
+	h.serveBody(w, r, t, result, f, info.ModTime(), info.Size())
+	return true
+}
+
+// serveBody answers r with the file body: whole for a plain GET, else
+// through http.ServeContent (a range, a condition, a HEAD).
+func (h *Handler) serveBody(w http.ResponseWriter, r *http.Request, t catalog.Target, result string, body io.ReadSeeker, mod time.Time, size int64) {
 	h.metrics.request(t, result)
 	setFileHeaders(w.Header(), t)
 	cw := &countingWriter{ResponseWriter: w}
 	if plainGet(r) {
-		setLengthHeaders(w.Header(), info.ModTime(), info.Size())
-		io.Copy(cw, f) // sendfile(2)
+		setLengthHeaders(w.Header(), mod, size)
+		// The status first: net/http then hands a file body straight to
+		// the connection's ReadFrom (sendfile(2)), without copying its
+		// first 512 bytes for a Content-Type sniff nobody needs.
+		cw.WriteHeader(http.StatusOK)
+		io.Copy(cw, body) // one write for memory
 	} else {
-		http.ServeContent(cw, r, "", info.ModTime(), f)
+		http.ServeContent(cw, r, "", mod, body)
 	}
 	h.metrics.served(t, cw.n)
-	return true
 }
 
 // plainGet is a GET with no Range and no condition: the common case, which

@@ -24,11 +24,11 @@ var (
 	acceptRanges     = []string{"bytes"}
 )
 
-// cacheControl is t's Cache-Control: a mutable file (a database, a
-// signature of one, a sync stamp) is revalidated by clients, a package
-// is cached for good.
-func cacheControl(t catalog.Target) []string {
-	if t.Mutable() {
+// cacheControl is the Cache-Control of a file: a mutable one (a database,
+// a signature of one, a sync stamp; catalog.Target.Mutable) is
+// revalidated by clients, a package is cached for good.
+func cacheControl(mutable bool) []string {
+	if mutable {
 		return cacheNoCache
 	}
 	return cacheImmutable
@@ -39,7 +39,7 @@ func cacheControl(t catalog.Target) []string {
 // Content-Encoding is ever set: pacman checksums the bytes as sent.
 func setFileHeaders(hd http.Header, t catalog.Target) {
 	hd["Content-Type"] = contentTypeOctet
-	hd["Cache-Control"] = cacheControl(t)
+	hd["Cache-Control"] = cacheControl(t.Mutable())
 }
 
 // setLengthHeaders sets what http.ServeContent would for a whole file.
@@ -50,17 +50,17 @@ func setLengthHeaders(hd http.Header, modTime time.Time, size int64) {
 }
 
 // appendFileHeaders appends the fields net/http's path sends for the
-// whole file m (setFileHeaders and setLengthHeaders), or those of them
+// whole file m (mutable as its Target says) (setFileHeaders and setLengthHeaders), or those of them
 // that its 304 keeps (Cache-Control, Last-Modified), in the order
 // net/http writes them (sorted by name), each ending in "\r\n".
-func appendFileHeaders(dst []byte, t catalog.Target, m store.Meta, notModified bool) []byte {
+func appendFileHeaders(dst []byte, mutable bool, m store.Meta, notModified bool) []byte {
 	if !notModified {
 		dst = append(dst, "Accept-Ranges: "...)
 		dst = append(dst, acceptRanges[0]...)
 		dst = append(dst, "\r\n"...)
 	}
 	dst = append(dst, "Cache-Control: "...)
-	dst = append(dst, cacheControl(t)[0]...)
+	dst = append(dst, cacheControl(mutable)[0]...)
 	if !notModified {
 		dst = append(dst, "\r\nContent-Length: "...)
 		dst = strconv.AppendInt(dst, m.Size, 10)

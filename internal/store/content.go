@@ -118,6 +118,11 @@ type SharedFile struct {
 // Fd is the open descriptor, valid until Release.
 func (f *SharedFile) Fd() int { return f.fd }
 
+// ReadAt reads at an explicit offset (pread(2)), as every user of the
+// shared descriptor must: it has no offset of its own. Valid until
+// Release.
+func (f *SharedFile) ReadAt(p []byte, off int64) (int, error) { return f.f.ReadAt(p, off) }
+
 // Release ends one use of f.
 func (f *SharedFile) Release() {
 	if f.refs.Add(-1) == 0 {
