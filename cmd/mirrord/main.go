@@ -20,13 +20,10 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/mirrord/mirrord/internal/api"
-	"github.com/mirrord/mirrord/internal/catalog"
 	"github.com/mirrord/mirrord/internal/evict"
-	"github.com/mirrord/mirrord/internal/fetch"
 	"github.com/mirrord/mirrord/internal/hosted"
 	"github.com/mirrord/mirrord/internal/proxy"
 	"github.com/mirrord/mirrord/internal/store"
-	"github.com/mirrord/mirrord/internal/sync"
 	"github.com/mirrord/mirrord/internal/web"
 )
 
@@ -94,22 +91,12 @@ func serve(args []string) error {
 	}
 	defer st.Close() // after the server has drained: badger closes cleanly
 
-	up, err := newUpstreamClient(cfg, log, reg)
+	c, err := newCore(cfg, st, log, reg)
 	if err != nil {
 		return err
 	}
-	defer up.Close()
-	cat, err := catalog.New(cfg, st, catalog.Options{Upstream: up, Logger: log.With("component", "catalog")})
-	if err != nil {
-		return err
-	}
-	// One fetcher, shared by proxy and sync: one download per file.
-	fetcher := fetch.New(st, fetch.Options{Catalog: cat, Logger: log.With("component", "fetch"), Registerer: reg})
-	sched, err := sync.New(cat, st, sync.Options{Fetcher: fetcher, Upstream: up,
-		Logger: log.With("component", "sync"), Registerer: reg})
-	if err != nil {
-		return err
-	}
+	defer c.up.Close()
+	cat, fetcher, sched := c.catalog, c.fetcher, c.sched
 	evictor := evict.New(st, cat, evict.Options{MaxSize: int64(cfg.Cache.MaxSize), KeepVersions: cfg.Cache.KeepVersions,
 		Logger: log.With("component", "evict"), Registerer: reg})
 

@@ -17,7 +17,11 @@ import (
 
 	"github.com/mirrord/mirrord/config"
 	"github.com/mirrord/mirrord/internal/api"
+	"github.com/mirrord/mirrord/internal/catalog"
 	"github.com/mirrord/mirrord/internal/fastpath"
+	"github.com/mirrord/mirrord/internal/fetch"
+	"github.com/mirrord/mirrord/internal/store"
+	"github.com/mirrord/mirrord/internal/sync"
 	"github.com/mirrord/mirrord/internal/upstream"
 )
 
@@ -174,6 +178,38 @@ func sdNotify(state string) {
 	}
 	defer conn.Close()
 	conn.Write([]byte(state))
+}
+
+// core is what serve and sync build alike over the open store: the one
+// upstream client, the catalog over both, the one fetcher (its flights
+// shared by every caller: one download per file) and the scheduler.
+type core struct {
+	up      *upstream.Client
+	catalog *catalog.Catalog
+	fetcher *fetch.Fetcher
+	sched   *sync.Scheduler
+}
+
+// newCore builds the core in that order; the caller closes c.up, after
+// c.fetcher.Shutdown.
+func newCore(cfg *config.Config, st *store.Store, log *slog.Logger, reg prometheus.Registerer) (*core, error) {
+	up, err := newUpstreamClient(cfg, log, reg)
+	if err != nil {
+		return nil, err
+	}
+	cat, err := catalog.New(cfg, st, catalog.Options{Upstream: up, Logger: log.With("component", "catalog")})
+	if err != nil {
+		up.Close()
+		return nil, err
+	}
+	fetcher := fetch.New(st, fetch.Options{Catalog: cat, Logger: log.With("component", "fetch"), Registerer: reg})
+	sched, err := sync.New(cat, st, sync.Options{Fetcher: fetcher, Upstream: up,
+		Logger: log.With("component", "sync"), Registerer: reg})
+	if err != nil {
+		up.Close()
+		return nil, err
+	}
+	return &core{up: up, catalog: cat, fetcher: fetcher, sched: sched}, nil
 }
 
 // newUpstreamClient is the one upstream client of a process, shared by

@@ -15,8 +15,6 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/mirrord/mirrord/config"
-	"github.com/mirrord/mirrord/internal/catalog"
-	"github.com/mirrord/mirrord/internal/fetch"
 	"github.com/mirrord/mirrord/internal/store"
 	"github.com/mirrord/mirrord/internal/sync"
 )
@@ -42,21 +40,12 @@ func syncCommand(args []string) error {
 		return fmt.Errorf("%w (if mirrord serve runs on this data dir, ask it instead: POST /api/v1/sync/DISTRO[/REPO])", err)
 	}
 	defer st.Close()
-	up, err := newUpstreamClient(cfg, log, reg)
+	c, err := newCore(cfg, st, log, reg)
 	if err != nil {
 		return err
 	}
-	defer up.Close()
-	cat, err := catalog.New(cfg, st, catalog.Options{Upstream: up, Logger: log.With("component", "catalog")})
-	if err != nil {
-		return err
-	}
-	fetcher := fetch.New(st, fetch.Options{Catalog: cat, Logger: log.With("component", "fetch"), Registerer: reg})
-	sched, err := sync.New(cat, st, sync.Options{Fetcher: fetcher, Upstream: up,
-		Logger: log.With("component", "sync"), Registerer: reg})
-	if err != nil {
-		return err
-	}
+	defer c.up.Close()
+	fetcher, sched := c.fetcher, c.sched
 	var targets [][2]string
 	for _, a := range fs.Args() {
 		d, r, _ := strings.Cut(a, "/")
