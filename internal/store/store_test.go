@@ -132,6 +132,13 @@ func TestOpenAfterFolderRecreated(t *testing.T) {
 	if _, err := s.Open("a/b/f1"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("Open of a removed file = %v, want ErrNotFound", err)
 	}
+	// Made again by hand, with a file placed by hand: Stat finds it.
+	os.RemoveAll(filepath.Join(dir, "tree/a/b"))
+	os.MkdirAll(filepath.Join(dir, "tree/a/b"), 0o755)
+	os.WriteFile(filepath.Join(dir, "tree/a/b/f3"), []byte("three"), 0o644)
+	if m, err := s.Stat("a/b/f3"); err != nil || m.Size != 5 {
+		t.Errorf("Stat of a file placed by hand in a folder made again = %+v, %v", m, err)
+	}
 }
 
 func TestSymlink(t *testing.T) {
