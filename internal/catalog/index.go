@@ -1,7 +1,6 @@
 package catalog
 
 import (
-	"errors"
 	"fmt"
 	"path"
 	"sort"
@@ -9,7 +8,6 @@ import (
 	"time"
 
 	"github.com/mirrord/mirrord/internal/alpm"
-	"github.com/mirrord/mirrord/internal/store"
 )
 
 // DB is one version of a repo folder's {repo}.db, parsed: a listing of
@@ -150,17 +148,16 @@ func (c *Catalog) Expect(rel string) (Expect, bool) {
 func (c *Catalog) Pinned(rel string) bool { return c.current(rel) != nil }
 
 // current is the package the current db of rel's folder names as rel.
+// Only package files are named by a db: for a signature or a db nothing
+// is read.
 func (c *Catalog) current(rel string) *alpm.Package {
 	t, err := c.router.Resolve("/" + rel)
-	if err != nil || t.Repo == "" {
+	if err != nil || t.Repo == "" || !alpm.IsPackageFile(t.File) {
 		return nil
 	}
 	db, err := c.DB(path.Dir(rel) + "/" + t.Repo + ".db")
 	if err != nil {
-		if !errors.Is(err, store.ErrNotFound) {
-			return nil // logged once per version by DB
-		}
-		return nil
+		return nil // none yet, or unreadable (DB logs that once per version)
 	}
 	return db.File(t.File)
 }
