@@ -109,7 +109,8 @@ func (f *Fetcher) Flights() *lockfree.Group { return &f.flights }
 
 // Shutdown aborts every fill in progress and waits for them to end, until
 // ctx ends, so that the store can close under no writer. Call it once,
-// after the last caller is gone (the server has drained, the sync ended).
+// when no new caller comes: after the server has drained and the sync's
+// context has ended (a sync waiting on a flight then sees it fail).
 func (f *Fetcher) Shutdown(ctx context.Context) error {
 	var flights []*lockfree.Flight
 	f.flights.Range(func(_ string, fl *lockfree.Flight) bool {
