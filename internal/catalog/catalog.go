@@ -103,12 +103,6 @@ func (c *Catalog) Resolve(path string) (Target, error) { return c.router.Resolve
 // Router.Folder).
 func (c *Catalog) Folder(path string) (Folder, bool) { return c.router.Folder(path) }
 
-// Repo returns the configured repo distro/name.
-func (c *Catalog) Repo(distro, name string) (*Repo, bool) {
-	r, ok := c.repos[distro+"/"+name]
-	return r, ok
-}
-
 // Repos returns every configured repo, by key.
 func (c *Catalog) Repos() []*Repo {
 	out := make([]*Repo, len(c.keys))

@@ -19,10 +19,6 @@ type Target struct {
 	Rel                      string // path in the tree, e.g. "archlinux/core/os/x86_64/core.db"
 }
 
-// IsDB reports whether t is the repo's {repo}.db, the database whose
-// packages the catalog indexes.
-func (t Target) IsDB() bool { return t.Repo != "" && t.File == t.Repo+".db" }
-
 // Mutable reports whether the file can change upstream under the same
 // name: databases, their signatures and the sync stamps. Everything else
 // (packages and their .sig) is immutable by name.

@@ -15,29 +15,12 @@ type content struct {
 	data []byte
 }
 
-// Content returns rel's bytes from memory, reading them in on first use,
-// when the file is small enough and the memory budget allows. Serving a
-// hot small file from memory costs no open, stat, sendfile or close,
-// which roughly doubles the rate of small hits. ok is false when the
-// caller should serve the file from disk instead.
-func (s *Store) Content(rel string) (data []byte, m Meta, ok bool) {
-	if s.opts.MemorySize <= 0 {
-		return nil, Meta{}, false
-	}
-	e := s.lookup(rel)
-	if e == nil {
-		return nil, Meta{}, false
-	}
-	mp := e.meta.Load()
-	if data, ok = s.content(e, mp, rel); !ok {
-		return nil, Meta{}, false
-	}
-	return data, *mp, true
-}
-
-// Hit returns rel for a response, and marks it used: its bytes when it
-// may be held in memory (as Content), else the file held open (see
-// OpenShared). One index lookup for all of it: this is the fast path's
+// Hit returns rel for a response, and marks it used: its bytes from
+// memory, read in on first use, when the file is small enough
+// (MemoryFileMax) and the memory budget allows (serving a hot small file
+// from memory costs no open, stat, sendfile or close, which roughly
+// doubles the rate of small hits); else the file held open (see
+// SharedFile). One index lookup for all of it: this is the fast path's
 // (internal/fastpath). ok is false when rel is not in the tree.
 func (s *Store) Hit(rel string) (data []byte, f *SharedFile, m Meta, ok bool) {
 	e := s.lookup(rel)
@@ -99,13 +82,13 @@ func (s *Store) dropContent(e *entry) {
 	s.dropOpen(e)
 }
 
-// maxHeld bounds the files entries hold open for OpenShared, well under
+// maxHeld bounds the files entries hold open for Hit, well under
 // the descriptor limit (Go raises the soft limit to the hard one, and
 // the systemd unit sets it); files beyond it are opened per request.
 const maxHeld = 4096
 
 // SharedFile is a file of the tree held open for sendfile(2), shared by
-// every request for it: each OpenShared is paired with a Release, and the
+// every request for it: each Hit that returns it is paired with a Release, and the
 // descriptor closes after the last Release once the file is retired
 // (rewritten, removed) or was never cached. No lock: a reference count.
 type SharedFile struct {
@@ -141,21 +124,6 @@ func (f *SharedFile) acquire() bool {
 			return true
 		}
 	}
-}
-
-// OpenShared returns rel open for reading, with its Meta, for a response
-// by sendfile(2): hot files stay open in the index, so that a hit costs
-// no open, fstat or close. ok is false when rel is not in the index.
-func (s *Store) OpenShared(rel string) (f *SharedFile, m Meta, ok bool) {
-	e := s.lookup(rel)
-	if e == nil {
-		return nil, Meta{}, false
-	}
-	mp := e.meta.Load()
-	if f, ok = s.openShared(e, mp, rel); !ok {
-		return nil, Meta{}, false
-	}
-	return f, *mp, true
 }
 
 // openShared returns e's file, whose Meta is mp, open.

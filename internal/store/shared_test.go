@@ -30,22 +30,22 @@ func openFDs(t *testing.T) int {
 	return len(fds)
 }
 
-func TestOpenSharedFollowsRewrites(t *testing.T) {
+func TestHeldFileFollowsRewrites(t *testing.T) {
 	s := open(t, t.TempDir(), Options{})
 	s.WriteFile("a/f", []byte("version one"), Meta{})
-	f1, m, ok := s.OpenShared("a/f")
+	f1, m, ok := held(s, "a/f")
 	if !ok || readShared(t, f1, m.Size) != "version one" {
-		t.Fatalf("OpenShared = %v, %+v", ok, m)
+		t.Fatalf("held = %v, %+v", ok, m)
 	}
-	again, _, _ := s.OpenShared("a/f")
+	again, _, _ := held(s, "a/f")
 	if again != f1 {
-		t.Error("a second OpenShared opened the file again, want the held one")
+		t.Error("a second Hit opened the file again, want the held one")
 	}
 	again.Release()
 	// A rewrite retires the held file: the next use sees the new bytes,
 	// while a response still sending the old one keeps its descriptor.
 	s.WriteFile("a/f", []byte("version two, longer"), Meta{})
-	f2, m2, _ := s.OpenShared("a/f")
+	f2, m2, _ := held(s, "a/f")
 	if got := readShared(t, f2, m2.Size); got != "version two, longer" {
 		t.Errorf("after a rewrite: %q", got)
 	}
@@ -54,18 +54,18 @@ func TestOpenSharedFollowsRewrites(t *testing.T) {
 	}
 	f1.Release()
 	f2.Release()
-	if _, _, ok := s.OpenShared("a/missing"); ok {
-		t.Error("OpenShared of a missing file: ok")
+	if _, _, ok := held(s, "a/missing"); ok {
+		t.Error("Hit of a missing file: ok")
 	}
 }
 
-func TestOpenSharedClosesRetired(t *testing.T) {
+func TestHeldFileClosesRetired(t *testing.T) {
 	s := open(t, t.TempDir(), Options{})
 	before := openFDs(t)
 	for i := range 50 {
 		rel := fmt.Sprintf("a/f%d", i)
 		s.WriteFile(rel, []byte(rel), Meta{})
-		f, _, _ := s.OpenShared(rel)
+		f, _, _ := held(s, rel)
 		f.Release()
 	}
 	if got := openFDs(t); got < before+50 {
@@ -84,7 +84,7 @@ func TestOpenSharedClosesRetired(t *testing.T) {
 
 // Readers racing a writer that rewrites the file always get one whole
 // version, never a mix or a closed descriptor.
-func TestOpenSharedRace(t *testing.T) {
+func TestHeldFileRace(t *testing.T) {
 	s := open(t, t.TempDir(), Options{MemorySize: 1 << 20, MemoryFileMax: 1500}) // the 1000-byte version in memory, the others open
 	versions := []string{strings.Repeat("a", 1000), strings.Repeat("b", 3000), strings.Repeat("c", 2000)}
 	s.WriteFile("a/f", []byte(versions[0]), Meta{})
@@ -121,4 +121,21 @@ func TestOpenSharedRace(t *testing.T) {
 	}
 	close(stop)
 	wg.Wait()
+}
+
+// held is Hit's open file: with no memory budget, every hit is one.
+func held(s *Store, rel string) (*SharedFile, Meta, bool) {
+	_, f, m, ok := s.Hit(rel)
+	return f, m, ok && f != nil
+}
+
+// inMemory is Hit's answer from memory, false when it answers with an
+// open file instead (released here).
+func inMemory(s *Store, rel string) ([]byte, Meta, bool) {
+	data, f, m, ok := s.Hit(rel)
+	if f != nil {
+		f.Release()
+		return nil, Meta{}, false
+	}
+	return data, m, ok
 }

@@ -44,7 +44,7 @@ type Meta struct {
 // Options configures Open.
 type Options struct {
 	// MemorySize bounds the bytes of small files held in memory for the
-	// hit path (see Content); 0 holds none.
+	// hit path (see Hit); 0 holds none.
 	MemorySize int64
 	// MemoryFileMax is the largest file held in memory; default 16 KiB:
 	// above it, sendfile(2) from the page cache costs less than copying
@@ -67,8 +67,8 @@ type Options struct {
 // is separate so that a cache hit costs one atomic store.
 type entry struct {
 	meta       atomic.Pointer[Meta]
-	content    atomic.Pointer[content]    // the file's bytes, if held in memory (see Content)
-	open       atomic.Pointer[SharedFile] // the file held open, if it is (see OpenShared)
+	content    atomic.Pointer[content]    // the file's bytes, if held in memory (see Hit)
+	open       atomic.Pointer[SharedFile] // the file held open, if it is (see Hit)
 	lastAccess atomic.Int64               // unix nanoseconds, written by Touch
 	flushed    atomic.Int64               // lastAccess value last written to badger
 	// lazy is meta while it was committed by a Batch not yet flushed: its
@@ -92,7 +92,7 @@ type Store struct {
 	size    atomic.Int64
 	files   atomic.Int64
 	memUsed atomic.Int64 // bytes held by entries' content
-	held    atomic.Int64 // files held open by entries (see OpenShared)
+	held    atomic.Int64 // files held open by entries (see Hit)
 	mode    treeModes
 	dirsOK  stdsync.Map // tree folder -> true once it exists with mode.dir (mkdirs)
 }

@@ -288,8 +288,8 @@ func TestContentFollowsLinkTarget(t *testing.T) {
 	s := open(t, t.TempDir(), Options{MemorySize: 1 << 20})
 	s.WriteFile("r/r.db.tar.gz", []byte("one"), Meta{})
 	s.Symlink("r.db.tar.gz", "r/r.db")
-	if _, _, ok := s.Content("r/r.db"); ok {
-		t.Error("Content served a symlink from memory")
+	if _, _, ok := inMemory(s, "r/r.db"); ok {
+		t.Error("Hit served a symlink from memory")
 	}
 	s.WriteFile("r/r.db.tar.gz", []byte("two"), Meta{})
 	f, err := s.Open("r/r.db")
@@ -308,23 +308,23 @@ func TestContent(t *testing.T) {
 	s.WriteFile("a/small", []byte("hello"), Meta{})
 	s.WriteFile("a/big", []byte("1234567"), Meta{})
 	s.WriteFile("a/other", []byte("world"), Meta{})
-	if data, m, ok := s.Content("a/small"); !ok || string(data) != "hello" || m.Size != 5 {
-		t.Fatalf("Content(small) = %q, %+v, %v", data, m, ok)
+	if data, m, ok := inMemory(s, "a/small"); !ok || string(data) != "hello" || m.Size != 5 {
+		t.Fatalf("Hit(small) from memory = %q, %+v, %v", data, m, ok)
 	}
-	if _, _, ok := s.Content("a/big"); ok {
-		t.Error("Content(big) held a file over MemoryFileMax")
+	if _, _, ok := inMemory(s, "a/big"); ok {
+		t.Error("Hit(big) from memory held a file over MemoryFileMax")
 	}
-	if _, _, ok := s.Content("a/other"); !ok {
-		t.Error("Content(other) refused within budget")
+	if _, _, ok := inMemory(s, "a/other"); !ok {
+		t.Error("Hit(other) from memory refused within budget")
 	}
 	s.WriteFile("a/third", []byte("xyz"), Meta{})
-	if _, _, ok := s.Content("a/third"); ok {
-		t.Error("Content(third) went over MemorySize")
+	if _, _, ok := inMemory(s, "a/third"); ok {
+		t.Error("Hit(third) from memory went over MemorySize")
 	}
 	// A rewrite retires the old bytes at once.
 	s.WriteFile("a/small", []byte("HELLO"), Meta{})
-	if data, _, ok := s.Content("a/small"); !ok || string(data) != "HELLO" {
-		t.Errorf("after a rewrite Content = %q, %v; want HELLO", data, ok)
+	if data, _, ok := inMemory(s, "a/small"); !ok || string(data) != "HELLO" {
+		t.Errorf("after a rewrite Hit from memory = %q, %v; want HELLO", data, ok)
 	}
 	s.Remove("a/other")
 	if got := s.memUsed.Load(); got != 5 {
