@@ -198,8 +198,6 @@ func TestStallConnReadFrom(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			server, client := tcpPair(t)
-			sc := StallConn(server, time.Minute)
 			f, err := os.Open(path)
 			if err != nil {
 				t.Fatal(err)
@@ -215,15 +213,7 @@ func TestStallConnReadFrom(t *testing.T) {
 				lr = &io.LimitedReader{R: f, N: tt.limit}
 				r = lr
 			}
-			got := make(chan []byte)
-			go func() {
-				b, _ := io.ReadAll(client)
-				got <- b
-			}()
-			before := fileBodies.Load()
-			n, err := sc.(io.ReaderFrom).ReadFrom(r)
-			sendfiles := fileBodies.Load() - before
-			server.Close()
+			n, got, bySendfile, err := readFrom(t, r)
 			if n != tt.want || err != nil {
 				t.Fatalf("ReadFrom = %d, %v; want %d, nil", n, err, tt.want)
 			}
@@ -231,11 +221,11 @@ func TestStallConnReadFrom(t *testing.T) {
 			if tt.bytes {
 				start = 0
 			}
-			if b := <-got; !bytes.Equal(b, data[start:start+tt.want]) {
-				t.Errorf("received %d bytes, want %d bytes from %d", len(b), tt.want, start)
+			if !bytes.Equal(got, data[start:start+tt.want]) {
+				t.Errorf("received %d bytes, want %d bytes from %d", len(got), tt.want, start)
 			}
-			if (sendfiles > 0) != tt.sendfile {
-				t.Errorf("by sendFile: %v, want %v", sendfiles > 0, tt.sendfile)
+			if bySendfile != tt.sendfile {
+				t.Errorf("by sendFile: %v, want %v", bySendfile, tt.sendfile)
 			}
 			if off, _ := f.Seek(0, io.SeekCurrent); !tt.bytes && off != tt.at+tt.want {
 				t.Errorf("file offset after = %d, want %d", off, tt.at+tt.want)
@@ -245,6 +235,25 @@ func TestStallConnReadFrom(t *testing.T) {
 			}
 		})
 	}
+}
+
+// readFrom has a StallConn's ReadFrom send r on a fresh loopback
+// connection and returns what it said, what the peer received, and
+// whether it went by sendFile.
+func readFrom(t *testing.T, r io.Reader) (n int64, got []byte, bySendfile bool, err error) {
+	t.Helper()
+	server, client := tcpPair(t)
+	sc := StallConn(server, time.Minute)
+	received := make(chan []byte)
+	go func() {
+		b, _ := io.ReadAll(client)
+		received <- b
+	}()
+	before := fileBodies.Load()
+	n, err = sc.(io.ReaderFrom).ReadFrom(r)
+	bySendfile = fileBodies.Load() > before
+	server.Close()
+	return n, <-received, bySendfile, err
 }
 
 // heldFile is a descriptor held open by its owner, read at offsets, as
@@ -282,8 +291,6 @@ func TestStallConnReadFromSection(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			server, client := tcpPair(t)
-			sc := StallConn(server, time.Minute)
 			sr := io.NewSectionReader(heldFile{f}, tt.base, tt.size)
 			sr.Seek(tt.at, io.SeekStart)
 			var r io.Reader = sr
@@ -292,23 +299,15 @@ func TestStallConnReadFromSection(t *testing.T) {
 				lr = &io.LimitedReader{R: sr, N: tt.limit}
 				r = lr
 			}
-			got := make(chan []byte)
-			go func() {
-				b, _ := io.ReadAll(client)
-				got <- b
-			}()
-			before := fileBodies.Load()
-			n, err := sc.(io.ReaderFrom).ReadFrom(r)
-			sendfiles := fileBodies.Load() - before
-			server.Close()
+			n, got, bySendfile, err := readFrom(t, r)
 			if n != tt.want || err != nil {
 				t.Fatalf("ReadFrom = %d, %v; want %d, nil", n, err, tt.want)
 			}
 			start := tt.base + tt.at
-			if b := <-got; !bytes.Equal(b, data[start:start+tt.want]) {
-				t.Errorf("received %d bytes, want %d bytes from %d", len(b), tt.want, start)
+			if !bytes.Equal(got, data[start:start+tt.want]) {
+				t.Errorf("received %d bytes, want %d bytes from %d", len(got), tt.want, start)
 			}
-			if sendfiles == 0 {
+			if !bySendfile {
 				t.Error("not sent by sendFile")
 			}
 			if pos, _ := sr.Seek(0, io.SeekCurrent); pos != tt.at+tt.want {
