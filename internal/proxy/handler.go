@@ -104,7 +104,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ms := h.catalog.Mirrors(t)
 	switch {
-	case revalidates(t, ms):
+	case h.revalidates(t, t.Mutable()):
 		h.serveMutable(w, r, t, ms)
 	case h.serveHit(w, r, t, resultHit):
 	case ms != nil && t.Mode != config.ModeHosted && !t.Mutable():
@@ -123,9 +123,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // revalidates reports whether t is a proxy repo's database, signature or
 // sync stamp, which is served from the tree only while fresh, else after
 // a revalidation (serveMutable). Every other file is served from the tree
-// when it is there. Both serving paths decide by it.
-func revalidates(t catalog.Target, ms *upstream.MirrorSet) bool {
-	return t.Mode == config.ModeProxy && ms != nil && t.Mutable()
+// when it is there. Both serving paths decide by it; mutable is
+// t.Mutable(), which they have at hand, and the mirror set is looked up
+// last, so that a hit on a package costs no lookup of it.
+func (h *Handler) revalidates(t catalog.Target, mutable bool) bool {
+	return mutable && t.Mode == config.ModeProxy && h.catalog.Mirrors(t) != nil
 }
 
 // fresh reports whether a file that revalidates, last checked as m says,
@@ -151,9 +153,7 @@ func (h *Handler) AppendHit(dst []byte, req *fastpath.Request) (head []byte, res
 		return dst, resp, false
 	}
 	mutable := t.Mutable()
-	// The mirror set only matters for a proxy repo's mutable file: a hit
-	// on a package costs no lookup of it.
-	mustBeFresh := t.Mode == config.ModeProxy && mutable && revalidates(t, h.catalog.Mirrors(t))
+	mustBeFresh := h.revalidates(t, mutable)
 	data, f, m, ok := h.store.Hit(t.Rel)
 	if !ok && mutable && !mustBeFresh {
 		// A hosted repo's {repo}.db is a link to {repo}.db.tar.gz: serve
