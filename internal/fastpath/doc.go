@@ -5,8 +5,9 @@
 // an http.Server, under the same header and idle timeouts.
 //
 // net/http costs about twice nginx's CPU per small response (a Request, a
-// Header map, a bufio pair and a goroutine handoff per request); this loop
-// parses a strict subset of HTTP/1.1 and answers with one writev(2). Any
-// request it does not fully understand goes to net/http, so it is never
-// more lenient than net/http.
+// Header map, a bufio pair, a goroutine that parks after every response);
+// here a few epoll event loops, one per P, own the connections, parse a
+// strict subset of HTTP/1.1 and answer with one writev(2) or sendfile(2).
+// Any request they do not fully understand goes to net/http, so the fast
+// path is never more lenient than net/http.
 package fastpath

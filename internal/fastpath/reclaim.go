@@ -71,7 +71,7 @@ func (s *Server) reclaim(next http.Handler) http.Handler {
 			nc.Close() // not the connection the context named: never expected
 			return
 		}
-		s.start(rc.raw, pendingAfter(brw.Reader, rc), time.Time{}) // keep-alive: the response just ended
+		s.adopt(rc.raw, pendingAfter(brw.Reader, rc), time.Time{}) // keep-alive: the response just ended
 	})
 }
 
@@ -79,7 +79,7 @@ func (s *Server) reclaim(next http.Handler) http.Handler {
 // just answered: net/http's read-ahead, then what it had not read of rc.
 func pendingAfter(br *bufio.Reader, rc *replayConn) []byte {
 	buf, _ := br.Peek(br.Buffered())
-	return append(append([]byte(nil), buf...), rc.unread()...)
+	return append(append([]byte(nil), buf...), rc.pending...)
 }
 
 // lengthWriter watches a response for what net/http will make of it.

@@ -11,7 +11,9 @@ func (s *sender) sendFile(head []byte, fd int, off, end int64) (int64, error) {
 	return s.copyFile(head, fd, off, end)
 }
 
-const msgMore = 0
+func sockWrite(fd int, b []byte) (int, error) { return syscall.Write(fd, b) }
+
+func sendMore(fd int, b []byte) (int, error) { return syscall.Write(fd, b) }
 
 func sendfile(sock, fd int, off *int64, n int) (int, error) {
 	return 0, syscall.ENOSYS // never called: sendFile copies

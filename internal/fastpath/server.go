@@ -1,12 +1,12 @@
 package fastpath
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,11 +48,20 @@ type File interface {
 // connection comes back after a response whose end is plain from its
 // length (see reclaim), so that one miss does not cost a client's later
 // hits on the same connection.
+//
+// The fast path's connections are not goroutines: a few event loops (see
+// poller), one per P, each own theirs, read what epoll(7) says is there
+// and answer it at once. A goroutine per connection spent a fifth of a
+// small hit's CPU in Go's scheduler and netpoller, parking after every
+// response and being woken for the next request, and one more read(2)
+// that found nothing; a loop answers the requests of every ready
+// connection in one go.
 type Server struct {
 	Hit Hit
 	// Fallback serves every other request; its ReadHeaderTimeout and
 	// IdleTimeout bound the fast path's reads as they bound its own (see
-	// readHead). Serve wraps its Handler and ConnContext (see reclaim).
+	// lconn.deadline). Serve wraps its Handler and ConnContext (see
+	// reclaim).
 	Fallback *http.Server
 	// WriteStall cuts a connection whose client takes no bytes of a
 	// response for so long (see stallClock), on the fast path and in
@@ -60,11 +69,13 @@ type Server struct {
 	// means no limit. mirrord sets WriteStall.
 	WriteStall time.Duration
 
-	closing atomic.Bool
+	closing atomic.Bool // Shutdown has begun
+	force   atomic.Bool // Shutdown's context ended: close everything
 	mu      sync.Mutex
 	ln      net.Listener
-	conns   map[*conn]struct{}
-	wg      sync.WaitGroup // the conns' goroutines
+	loops   []*poller      // none where the platform has no epoll: all is Fallback's
+	next    atomic.Uint32  // the loop the next connection goes to
+	wg      sync.WaitGroup // the loops
 	handoff *handoffListener
 }
 
@@ -80,12 +91,21 @@ func (s *Server) Serve(ln net.Listener) error {
 		return errors.New("fastpath: Serve called twice")
 	}
 	s.ln = ln
-	s.conns = map[*conn]struct{}{}
 	s.handoff = &handoffListener{addr: ln.Addr(), conns: make(chan net.Conn), done: make(chan struct{})}
-	s.mu.Unlock()
 	if s.closing.Load() {
+		s.mu.Unlock()
 		return http.ErrServerClosed
 	}
+	for range runtime.GOMAXPROCS(0) {
+		p, err := newPoller(s)
+		if err != nil {
+			break // no event loop here: every connection is Fallback's
+		}
+		s.loops = append(s.loops, p)
+		s.wg.Add(1)
+		go p.run()
+	}
+	s.mu.Unlock()
 	s.wrapFallback()
 	go func() {
 		s.Fallback.Serve(s.handoff)
@@ -109,33 +129,48 @@ func (s *Server) Serve(ln net.Listener) error {
 			continue
 		}
 		delay = 0
-		if !s.start(nc, nil, time.Now()) {
-			return http.ErrServerClosed
-		}
+		s.adopt(nc, nil, time.Now())
 	}
 }
 
-// start serves nc on the fast path, pending first (bytes the client sent
+// adopt gives nc to an event loop, pending first (bytes the client sent
 // that were read but not answered). accepted is when a new connection was
 // accepted; zero for one that comes back from Fallback after a response.
-// It closes nc and returns false once Shutdown has begun: it may be in
-// wg.Wait already.
-func (s *Server) start(nc net.Conn, pending []byte, accepted time.Time) bool {
-	src := &source{Conn: nc, pending: pending}
-	c := &conn{s: s, nc: nc, src: src, br: bufio.NewReaderSize(src, headSize), accepted: accepted,
-		out: make([]byte, statusRoom, 512)}
-	c.w = sender{nc: nc, stall: s.WriteStall}
-	s.mu.Lock()
+// A connection no loop can take (no TCP, no epoll) is Fallback's.
+func (s *Server) adopt(nc net.Conn, pending []byte, accepted time.Time) {
 	if s.closing.Load() {
-		s.mu.Unlock()
 		nc.Close()
-		return false
+		return
 	}
-	s.conns[c] = struct{}{}
-	s.wg.Add(1)
-	s.mu.Unlock()
-	go c.serve()
-	return true
+	if len(s.loops) > 0 {
+		if sock, err := detach(nc); err == nil {
+			p := s.loops[s.next.Add(1)%uint32(len(s.loops))]
+			if !p.adopt(sock, pending, accepted) {
+				closeSocket(sock) // the loop is gone: shutting down
+			}
+			return
+		} else if !errors.Is(err, errNoSocket) {
+			return // nc is closed
+		}
+	}
+	s.toFallback(nc, pending)
+}
+
+// toFallback hands nc, with what the client sent that is not answered
+// yet, to Fallback, its writes under the stall rule. The head is read
+// whole already (see lconn.deadline): net/http sets its own deadlines,
+// and finds no head to wait for.
+func (s *Server) toFallback(nc net.Conn, pending []byte) {
+	var wrapped net.Conn = nc
+	if s.WriteStall > 0 {
+		wrapped = StallConn(nc, s.WriteStall) // net/http's writes under the same rule
+	}
+	rc := &replayConn{Conn: wrapped, s: s, raw: nc, pending: pending}
+	go func() {
+		if !s.handoff.offer(rc) {
+			nc.Close()
+		}
+	}()
 }
 
 // Shutdown stops accepting, lets every response in progress finish,
@@ -147,12 +182,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if s.ln != nil {
 		s.ln.Close()
 	}
-	for c := range s.conns {
-		// Wakes a connection waiting for a request; one that is answering
-		// sees closing when it is done. See conn.waitDeadline.
-		c.nc.SetReadDeadline(aLongTimeAgo)
-	}
+	loops := s.loops
 	s.mu.Unlock()
+	for _, p := range loops {
+		p.poke() // it closes its idle connections, and the rest when their responses end
+	}
 
 	fallback := make(chan error, 1)
 	go func() { fallback <- s.Fallback.Shutdown(ctx) }()
@@ -161,211 +195,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	select {
 	case <-done:
 	case <-ctx.Done():
-		s.mu.Lock()
-		for c := range s.conns {
-			c.nc.Close()
+		s.force.Store(true)
+		for _, p := range loops {
+			p.poke()
 		}
-		s.mu.Unlock()
 		<-fallback
 		return ctx.Err()
 	}
 	return <-fallback
-}
-
-var aLongTimeAgo = time.Unix(1, 0)
-
-// conn is one connection while the fast path owns it.
-type conn struct {
-	s        *Server
-	nc       net.Conn
-	src      *source       // nc's bytes, after those read before the fast path had it
-	br       *bufio.Reader // reads src
-	out      []byte        // the response head, reused
-	date     [29]byte      // the Date value of dateSec
-	dateSec  int64
-	accepted time.Time // when a new connection was accepted, until its first response
-	readSet  time.Time // when the idle read deadline was last moved
-	w        sender    // writes the responses, under the stall rule
-}
-
-var errHandoff = errors.New("not for the fast path")
-
-func (c *conn) serve() {
-	s := c.s
-	handed := false
-	defer func() {
-		if !handed {
-			c.nc.Close()
-		}
-		s.mu.Lock()
-		delete(s.conns, c)
-		s.mu.Unlock()
-		s.wg.Done()
-	}()
-	var fr Request
-	for {
-		head, err := c.readHead()
-		if errors.Is(err, errHandoff) {
-			handed = c.handOff()
-			return
-		}
-		if err != nil {
-			return // closed, timed out or shutting down, as net/http would
-		}
-		req, ok := parseHead(head)
-		var resp Response
-		if ok {
-			fr = Request{Path: string(req.path), IfModifiedSince: req.ims, IfNoneMatch: req.inm}
-			c.out, resp, ok = s.Hit(c.out[:statusRoom], &fr)
-		}
-		if !ok {
-			handed = c.handOff()
-			return
-		}
-		c.br.Discard(len(head))
-		out := c.endHead(resp.NotModified, req.close)
-		switch {
-		case resp.NotModified:
-			_, err = c.w.write(out, nil)
-		case resp.File != nil:
-			_, err = c.w.sendFile(out, resp.File.Fd(), 0, resp.Size)
-			resp.File.Release()
-		default:
-			_, err = c.w.write(out, resp.Data)
-		}
-		c.accepted = time.Time{} // from here on, keep-alive's limits
-		if err != nil || req.close || s.closing.Load() {
-			return
-		}
-	}
-}
-
-// readHead returns the next request head, still in the read buffer. The
-// limits are net/http's: a new connection has ReadHeaderTimeout from
-// accept for its whole first head; a kept-alive one waits IdleTimeout
-// from the end of the last response for the first byte of the next, and
-// then ReadHeaderTimeout for the rest of the head.
-//
-// A head is read whole before it is handed to Fallback (errHandoff, with
-// the head in c.src.pending when it is longer than the read buffer), so
-// that a hand-off never restarts the clock: net/http sets its own
-// deadline when it gets the connection, but it finds the whole head
-// buffered and never waits for the client under it. The alternative, a
-// connection whose SetReadDeadline cannot go past the head's deadline,
-// would have to know when net/http is done with the head: it clears the
-// deadline right then, and that clear must get through, or the body and
-// the background read after it would time out at the head's deadline.
-func (c *conn) readHead() ([]byte, error) {
-	if c.br.Buffered() == 0 {
-		if err := c.waitFirst(); err != nil {
-			return nil, err
-		}
-		if _, err := c.br.Peek(1); err != nil {
-			return nil, err
-		}
-	}
-	scanned := 0
-	for partial := false; ; partial = true {
-		buf, _ := c.br.Peek(c.br.Buffered())
-		n, next := headEnd(buf, scanned)
-		if n > 0 {
-			return buf[:n], nil
-		}
-		scanned = next
-		if !partial {
-			// The rest of a kept-alive connection's head must come
-			// within ReadHeaderTimeout of its first bytes.
-			if err := c.waitRest(); err != nil {
-				return nil, err
-			}
-		}
-		if len(buf) == headSize {
-			return nil, c.readLongHead(scanned)
-		}
-		if _, err := c.br.Peek(len(buf) + 1); err != nil {
-			return nil, err
-		}
-	}
-}
-
-// readLongHead reads the rest of a head longer than the read buffer,
-// scanned up to from, into c.src.pending, for Fallback (which allows up
-// to MaxHeaderBytes): until its end, or until net/http would refuse it
-// as too large anyway. It returns errHandoff, or the read's error.
-func (c *conn) readLongHead(from int) error {
-	buf, _ := c.br.Peek(c.br.Buffered())
-	head := append(append(make([]byte, 0, 2*headSize), buf...), c.src.pending...)
-	c.br.Discard(len(buf))
-	c.src.pending = nil
-	limit := c.s.Fallback.MaxHeaderBytes
-	if limit <= 0 {
-		limit = http.DefaultMaxHeaderBytes
-	}
-	limit += 4096 // net/http's allowance for its read buffer
-	for {
-		n, next := headEnd(head, from)
-		if n > 0 || len(head) >= limit {
-			c.src.pending = head
-			return errHandoff
-		}
-		from = next
-		if len(head) == cap(head) {
-			head = append(head, 0)[:len(head)]
-		}
-		m, err := c.nc.Read(head[len(head):min(cap(head), limit)])
-		head = head[:len(head)+m]
-		if err != nil {
-			return err
-		}
-	}
-}
-
-// waitFirst sets the deadline for the first byte of a request: that of
-// the whole head on a new connection, IdleTimeout on a kept-alive one.
-// Moving a deadline costs a timer update, so an idle deadline set less
-// than a sixteenth of IdleTimeout ago (at most a second) stays, and the
-// limit is then that much shorter. It fails once Shutdown has begun:
-// Shutdown set the deadline in the past before this call, or sets it
-// after the check, either way the read does not wait.
-func (c *conn) waitFirst() error {
-	if !c.accepted.IsZero() {
-		c.setReadDeadline(c.accepted, c.s.headerTimeout())
-	} else if d := c.s.idleTimeout(); d > 0 {
-		now := time.Now()
-		if now.Sub(c.readSet) > min(d/16, time.Second) {
-			c.nc.SetReadDeadline(now.Add(d))
-			c.readSet = now
-		}
-	} else {
-		c.setReadDeadline(time.Time{}, 0)
-	}
-	return c.closed()
-}
-
-// waitRest sets the deadline for the rest of a head whose first bytes
-// came: on a new connection, the one from accept stays.
-func (c *conn) waitRest() error {
-	if c.accepted.IsZero() {
-		c.setReadDeadline(time.Now(), c.s.headerTimeout())
-	}
-	return c.closed()
-}
-
-// setReadDeadline sets the read deadline d after from, or none if d is 0.
-func (c *conn) setReadDeadline(from time.Time, d time.Duration) {
-	if d > 0 {
-		c.nc.SetReadDeadline(from.Add(d))
-	} else {
-		c.nc.SetReadDeadline(time.Time{})
-	}
-	c.readSet = time.Time{} // the next idle wait must move it
-}
-
-func (c *conn) closed() error {
-	if c.s.closing.Load() {
-		return http.ErrServerClosed
-	}
-	return nil
 }
 
 // headerTimeout and idleTimeout are Fallback's, as net/http reads them.
@@ -383,94 +220,66 @@ func (s *Server) idleTimeout() time.Duration {
 	return s.Fallback.ReadTimeout
 }
 
+// longHeadLimit is how much of a head longer than headSize the fast path
+// reads for Fallback: net/http refuses a longer one anyway.
+func (s *Server) longHeadLimit() int {
+	limit := s.Fallback.MaxHeaderBytes
+	if limit <= 0 {
+		limit = http.DefaultMaxHeaderBytes
+	}
+	return limit + 4096 // net/http's allowance for its read buffer
+}
+
 // statusRoom is the room Hit's dst leaves for the status line, which
 // endHead writes once Hit has said which status it is.
 const statusRoom = 32
 
-// endHead ends the response head in c.out (room for the status line,
-// then Hit's fields) and returns it: the status line, the fields, Date,
+// dateCache is the Date value of the current second.
+type dateCache struct {
+	date [29]byte
+	sec  int64
+}
+
+// endHead ends the response head in out (room for the status line, then
+// Hit's fields) and returns it: the status line, the fields, Date,
 // Connection: close if asked, and the blank line.
-func (c *conn) endHead(notModified, close bool) []byte {
-	now := time.Now()
-	if sec := now.Unix(); sec != c.dateSec {
-		AppendDate(c.date[:0], now)
-		c.dateSec = sec
+func endHead(out []byte, d *dateCache, now time.Time, notModified, close bool) []byte {
+	if sec := now.Unix(); sec != d.sec {
+		AppendDate(d.date[:0], now)
+		d.sec = sec
 	}
-	b := append(c.out, "Date: "...)
-	b = append(b, c.date[:]...)
+	b := append(out, "Date: "...)
+	b = append(b, d.date[:]...)
 	b = append(b, crlf...)
 	if close {
 		b = append(b, "Connection: close\r\n"...)
 	}
-	c.out = append(b, crlf...)
+	b = append(b, crlf...)
 	status := "HTTP/1.1 200 OK\r\n"
 	if notModified {
 		status = "HTTP/1.1 304 Not Modified\r\n"
 	}
 	start := statusRoom - len(status)
-	copy(c.out[start:], status)
-	return c.out[start:]
-}
-
-// handOff gives the connection, and what it sent that is not answered
-// yet, to Fallback. It reports whether Fallback took it.
-func (c *conn) handOff() bool {
-	c.nc.SetReadDeadline(time.Time{}) // net/http sets its own; the head is read already (see readHead)
-	c.nc.SetWriteDeadline(time.Time{})
-	var nc net.Conn = c.nc
-	if c.s.WriteStall > 0 {
-		nc = StallConn(nc, c.s.WriteStall) // net/http's writes under the same rule
-	}
-	return c.s.handoff.offer(&replayConn{Conn: nc, s: c.s, raw: c.nc, br: c.br, src: c.src})
-}
-
-// source is a connection's byte stream: pending, then the connection.
-type source struct {
-	net.Conn
-	pending []byte
-}
-
-func (s *source) Read(p []byte) (int, error) {
-	if len(s.pending) > 0 {
-		n := copy(p, s.pending)
-		s.pending = s.pending[n:]
-		return n, nil
-	}
-	return s.Conn.Read(p)
+	copy(b[start:], status)
+	return b[start:]
 }
 
 // replayConn is a connection handed to Fallback: it reads what the fast
 // path read and did not answer, then the connection.
 type replayConn struct {
-	net.Conn               // raw, in StallConn if WriteStall is set
-	s        *Server       // whose fast path it left
-	raw      net.Conn      // the accepted connection
-	br       *bufio.Reader // the fast path's reader, nil once drained
-	src      *source       // what br reads
+	net.Conn          // raw, in StallConn if WriteStall is set
+	s        *Server  // whose fast path it left
+	raw      net.Conn // the connection itself
+	pending  []byte   // read by the fast path, not yet by Fallback
 }
 
 func (c *replayConn) Read(p []byte) (int, error) {
-	if c.br != nil {
-		if c.br.Buffered() > 0 {
-			return c.br.Read(p)
-		}
-		c.br = nil
-	}
-	if len(c.src.pending) > 0 {
-		return c.src.Read(p)
+	if len(c.pending) > 0 {
+		n := copy(p, c.pending)
+		c.pending = c.pending[n:]
+		return n, nil
 	}
 	return c.Conn.Read(p)
-}
-
-// unread returns the bytes read from c's connection that Read has not
-// returned yet.
-func (c *replayConn) unread() []byte {
-	var b []byte
-	if c.br != nil {
-		buf, _ := c.br.Peek(c.br.Buffered())
-		b = append(b, buf...)
-	}
-	return append(b, c.src.pending...)
 }
 
 // ReadFrom keeps sendfile(2) for net/http's file responses (see

@@ -68,12 +68,16 @@ type sender struct {
 	nc    net.Conn
 	stall time.Duration      // zero: no limit
 	rc    syscall.RawConn    // nc's, made at the first send
-	step  func(uintptr) bool // s.sendStep, made with rc
+	step  func(uintptr) bool // s.send.step, made with rc
 	plain bool               // nc is no socket: no rc (see writePlain)
 	moved time.Time          // when the write deadline was last moved
+	send
+}
 
-	// The send in progress (see sendStep): what is left of the head and
-	// the body, then the file fd from off to end.
+// send is one response on its way to a socket: what is left of the head
+// and the body, then the file fd from off to end. The fast path's event
+// loop runs one per connection (see poller), and so does each sender.
+type send struct {
 	bufs     [2][]byte
 	iov      [2]syscall.Iovec // writev's, kept to spare an allocation
 	fd       int
@@ -87,7 +91,8 @@ func (s *sender) raw() syscall.RawConn {
 	if s.rc == nil && !s.plain {
 		if sc, ok := s.nc.(syscall.Conn); ok {
 			if rc, err := sc.SyscallConn(); err == nil {
-				s.rc, s.step = rc, s.sendStep
+				s.rc = rc
+				s.step = func(sock uintptr) bool { return s.send.step(int(sock)) }
 				return rc
 			}
 		}
@@ -109,7 +114,7 @@ func (s *sender) write(head, body []byte) (int, error) {
 	return n, err
 }
 
-// run runs sendStep until the send is done, it fails, or the client took
+// run runs send.step until the send is done, it fails, or the client took
 // no bytes for the stall.
 func (s *sender) run() error {
 	s.err = nil
@@ -143,10 +148,10 @@ func (s *sender) deadline() {
 	}
 }
 
-// sendStep sends what the socket takes of the send in progress; false
-// means "wait until it is writable and call again" (syscall.RawConn.Write).
-func (s *sender) sendStep(sock uintptr) bool {
-	fd := int(sock)
+// step sends what the socket fd takes of the send; false means "wait
+// until it is writable and call again" (as syscall.RawConn.Write's
+// callback), true that the send is done or failed (err).
+func (s *send) step(fd int) bool {
 	for {
 		if len(s.bufs[0]) == 0 {
 			s.bufs = [2][]byte{s.bufs[1], nil}
@@ -159,9 +164,9 @@ func (s *sender) sendStep(sock uintptr) bool {
 		case len(s.bufs[0]) > 0 && s.off < s.end:
 			// The head of a file: with MSG_MORE, so that it leaves in one
 			// segment with the body's start.
-			n, err = syscall.SendmsgN(fd, s.bufs[0], nil, nil, msgMore)
+			n, err = sendMore(fd, s.bufs[0])
 		case len(s.bufs[0]) > 0:
-			n, err = syscall.Write(fd, s.bufs[0])
+			n, err = sockWrite(fd, s.bufs[0])
 		case s.off < s.end:
 			n, err = sendfile(fd, s.fd, &s.off, int(min(s.end-s.off, 1<<30))) // moves s.off
 			if err == nil && n == 0 {
