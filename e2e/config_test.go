@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -70,5 +71,37 @@ distros:
 		if code, _, _ := d.get(path); code != 404 {
 			t.Errorf("GET %s = %d, want 404", path, code)
 		}
+	}
+}
+
+// TestConfigSources: `mirrord config --sources` says where each value
+// came from, and redacts token hashes as `mirrord config` does.
+func TestConfigSources(t *testing.T) {
+	dataDir := t.TempDir()
+	cfg := filepath.Join(t.TempDir(), "m.yaml")
+	hash := strings.Repeat("e", 64)
+	os.WriteFile(cfg, []byte("cache: {max_size: 1GiB}\napi: {tokens: [{name: ci, sha256: "+hash+", repos: [archlinux/custom]}]}\n"), 0o644)
+	cmd := exec.Command(binary, "config", "--sources", "--config", cfg, "--data-dir", dataDir)
+	cmd.Env = append(os.Environ(), "MIRRORD_HOSTED_WORKERS=7")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("mirrord config --sources: %v\n%s", err, out)
+	}
+	for _, want := range []string{
+		"# file: " + cfg + "\n",
+		"data_dir  flag --data-dir  " + dataDir,
+		"hosted.workers  env MIRRORD_HOSTED_WORKERS  7",
+		"cache.max_size  file  1GiB",
+		"listen  default  127.0.0.1:8080",
+		"distros.archlinux.repos.custom.mode  default  hosted",
+		"sha256: <redacted>",
+	} {
+		// Columns are padded: compare with runs of spaces collapsed.
+		if !strings.Contains(strings.Join(strings.Fields(string(out)), " ")+" ", strings.Join(strings.Fields(want), " ")) {
+			t.Errorf("mirrord config --sources lacks %q:\n%s", want, out)
+		}
+	}
+	if bytes.Contains(out, []byte(hash)) {
+		t.Errorf("mirrord config --sources shows the token hash:\n%s", out)
 	}
 }
