@@ -10,9 +10,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
+	"go.yaml.in/yaml/v3"
 	"golang.org/x/sys/unix"
 )
 
@@ -35,10 +35,12 @@ type Config struct {
 	Hosted   Hosted            `mapstructure:"hosted" yaml:"hosted"`
 	API      API               `mapstructure:"api" yaml:"api"`
 	Storage  Storage           `mapstructure:"storage" yaml:"storage"`
-	Distros  map[string]Distro `mapstructure:"distros" yaml:"distros"`
+	Distros  map[string]Distro `mapstructure:"-" yaml:"distros"` // decoded apart, names keep their case: readFile
 
 	// File is the config file that was read, "" when running on defaults.
 	File string `mapstructure:"-" yaml:"-"`
+	// sources says where each value came from, by key (WriteSources).
+	sources map[string]string
 }
 
 // Server configures the HTTP server.
@@ -190,12 +192,14 @@ var defaults = []struct {
 // DefaultDistros is used when the configuration names no distros at all:
 // Arch Linux proxied from public mirrors, plus a hosted repo "custom".
 // (Not "local": pacman reserves that name for its own database of
-// installed packages, so [local] in pacman.conf cannot work.)
+// installed packages, so [local] in pacman.conf cannot work.) A distros
+// section that names archlinux keeps the mirrors and repos it leaves out
+// (decodeDistros).
 func DefaultDistros() map[string]Distro {
 	return map[string]Distro{
 		"archlinux": {
-			Layout: "$repo/os/$arch",
-			Arch:   []string{"x86_64"},
+			Layout: DefaultLayout,
+			Arch:   defaultArch(),
 			Upstreams: []string{
 				"https://geo.mirror.pkgbuild.com/$repo/os/$arch",
 				"https://mirrors.kernel.org/archlinux/$repo/os/$arch",
@@ -210,6 +214,9 @@ func DefaultDistros() map[string]Distro {
 	}
 }
 
+// flagKeys are the config keys that a flag of Flags overrides, and the flag.
+var flagKeys = map[string]string{"listen": "listen", "data_dir": "data-dir"}
+
 // Flags registers the flags that override config keys. serve, sync and
 // config share them.
 func Flags(fs *pflag.FlagSet) {
@@ -218,8 +225,11 @@ func Flags(fs *pflag.FlagSet) {
 	fs.String("data-dir", "", "data directory (config key data_dir)")
 }
 
-// Load reads the configuration: defaults < file < MIRRORD_* env < flags.
-// fs may be nil. The result is validated; the error names every problem.
+// Load reads the configuration: defaults < file < MIRRORD_* env < flags;
+// distros come from the file alone (their names are keys, and keep their
+// case). fs may be nil. The result is validated; the error names every
+// problem, and the config records where each value came from
+// (WriteSources).
 func Load(fs *pflag.FlagSet) (*Config, error) {
 	path := ""
 	if fs != nil {
@@ -234,41 +244,46 @@ func Load(fs *pflag.FlagSet) (*Config, error) {
 	v.SetEnvPrefix("MIRRORD")
 	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
 	v.AutomaticEnv()
+	sources := map[string]string{}
 	if fs != nil {
-		for key, flag := range map[string]string{"listen": "listen", "data_dir": "data-dir"} {
+		for key, flag := range flagKeys {
 			if f := fs.Lookup(flag); f != nil && f.Changed {
 				if err := v.BindPFlag(key, f); err != nil {
 					return nil, err
 				}
+				sources[key] = "flag --" + flag
 			}
 		}
 	}
 	where := "defaults"
+	var distros *yaml.Node
 	if path != "" {
 		where = path
-		v.SetConfigFile(path)
-		v.SetConfigType("yaml")
-		if err := v.ReadInConfig(); err != nil {
+		rest, d, err := readFile(path)
+		if err != nil {
 			return nil, fmt.Errorf("config %s: %w", path, err)
 		}
+		if err := v.MergeConfigMap(rest); err != nil {
+			return nil, fmt.Errorf("config %s: %w", path, err)
+		}
+		distros = d
 	}
-	var c Config
-	hook := mapstructure.ComposeDecodeHookFunc(
-		mapstructure.TextUnmarshallerHookFunc(),
-		mapstructure.StringToTimeDurationHookFunc(),
-		mapstructure.StringToSliceHookFunc(","),
-	)
-	if err := v.UnmarshalExact(&c, viper.DecodeHook(hook), func(dc *mapstructure.DecoderConfig) {
-		dc.ErrorUnused = true
-	}); err != nil {
-		return nil, fmt.Errorf("config %s: %w", where, err)
-	}
-	if !v.IsSet("distros") {
+	recordSources(v, sources)
+	c := Config{File: path, sources: sources}
+	errs := decode(v.AllSettings(), &c, "")
+	if distros == nil {
 		c.Distros = DefaultDistros()
+		sources["distros"] = sourceDefault
+	} else {
+		sources["distros"] = sourceFile
+		ds, derrs := decodeDistros(distros, sources)
+		c.Distros, errs = ds, append(errs, derrs...)
 	}
-	c.File = path
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("config %s:\n%w", where, c.blame(errors.Join(errs...)))
+	}
 	if err := c.Validate(); err != nil {
-		return nil, fmt.Errorf("config %s:\n%w", where, err)
+		return nil, fmt.Errorf("config %s:\n%w", where, c.blame(err))
 	}
 	return &c, nil
 }
@@ -278,7 +293,7 @@ func Load(fs *pflag.FlagSet) (*Config, error) {
 func (c *Config) Validate() error {
 	var errs []error
 	bad := func(key, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+		errs = append(errs, &keyError{key, fmt.Sprintf(format, args...)})
 	}
 	if c.Listen == "" {
 		bad("listen", "must not be empty")
@@ -363,7 +378,7 @@ func (c *Config) Validate() error {
 				continue
 			}
 			if _, ok := c.Distros[d].Repos[repo]; !ok {
-				bad(key+".repos", "%q names no configured repo", r)
+				bad(key+".repos", "%q names no configured repo%s", r, c.caseHint(d, repo))
 			}
 		}
 	}
@@ -376,8 +391,8 @@ var reserved = []string{"api", "metrics", "healthz", "readyz", "static", "ui"}
 func (c *Config) validateDistro(dn string, bad func(key, format string, args ...any)) {
 	d := c.Distros[dn]
 	key := "distros." + dn
-	if !validName(dn) {
-		bad(key, "distro name %q may only use letters, digits, '.', '_', '-'", dn)
+	if p := nameProblem(dn); p != "" {
+		bad(key, "distro name %q %s", dn, p)
 	}
 	if oneOf(dn, reserved...) {
 		bad(key, "distro name %q is reserved for mirrord's own endpoints", dn)
@@ -409,11 +424,13 @@ func (c *Config) validateDistro(dn string, bad func(key, format string, args ...
 	for _, rn := range sortedKeys(d.Repos) {
 		r := d.Repos[rn]
 		rkey := key + ".repos." + rn
-		if !validName(rn) {
-			bad(rkey, "repo name %q may only use letters, digits, '.', '_', '-'", rn)
-		}
-		if rn == "local" {
+		switch {
+		case nameProblem(rn) != "":
+			bad(rkey, "repo name %q %s", rn, nameProblem(rn))
+		case rn == "local":
 			bad(rkey, `repo name "local" is reserved by pacman for its database of installed packages; pick another (e.g. "custom")`)
+		case rn == "options":
+			bad(rkey, `repo name "options" cannot be a repo in pacman.conf: [options] is pacman's own section; pick another`)
 		}
 		switch r.Mode {
 		case ModeMirror, ModeProxy:
@@ -438,6 +455,19 @@ func (c *Config) validateDistro(dn string, bad func(key, format string, args ...
 		}
 		checkKeyFile(rkey+".signing_key", r.SigningKey, bad)
 	}
+}
+
+// caseHint points at a configured repo whose name differs from
+// distro/repo only in case, "" when there is none: names keep their case.
+func (c *Config) caseHint(distro, repo string) string {
+	for _, dn := range sortedKeys(c.Distros) {
+		for _, rn := range sortedKeys(c.Distros[dn].Repos) {
+			if strings.EqualFold(dn, distro) && strings.EqualFold(rn, repo) {
+				return fmt.Sprintf(" (names keep their case: %s/%s is configured)", dn, rn)
+			}
+		}
+	}
+	return ""
 }
 
 func checkUpstream(key, u string, bad func(key, format string, args ...any)) {
@@ -487,16 +517,27 @@ func checkLayout(l string) error {
 }
 
 // validName allows the characters of pacman repo and arch names.
-func validName(s string) bool {
-	if s == "" || len(s) > 64 || s[0] == '.' || s[0] == '-' {
-		return false
+func validName(s string) bool { return nameProblem(s) == "" }
+
+// nameProblem says why s cannot name a distro, repo or arch, "" when it
+// can. Each is a segment of URL paths and of the tree; a repo's name is
+// also its section in pacman.conf ([core]) and the stem of its db
+// (core.db), and keeps its case in all three.
+func nameProblem(s string) string {
+	switch {
+	case s == "":
+		return "must not be empty"
+	case len(s) > 64:
+		return "is longer than 64 characters"
+	case s[0] == '.' || s[0] == '-':
+		return "must not start with '.' or '-' (a hidden file, an option)"
 	}
 	for _, r := range s {
 		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
-			return false
+			return fmt.Sprintf("has %q: use only letters, digits, '.', '_' and '-'", r)
 		}
 	}
-	return true
+	return ""
 }
 
 // checkWritableDir proves that dir exists and is writable, or could be

@@ -19,9 +19,18 @@ func loadConfig(name string, args []string) (*config.Config, error) {
 }
 
 func printConfig(args []string) error {
-	cfg, err := loadConfig("config", args)
+	fs := pflag.NewFlagSet("config", pflag.ContinueOnError)
+	config.Flags(fs)
+	sources := fs.Bool("sources", false, "show where each value came from: default, file, env or flag")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := config.Load(fs)
 	if err != nil {
 		return err
+	}
+	if *sources {
+		return cfg.WriteSources(os.Stdout)
 	}
 	out, err := cfg.Redacted().YAML()
 	if err != nil {
