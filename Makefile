@@ -48,7 +48,12 @@ lint: ## go vet and a gofmt check
 	$(GO) vet ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-install: build ## install the binary, the systemd unit and the example config under DESTDIR/PREFIX
+# install builds only a missing binary (make build install rebuilds), so
+# that it can run as root, or in a PKGBUILD's package(), without compiling.
+$(BIN):
+	$(MAKE) build
+
+install: $(BIN) ## install bin/mirrord, the systemd unit and snippets and the example config under DESTDIR/PREFIX
 	install -Dm755 $(BIN) $(DESTDIR)$(PREFIX)/bin/mirrord
 	install -Dm644 systemd/mirrord.service $(DESTDIR)$(PREFIX)/lib/systemd/system/mirrord.service
 	install -Dm644 systemd/mirrord.sysusers $(DESTDIR)$(PREFIX)/lib/sysusers.d/mirrord.conf

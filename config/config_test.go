@@ -66,9 +66,12 @@ func TestExampleLoads(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Chdir(t.TempDir())
+	// The example's data_dir is the systemd unit's /var/lib/mirrord, which
+	// a test may not write; the flag overrides it as it does for anyone.
+	dataDir := []string{"--data-dir", t.TempDir()}
 	// As shipped, the example holds no usable token: copied as it is, it
 	// stops mirrord at start and says how to make one.
-	_, err = load(t, string(src))
+	_, err = load(t, string(src), dataDir...)
 	if err == nil || !strings.Contains(err.Error(), "api.tokens[0].sha256") || !strings.Contains(err.Error(), "mirrord token") {
 		t.Fatalf("example config as shipped: %v; want api.tokens[0].sha256 refused with a hint at `mirrord token`", err)
 	}
@@ -76,7 +79,7 @@ func TestExampleLoads(t *testing.T) {
 		t.Fatalf("example has %d placeholders, want 1", n)
 	}
 	sum := sha256.Sum256([]byte("a token made by mirrord token"))
-	c, err := load(t, strings.Replace(string(src), "REPLACE-ME: run mirrord token", hex.EncodeToString(sum[:]), 1))
+	c, err := load(t, strings.Replace(string(src), "REPLACE-ME: run mirrord token", hex.EncodeToString(sum[:]), 1), dataDir...)
 	if err != nil {
 		t.Fatalf("example config with a real token: %v", err)
 	}

@@ -124,6 +124,13 @@ func writeUpstreamRepo(t *testing.T, root, repo string, pkgs []upPkg) {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	return newEnvWith(t, nil)
+}
+
+// newEnvWith is newEnv with the config changed by edit first (nil: as
+// newEnv); the changes must keep archlinux's repos.
+func newEnvWith(t *testing.T, edit func(*config.Config)) *env {
+	t.Helper()
 	upRoot := t.TempDir()
 	writeUpstreamRepo(t, upRoot, "core", []upPkg{
 		{Package: alpm.Package{Name: "glibc", Version: "2.41-1", Desc: "GNU C Library", URL: "https://www.gnu.org/software/libc", Licenses: []string{"GPL-2.0-or-later", "LGPL-2.1-or-later"}, ISize: 48 << 20, PGPSig: "iQEzBAABCAAdFiEEAAAA"}, body: bytes.Repeat([]byte("g"), 3000)},
@@ -156,6 +163,9 @@ func newEnv(t *testing.T) *env {
 				"custom": {Mode: config.ModeHosted},
 			},
 		}},
+	}
+	if edit != nil {
+		edit(cfg)
 	}
 	reg := prometheus.NewRegistry()
 	st, err := store.Open(dir, store.Options{Registerer: reg})
@@ -222,28 +232,29 @@ func newEnv(t *testing.T) *env {
 			t.Fatalf("GET %s = %d, want 200", p, code)
 		}
 	}
-	e.publish(hostedPkg(t, "hello", "1.0-1", "A friendly greeter", "glibc>=2.38", "sh", "libfoo.so=1-64"), "hello-1.0-1-x86_64.pkg.tar.zst")
+	file, pkg := hostedPkg(t, "hello", "1.0-1", "x86_64", "A friendly greeter", "glibc>=2.38", "sh", "libfoo.so=1-64")
+	e.publish("archlinux/custom", file, pkg)
 	return e
 }
 
-// hostedPkg builds a real package archive.
-func hostedPkg(t *testing.T, name, version, desc string, depends ...string) []byte {
+// hostedPkg builds a real package archive, named as makepkg names it.
+func hostedPkg(t *testing.T, name, version, arch, desc string, depends ...string) (filename string, pkg []byte) {
 	t.Helper()
-	pi := &alpm.PKGINFO{Package: alpm.Package{Name: name, Base: name, Version: version, Desc: desc, Arch: "x86_64",
+	pi := &alpm.PKGINFO{Package: alpm.Package{Name: name, Base: name, Version: version, Desc: desc, Arch: arch,
 		BuildDate: built, ISize: 3, Packager: "Hosted Packager <ci@example.org>", Depends: depends,
 		OptDepends: []string{"python: for the scripts"}, Licenses: []string{"MIT"}}}
 	var b bytes.Buffer
 	if err := alpm.WritePackage(&b, pi, []alpm.PackageFile{{Name: "usr/bin/" + name, Body: []byte("hi\n")}}, alpm.Zstd); err != nil {
 		t.Fatal(err)
 	}
-	return b.Bytes()
+	return name + "-" + version + "-" + arch + ".pkg.tar.zst", b.Bytes()
 }
 
-// publish uploads through the API, as mirrord publish does, and waits
-// until the db lists it.
-func (e *env) publish(pkg []byte, filename string) {
+// publish uploads to repo ("distro/repo") through the API, as mirrord
+// publish does, and waits until the db lists it.
+func (e *env) publish(repo, filename string, pkg []byte) {
 	e.t.Helper()
-	req, _ := http.NewRequest("POST", e.srv.URL+"/api/v1/repos/archlinux/custom/packages?filename="+filename, bytes.NewReader(pkg))
+	req, _ := http.NewRequest("POST", e.srv.URL+"/api/v1/repos/"+repo+"/packages?filename="+filename, bytes.NewReader(pkg))
 	req.Header.Set("Authorization", "Bearer "+adminToken)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

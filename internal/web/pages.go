@@ -46,7 +46,7 @@ type archCell struct {
 
 type jobRow struct {
 	hosted.Job
-	Href string // the published package's page, once done
+	Href string // the published package's page, while a db lists that very file
 }
 
 func (u *UI) home(w http.ResponseWriter, r *http.Request) {
@@ -76,7 +76,10 @@ func (u *UI) repoRow(distro string, rv api.Repo, syncs map[string]sync.State) re
 	return row
 }
 
-// jobs lists recent publish jobs with links to what they published.
+// jobs lists recent publish jobs with links to what they published. A
+// job's package is linked only while a db of its repo lists the file it
+// published: once deleted or replaced by another version, the name's page
+// is gone or shows something else.
 func (u *UI) jobs(r *http.Request, distro, repo string, limit int) []jobRow {
 	list, err := u.api.Jobs(distro, repo, limit)
 	if err != nil {
@@ -85,8 +88,13 @@ func (u *UI) jobs(r *http.Request, distro, repo string, limit int) []jobRow {
 	out := make([]jobRow, 0, len(list))
 	for _, j := range list {
 		row := jobRow{Job: j}
-		if p := j.Package; p != nil && j.Status == hosted.Done && len(p.Arches) > 0 {
-			row.Href = pkgURL(j.Distro, j.Repo, p.Arches[0], p.Name)
+		if p := j.Package; p != nil && j.Status == hosted.Done {
+			for _, a := range p.Arches {
+				if d, err := u.api.Package(j.Distro, j.Repo, a, p.Name); err == nil && d.Filename == p.Filename {
+					row.Href = pkgURL(j.Distro, j.Repo, a, p.Name)
+					break
+				}
+			}
 		}
 		out = append(out, row)
 	}
@@ -137,6 +145,20 @@ type searchData struct {
 type resultRow struct {
 	api.Ref
 	Href, RepoHref string
+	// Folder is the arch folder whose db lists the package, shown beside
+	// the package's own arch (an "any" package's rows, one per folder of
+	// a distro with several arches, would look alike otherwise); "" when
+	// the two agree or the distro has one arch.
+	Folder string
+}
+
+// resultRow is how every list shows a package of a db.
+func (u *UI) resultRow(ref api.Ref) resultRow {
+	row := resultRow{Ref: ref, Href: pkgURL(ref.Distro, ref.Repo, ref.Arch, ref.Package.Name), RepoHref: repoURL(ref.Distro, ref.Repo)}
+	if ref.Package.Arch != ref.Arch && len(u.cfg.Distros[ref.Distro].Arch) > 1 {
+		row.Folder = ref.Arch
+	}
+	return row
 }
 
 func (u *UI) search(w http.ResponseWriter, r *http.Request) {
@@ -144,7 +166,7 @@ func (u *UI) search(w http.ResponseWriter, r *http.Request) {
 	res := u.api.Search(q, pageParam(r), perPage)
 	d := searchData{Query: q, Pager: newPager(r.URL, res.Page, perPage, res.Total)}
 	for _, ref := range res.Results {
-		d.Results = append(d.Results, resultRow{Ref: ref, Href: pkgURL(ref.Distro, ref.Repo, ref.Arch, ref.Package.Name), RepoHref: repoURL(ref.Distro, ref.Repo)})
+		d.Results = append(d.Results, u.resultRow(ref))
 	}
 	title := "All packages"
 	if q != "" {
@@ -167,8 +189,11 @@ type repoData struct {
 	Arches  []string
 	Self    string // this page, for the filter form
 	Server  string // the pacman.conf Server line
-	Key     *pgp.Key
-	KeyURL  string // where pacman-key's --add finds the key
+	// SigLevel is the pacman.conf SigLevel of a hosted repo ("" for the
+	// others: pacman's default suits what their upstream signs).
+	SigLevel string
+	Key      *pgp.Key
+	KeyURL   string // where pacman-key's --add finds the key
 }
 
 func (u *UI) repo(w http.ResponseWriter, r *http.Request) {
@@ -200,6 +225,9 @@ func (u *UI) repo(w http.ResponseWriter, r *http.Request) {
 	if k, ok := u.api.Key(distro, repo); ok {
 		d.Key, d.KeyURL = &k, scheme+"://"+r.Host+"/api/v1/repos/"+distro+"/"+repo+"/key"
 	}
+	if d.Hosted {
+		d.SigLevel = u.sigLevel(d.Key != nil)
+	}
 	d.Arch = r.URL.Query().Get("arch")
 	if !slices.Contains(arches, d.Arch) {
 		d.Arch = arches[0]
@@ -215,7 +243,7 @@ func (u *UI) repo(w http.ResponseWriter, r *http.Request) {
 	d.Page = res
 	d.Pager = newPager(r.URL, max(res.Page, 1), perPage, res.Total)
 	for _, s := range res.Packages {
-		d.Rows = append(d.Rows, resultRow{Ref: api.Ref{Distro: distro, Repo: repo, Arch: d.Arch, Package: s}, Href: pkgURL(distro, repo, d.Arch, s.Name)})
+		d.Rows = append(d.Rows, u.resultRow(api.Ref{Distro: distro, Repo: repo, Arch: d.Arch, Package: s}))
 	}
 	if d.Hosted {
 		d.Jobs = u.jobs(r, distro, repo, 20)
@@ -281,7 +309,25 @@ func (u *UI) pkg(w http.ResponseWriter, r *http.Request) {
 	d.Depends, d.OptDepends = links(p.Depends), links(p.OptDepends)
 	d.MakeDepends, d.CheckDepends = links(p.MakeDepends), links(p.CheckDepends)
 	for _, c := range u.api.Carriers(name) {
-		d.Carriers = append(d.Carriers, resultRow{Ref: c, Href: pkgURL(c.Distro, c.Repo, c.Arch, c.Package.Name), RepoHref: repoURL(c.Distro, c.Repo)})
+		d.Carriers = append(d.Carriers, u.resultRow(c))
 	}
 	u.render(w, r, http.StatusOK, "package", page{Title: name + " " + p.Version, Nav: "search", Data: d})
+}
+
+// sigLevel is what pacman can require of a hosted repo, signed with a key
+// whose public half the API serves (.../key) or unsigned. A signed repo's
+// dbs are always signed, and its packages are too when mirrord signs the
+// uploads that come without a .sig (hosted.sign_packages) or refuses them
+// (hosted.require_signatures); otherwise an unsigned package would fail
+// Required. An unsigned repo gets Optional: pacman's default (Required
+// for packages) would refuse every package uploaded without a .sig.
+func (u *UI) sigLevel(signed bool) string {
+	switch {
+	case !signed:
+		return "Optional"
+	case u.cfg.Hosted.SignPackages || u.cfg.Hosted.RequireSignatures:
+		return "Required"
+	default:
+		return "DatabaseRequired PackageOptional"
+	}
 }

@@ -1,14 +1,21 @@
 package web
 
 import (
+	"context"
 	"fmt"
+	"html"
 	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/mirrord/mirrord/config"
 	"github.com/mirrord/mirrord/internal/api"
+	"github.com/mirrord/mirrord/internal/pgp"
 )
 
 // TestPages checks each page of the UI for what a user must see on it.
@@ -250,5 +257,148 @@ func TestFormat(t *testing.T) {
 	}
 	if got := (&UI{}).readTraffic(); !math.IsNaN(got.HitRatio) || got.Known {
 		t.Errorf("traffic without a source = %+v, want unknown", got)
+	}
+}
+
+// must fails the test unless every want is in the page at path and no
+// not is.
+func (e *env) must(path string, want, not []string) {
+	e.t.Helper()
+	body := e.page(path)
+	for _, w := range want {
+		if !strings.Contains(body, w) {
+			e.t.Errorf("GET %s lacks %q", path, w)
+		}
+	}
+	for _, n := range not {
+		if strings.Contains(body, n) {
+			e.t.Errorf("GET %s has %q", path, n)
+		}
+	}
+}
+
+// TestAnyArch: a package built for any is shown as any, not as the arch
+// of the folder whose db lists it; where a distro has several arch
+// folders, each row says which.
+func TestAnyArch(t *testing.T) {
+	e := newEnvWith(t, func(c *config.Config) {
+		c.Distros["alarm"] = config.Distro{Layout: "$arch/$repo", Arch: []string{"aarch64", "armv7h"},
+			Repos: map[string]config.Repo{"tools": {Mode: config.ModeHosted}}}
+	})
+	file, pkg := hostedPkg(t, "anytool", "1.0-1", "any", "Runs anywhere")
+	e.publish("archlinux/custom", file, pkg)
+	e.publish("alarm/tools", file, pkg)
+
+	// One arch folder: any, and nothing more.
+	e.must("/ui/search?q=anytool", []string{
+		`<a href="/ui/pkg/archlinux/custom/x86_64/anytool">anytool</a>`,
+		"<td>any</td>",
+		`<td>any <span class="muted">in aarch64</span></td>`, `<td>any <span class="muted">in armv7h</span></td>`,
+	}, []string{"<td>x86_64</td>", "<td>aarch64</td>", "in x86_64"})
+	e.must("/ui/pkg/alarm/tools/armv7h/anytool", []string{
+		"<dt>Architecture</dt><dd>any</dd>",
+		`<a href="/ui/pkg/archlinux/custom/x86_64/anytool">any</a>`,
+		`<a href="/ui/pkg/alarm/tools/aarch64/anytool">any <span class="muted">in aarch64</span></a>`,
+		`<a href="/ui/pkg/alarm/tools/armv7h/anytool">any <span class="muted">in armv7h</span></a>`,
+	}, []string{">x86_64</a>", ">armv7h</a>"})
+	// A package of the folder's own arch says only its arch.
+	e.must("/ui/search?q=hello", []string{"<td>x86_64</td>"}, []string{"muted\">in "})
+}
+
+// TestJobLinks: the recent publishes link a package's page only while a
+// db lists the very file the job published: not once it is deleted, nor
+// once another version replaced it.
+func TestJobLinks(t *testing.T) {
+	e := newEnv(t)
+	for _, v := range []string{"1.0-1", "2.0-1"} {
+		file, pkg := hostedPkg(t, "bye", v, "x86_64", "Soon gone")
+		e.publish("archlinux/custom", file, pkg)
+	}
+	link := func(name, version string) string {
+		return `<a href="/ui/pkg/archlinux/custom/x86_64/` + name + `">` + name + `</a> ` + version
+	}
+	for _, path := range []string{"/", "/ui/repo/archlinux/custom"} {
+		e.must(path, []string{link("hello", "1.0-1"), link("bye", "2.0-1"), "<td>bye 1.0-1</td>"}, []string{link("bye", "1.0-1")})
+	}
+
+	if code, body, _ := e.do("DELETE", "/api/v1/repos/archlinux/custom/x86_64/packages/bye", "Authorization", "Bearer "+adminToken); code != 200 {
+		t.Fatalf("DELETE bye = %d\n%s", code, body)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	if err := e.pub.WaitIdle(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, _ := e.get("/ui/pkg/archlinux/custom/x86_64/bye"); code != 404 {
+		t.Fatalf("bye's page after its deletion = %d, want 404", code)
+	}
+	for _, path := range []string{"/", "/ui/repo/archlinux/custom"} {
+		e.must(path, []string{link("hello", "1.0-1"), "<td>bye 2.0-1</td>", "<td>bye 1.0-1</td>"}, []string{"/ui/pkg/archlinux/custom/x86_64/bye"})
+	}
+}
+
+// TestSigLevel: a hosted repo's pacman.conf snippet asks for what mirrord
+// signs (pacman-conf, when installed, parses each as pacman would); other
+// repos keep pacman's default.
+func TestSigLevel(t *testing.T) {
+	secret, _, err := pgp.NewKey("Repo Key", "repo@example.org")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(t.TempDir(), "repo.asc")
+	os.WriteFile(keyFile, secret, 0o600)
+	cases := []struct {
+		name         string
+		signPackages bool   // hosted.sign_packages
+		signed       string // the SigLevel of archlinux/signed, with its own key
+		pkg, db      string // as pacman-conf expands it
+	}{
+		{"sign_packages", true, "Required", "PackageRequired", "DatabaseRequired"},
+		{"unsigned uploads allowed", false, "DatabaseRequired PackageOptional", "PackageOptional", "DatabaseRequired"},
+	}
+	// hosted.require_signatures refuses newEnv's unsigned upload: the
+	// rule alone, then.
+	if got := (&UI{cfg: &config.Config{Hosted: config.Hosted{RequireSignatures: true}}}).sigLevel(true); got != "Required" {
+		t.Errorf("sigLevel with hosted.require_signatures = %q, want Required", got)
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnvWith(t, func(c *config.Config) {
+				c.Hosted.SignPackages = tc.signPackages
+				c.Distros["archlinux"].Repos["signed"] = config.Repo{Mode: config.ModeHosted, SigningKey: keyFile}
+			})
+			snippet := regexp.MustCompile(`(?s)<pre class="conf">(\[.*?)</pre>`)
+			conf := map[string]string{}
+			for repo, want := range map[string]string{"signed": tc.signed, "custom": "Optional", "core": "", "extra": ""} {
+				m := snippet.FindStringSubmatch(e.page("/ui/repo/archlinux/" + repo))
+				if m == nil {
+					t.Fatalf("%s's page has no pacman.conf snippet", repo)
+				}
+				conf[repo] = html.UnescapeString(m[1])
+				got := regexp.MustCompile(`(?m)^SigLevel = (.*)$`).FindStringSubmatch(conf[repo])
+				if (want == "" && got != nil) || (want != "" && (got == nil || got[1] != want)) {
+					t.Errorf("%s's snippet:\n%s\nwant SigLevel %q", repo, conf[repo], want)
+				}
+			}
+			if _, err := exec.LookPath("pacman-conf"); err != nil {
+				if os.Getenv("CI") != "" {
+					t.Fatal("pacman-conf is required in CI (Debian package pacman-package-manager)")
+				}
+				t.Skip("pacman-conf not installed: the snippets are checked, not parsed")
+			}
+			path := filepath.Join(t.TempDir(), "pacman.conf")
+			os.WriteFile(path, []byte("[options]\nArchitecture = x86_64\n"+conf["signed"]+"\n"+conf["custom"]+"\n"), 0o644)
+			for repo, want := range map[string][]string{"signed": {tc.pkg, tc.db}, "custom": {"PackageOptional", "DatabaseOptional"}} {
+				out, err := exec.Command("pacman-conf", "--config", path, "--repo", repo, "SigLevel").CombinedOutput()
+				if err != nil {
+					t.Fatalf("pacman-conf --repo %s: %v\n%s", repo, err, out)
+				}
+				for _, w := range want {
+					if !strings.Contains(string(out), w+"\n") {
+						t.Errorf("pacman-conf reads %s's SigLevel as\n%s\nwant %s", repo, out, w)
+					}
+				}
+			}
+		})
 	}
 }
