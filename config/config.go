@@ -65,6 +65,14 @@ type Cache struct {
 	KeepVersions int           `mapstructure:"keep_versions" yaml:"keep_versions"`
 	FillOnAbort  bool          `mapstructure:"fill_on_abort" yaml:"fill_on_abort"`
 	NegativeTTL  time.Duration `mapstructure:"negative_ttl" yaml:"negative_ttl"`
+	// Prefetch fetches, when a proxy repo's database changes, the newer
+	// version of each package name requested in the last
+	// PrefetchHorizon, at most PrefetchConcurrency at a time and
+	// PrefetchMaxBytes per run (internal/prefetch).
+	Prefetch            bool          `mapstructure:"prefetch" yaml:"prefetch"`
+	PrefetchHorizon     time.Duration `mapstructure:"prefetch_horizon" yaml:"prefetch_horizon"`
+	PrefetchConcurrency int           `mapstructure:"prefetch_concurrency" yaml:"prefetch_concurrency"`
+	PrefetchMaxBytes    ByteSize      `mapstructure:"prefetch_max_bytes" yaml:"prefetch_max_bytes"`
 }
 
 // Upstream tunes the HTTP client that talks to upstream mirrors.
@@ -168,6 +176,10 @@ var defaults = []struct {
 	{"cache.keep_versions", 3},
 	{"cache.fill_on_abort", true},
 	{"cache.negative_ttl", "5s"},
+	{"cache.prefetch", true},
+	{"cache.prefetch_horizon", "336h"},
+	{"cache.prefetch_concurrency", 2},
+	{"cache.prefetch_max_bytes", "2GiB"},
 	{"upstream.retries", 2},
 	{"upstream.connect_timeout", "5s"},
 	{"upstream.header_timeout", "8s"},
@@ -330,6 +342,15 @@ func (c *Config) Validate() error {
 	}
 	if c.Cache.KeepVersions < 1 {
 		bad("cache.keep_versions", "must be at least 1")
+	}
+	if c.Cache.PrefetchHorizon <= 0 {
+		bad("cache.prefetch_horizon", "must be a positive duration such as 336h (14 days)")
+	}
+	if c.Cache.PrefetchConcurrency < 1 || c.Cache.PrefetchConcurrency > 64 {
+		bad("cache.prefetch_concurrency", "must be between 1 and 64")
+	}
+	if c.Cache.PrefetchMaxBytes <= 0 {
+		bad("cache.prefetch_max_bytes", "must be positive, such as 2GiB (cache.prefetch: false turns prefetch off)")
 	}
 	if c.Upstream.Retries < 0 || c.Upstream.Retries > 10 {
 		bad("upstream.retries", "must be between 0 and 10")

@@ -465,6 +465,38 @@ func TestBadNames(t *testing.T) {
 	}
 }
 
+func TestPrefetchKeys(t *testing.T) {
+	t.Chdir(t.TempDir())
+	c, err := load(t, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Cache{Prefetch: true, PrefetchHorizon: 14 * 24 * time.Hour, PrefetchConcurrency: 2, PrefetchMaxBytes: 2 << 30}
+	if got := c.Cache; got.Prefetch != want.Prefetch || got.PrefetchHorizon != want.PrefetchHorizon ||
+		got.PrefetchConcurrency != want.PrefetchConcurrency || got.PrefetchMaxBytes != want.PrefetchMaxBytes {
+		t.Errorf("prefetch defaults = %v %v %d %v, want true 336h 2 2GiB", got.Prefetch, got.PrefetchHorizon, got.PrefetchConcurrency, got.PrefetchMaxBytes)
+	}
+	t.Setenv("MIRRORD_CACHE_PREFETCH", "false")
+	if c, err = load(t, ""); err != nil || c.Cache.Prefetch {
+		t.Errorf("with MIRRORD_CACHE_PREFETCH=false: prefetch = %v, %v; want false", c.Cache.Prefetch, err)
+	}
+
+	for _, tt := range []struct{ name, yaml, want string }{
+		{"zero horizon", "cache: {prefetch_horizon: 0s}\n", "cache.prefetch_horizon: must be a positive duration"},
+		{"no concurrency", "cache: {prefetch_concurrency: 0}\n", "cache.prefetch_concurrency: must be between 1 and 64"},
+		{"too much concurrency", "cache: {prefetch_concurrency: 65}\n", "cache.prefetch_concurrency: must be between 1 and 64"},
+		{"no bytes", "cache: {prefetch_max_bytes: 0}\n", "cache.prefetch_max_bytes: must be positive"},
+		{"bad bytes", "cache: {prefetch_max_bytes: lots}\n", "lots"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := load(t, tt.yaml)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Load(%q) = %v, want an error mentioning %q", tt.yaml, err, tt.want)
+			}
+		})
+	}
+}
+
 // sourcesOf runs WriteSources and returns each key's source and value.
 func sourcesOf(t *testing.T, c *Config) (map[string][2]string, string) {
 	t.Helper()

@@ -113,14 +113,14 @@ func serve(args []string) error {
 		return err
 	}
 
-	apiH := api.New(cat, st, api.Options{Publisher: pub, Syncer: sched, InFlight: fetcher.Flights().Len, AdminToken: admin,
+	apiH := api.New(cat, st, api.Options{Publisher: pub, Syncer: sched, Prefetch: c.prefetch, InFlight: fetcher.Flights().Len, AdminToken: admin,
 		Logger: log.With("component", "api"), Registerer: reg})
 	counts := proxy.NewMetrics(reg, cat, fetcher.Flights())
 	ui, err := web.New(cat, apiH, st, web.Options{Traffic: trafficSource{counts, fetcher}, Logger: log.With("component", "web")})
 	if err != nil {
 		return err
 	}
-	tree, err := proxy.New(cat, st, proxy.Options{Fetcher: fetcher, Index: ui.Index(), Metrics: counts,
+	tree, err := proxy.New(cat, st, proxy.Options{Fetcher: fetcher, Index: ui.Index(), Metrics: counts, Requests: c.prefetch,
 		Logger: log.With("component", "proxy"), Registerer: reg})
 	if err != nil {
 		return err
@@ -140,6 +140,7 @@ func serve(args []string) error {
 	g.Go(func() error { return st.Run(ctx) })
 	g.Go(func() error { return evictor.Run(ctx) })
 	g.Go(func() error { return sched.Run(ctx) })
+	g.Go(func() error { return c.prefetch.Run(ctx) })
 	g.Go(func() error { return pub.Run(ctx) }) // returns after its last db build
 	g.Go(func() error {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {

@@ -20,6 +20,7 @@ import (
 	"github.com/mirrord/mirrord/internal/catalog"
 	"github.com/mirrord/mirrord/internal/fastpath"
 	"github.com/mirrord/mirrord/internal/fetch"
+	"github.com/mirrord/mirrord/internal/prefetch"
 	"github.com/mirrord/mirrord/internal/store"
 	"github.com/mirrord/mirrord/internal/sync"
 	"github.com/mirrord/mirrord/internal/upstream"
@@ -182,12 +183,14 @@ func sdNotify(state string) {
 
 // core is what serve and sync build alike over the open store: the one
 // upstream client, the catalog over both, the one fetcher (its flights
-// shared by every caller: one download per file) and the scheduler.
+// shared by every caller: one download per file), the scheduler and the
+// prefetch of proxy repos (which only serve runs).
 type core struct {
-	up      *upstream.Client
-	catalog *catalog.Catalog
-	fetcher *fetch.Fetcher
-	sched   *sync.Scheduler
+	up       *upstream.Client
+	catalog  *catalog.Catalog
+	fetcher  *fetch.Fetcher
+	sched    *sync.Scheduler
+	prefetch *prefetch.Prefetcher
 }
 
 // newCore builds the core in that order; the caller closes c.up, after
@@ -209,7 +212,8 @@ func newCore(cfg *config.Config, st *store.Store, log *slog.Logger, reg promethe
 		up.Close()
 		return nil, err
 	}
-	return &core{up: up, catalog: cat, fetcher: fetcher, sched: sched}, nil
+	pf := prefetch.New(cat, st, fetcher, prefetch.Options{Logger: log.With("component", "prefetch"), Registerer: reg})
+	return &core{up: up, catalog: cat, fetcher: fetcher, sched: sched, prefetch: pf}, nil
 }
 
 // newUpstreamClient is the one upstream client of a process, shared by

@@ -13,6 +13,7 @@ import (
 	"github.com/mirrord/mirrord/internal/catalog"
 	"github.com/mirrord/mirrord/internal/hosted"
 	"github.com/mirrord/mirrord/internal/pgp"
+	"github.com/mirrord/mirrord/internal/prefetch"
 	"github.com/mirrord/mirrord/internal/sync"
 )
 
@@ -48,11 +49,19 @@ type Syncer interface {
 	States() []sync.State
 }
 
+// Prefetcher is the prefetch of proxy repos (internal/prefetch.Prefetcher).
+// Runs is the "prefetch" of /api/v1/status.
+type Prefetcher interface {
+	Runs() []prefetch.Run
+}
+
 // Options configures New. Nil Publisher or Syncer make their endpoints
-// answer 503; nil InFlight reports 0.
+// answer 503; nil InFlight reports 0; nil Prefetcher leaves "prefetch"
+// out of the status.
 type Options struct {
 	Publisher Publisher
 	Syncer    Syncer
+	Prefetch  Prefetcher
 	InFlight  func() int // fetches in flight (internal/lockfree)
 	// AdminToken is the sha256 of the admin token (see AdminToken), used
 	// only when api.tokens is empty; with neither, every write is refused.
@@ -67,6 +76,7 @@ type Handler struct {
 	tree     Tree
 	pub      Publisher
 	syncer   Syncer
+	prefetch Prefetcher
 	inFlight func() int
 	auth     *auth
 	catalog  *catalog.Catalog // the repos and their parsed dbs
@@ -91,6 +101,7 @@ func New(cat *catalog.Catalog, tree Tree, opts Options) *Handler {
 		cfg: cfg, tree: tree, pub: opts.Publisher, syncer: opts.Syncer, inFlight: opts.InFlight,
 		auth: newAuth(cfg, opts.AdminToken), catalog: cat, log: opts.Logger, mux: http.NewServeMux(),
 	}
+	h.prefetch = opts.Prefetch
 	h.metrics = newMetrics(opts.Registerer)
 	m := h.mux
 	m.HandleFunc("GET /api/v1/repos", h.repos)

@@ -28,6 +28,7 @@ import (
 	"github.com/mirrord/mirrord/internal/fetch"
 	"github.com/mirrord/mirrord/internal/hosted"
 	"github.com/mirrord/mirrord/internal/pgp"
+	"github.com/mirrord/mirrord/internal/prefetch"
 	"github.com/mirrord/mirrord/internal/store"
 	"github.com/mirrord/mirrord/internal/sync"
 	"github.com/mirrord/mirrord/internal/upstream"
@@ -741,4 +742,55 @@ func testCatalog(tb testing.TB, cfg *config.Config, st *store.Store) *catalog.Ca
 		tb.Fatal(err)
 	}
 	return cat
+}
+
+// runsPrefetcher is a Prefetcher whose Runs are fixed and never nil.
+type runsPrefetcher []prefetch.Run
+
+func (p runsPrefetcher) Runs() []prefetch.Run { return append([]prefetch.Run{}, p...) }
+
+// The "prefetch" of /api/v1/status is the Prefetcher's runs: absent
+// without one, [] before any run.
+func TestStatusPrefetch(t *testing.T) {
+	st, err := store.Open(t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	when := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	cases := []struct {
+		name     string
+		prefetch Prefetcher
+		want     string // compact JSON of "prefetch"; "" for absent
+	}{
+		{"no prefetcher", nil, ""},
+		{"no run yet", runsPrefetcher{}, `[]`},
+		{"a running and a finished run", runsPrefetcher{
+			{Repo: "archlinux/core", Arch: "x86_64", Started: when, Finished: when.Add(time.Second), Files: 4, Bytes: 4096, Skipped: 1, Failures: 2},
+			{Repo: "archlinux/extra", Arch: "x86_64", Started: when, Files: 1},
+		}, `[{"repo":"archlinux/core","arch":"x86_64","started":"2026-05-01T12:00:00Z","finished":"2026-05-01T12:00:01Z","files":4,"bytes":4096,"skipped":1,"failures":2},` +
+			`{"repo":"archlinux/extra","arch":"x86_64","started":"2026-05-01T12:00:00Z","files":1,"bytes":0,"skipped":0,"failures":0}]`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			h := New(testCatalog(t, testConfig(), st), st, Options{Prefetch: c.prefetch})
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, httptest.NewRequest("GET", "/api/v1/status", nil))
+			var out map[string]json.RawMessage
+			if err := json.Unmarshal(rec.Body.Bytes(), &out); rec.Code != 200 || err != nil {
+				t.Fatalf("GET /api/v1/status = %d %v %s", rec.Code, err, rec.Body)
+			}
+			got := ""
+			if raw, ok := out["prefetch"]; ok {
+				var b bytes.Buffer
+				if err := json.Compact(&b, raw); err != nil {
+					t.Fatal(err)
+				}
+				got = b.String()
+			}
+			if got != c.want {
+				t.Errorf("status prefetch = %s, want %s", got, c.want)
+			}
+		})
+	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/mirrord/mirrord/internal/catalog"
 	"github.com/mirrord/mirrord/internal/hosted"
 	"github.com/mirrord/mirrord/internal/pgp"
+	"github.com/mirrord/mirrord/internal/prefetch"
 	"github.com/mirrord/mirrord/internal/store"
 	"github.com/mirrord/mirrord/internal/sync"
 )
@@ -194,6 +195,9 @@ type Status struct {
 	InFlight int            `json:"in_flight"`         // fetches from upstream in progress
 	Publish  *PublishStatus `json:"publish,omitempty"` // nil without a Publisher
 	Sync     []sync.State   `json:"sync,omitzero"`     // nil without a Syncer; [] with one and no mirror repo
+	// Prefetch is the last prefetch run of each proxy repo's arch that
+	// has had one; nil without a Prefetcher.
+	Prefetch []prefetch.Run `json:"prefetch,omitzero"`
 }
 
 // CacheStatus is what the tree holds.
@@ -207,8 +211,8 @@ type PublishStatus struct {
 	Pending int `json:"pending"` // jobs queued or running
 }
 
-// Status reports the cache, the fetches in flight, the publish queue and
-// the mirror syncs.
+// Status reports the cache, the fetches in flight, the publish queue,
+// the mirror syncs and the prefetch runs.
 func (h *Handler) Status() Status {
 	s := Status{Cache: CacheStatus{Files: h.tree.Files(), SizeBytes: h.tree.Size()}, InFlight: h.inFlight()}
 	if h.pub != nil {
@@ -216,6 +220,9 @@ func (h *Handler) Status() Status {
 	}
 	if h.syncer != nil {
 		s.Sync = h.syncer.States()
+	}
+	if h.prefetch != nil {
+		s.Prefetch = h.prefetch.Runs()
 	}
 	return s
 }

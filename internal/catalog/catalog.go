@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"slices"
 	stdsync "sync"
+	"sync/atomic"
 
 	"golang.org/x/sync/singleflight"
 
@@ -27,6 +28,9 @@ type Catalog struct {
 	parse  singleflight.Group // one parse of a database version at a time
 	dbs    stdsync.Map        // tree path of a {repo}.db -> *DB (the last parse)
 	staged stdsync.Map        // repo folder -> map[string]Expect (see Expecting)
+	// changed is closed and replaced by Committed when a {repo}.db is
+	// committed (DBChanged); never nil after New.
+	changed atomic.Pointer[chan struct{}]
 }
 
 // Repo is one configured repo.
@@ -67,6 +71,8 @@ func New(cfg *config.Config, st *store.Store, opts Options) (*Catalog, error) {
 	}
 	c := &Catalog{cfg: cfg, router: newRouter(cfg), store: st, log: opts.Logger,
 		repos: map[string]*Repo{}, bases: map[string]*upstream.MirrorSet{}}
+	first := make(chan struct{})
+	c.changed.Store(&first)
 	for dn, d := range cfg.Distros {
 		for rn, rc := range d.Repos {
 			r := &Repo{Distro: dn, Name: rn, Key: dn + "/" + rn, Mode: rc.Mode, Arches: d.Arch,

@@ -102,8 +102,20 @@ func (d *DB) index(pkgs []*alpm.Package) {
 
 // Committed tells the catalog that rel was written into the tree (by the
 // sync's publish, a proxy revalidation, a hosted build): when it is a
-// database, its parse is dropped now rather than at the next check.
-func (c *Catalog) Committed(rel string) { c.dbs.Delete(rel) }
+// database, its parse is dropped now rather than at the next check, and
+// whoever waits on DBChanged wakes.
+func (c *Catalog) Committed(rel string) {
+	c.dbs.Delete(rel)
+	if t, err := c.router.Resolve("/" + rel); err == nil && t.Repo != "" && t.File == t.Repo+".db" {
+		next := make(chan struct{})
+		close(*c.changed.Swap(&next))
+	}
+}
+
+// DBChanged returns a channel that is closed when a repo's {repo}.db is
+// next committed (Committed). Take it before reading the databases, so
+// that a change in between is not missed.
+func (c *Catalog) DBChanged() <-chan struct{} { return *c.changed.Load() }
 
 // Expect is what a database says a package file must be.
 type Expect struct {

@@ -84,3 +84,36 @@ func TestExpect(t *testing.T) {
 		t.Error("Expect answers for a signature")
 	}
 }
+
+// DBChanged wakes its waiters when a repo's {repo}.db is committed, and
+// only then: packages, signatures and the .db.tar.gz target do not.
+func TestDBChanged(t *testing.T) {
+	cat, err := New(testConfig(), nil, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := cat.DBChanged()
+	for _, rel := range []string{coreDir + "/a-1.0-1-x86_64.pkg.tar.zst", coreDir + "/core.db.sig",
+		coreDir + "/core.db.tar.gz", coreDir + "/core.files", "archlinux/nope/os/x86_64/nope.db"} {
+		cat.Committed(rel)
+		select {
+		case <-ch:
+			t.Fatalf("DBChanged closed by Committed(%q)", rel)
+		default:
+		}
+	}
+	cat.Committed(coreDir + "/core.db")
+	select {
+	case <-ch:
+	default:
+		t.Fatal("DBChanged not closed by Committed of core.db")
+	}
+	next := cat.DBChanged()
+	select {
+	case <-next:
+		t.Fatal("the next DBChanged is closed already")
+	default:
+	}
+	cat.Committed(coreDir + "/core.db")
+	<-next
+}

@@ -60,6 +60,24 @@ type Job struct {
 	Limit Limiter
 }
 
+// JobFor is the Job for t from ms as a client's request makes it (the
+// proxy's misses and revalidations, and the prefetch, whose flights a
+// client joins): one constructor, so that such a flight is the same
+// whoever starts it. dbMaxAge is cache.db_max_age, the MaxAge of a
+// mutable file.
+func JobFor(t catalog.Target, ms *upstream.MirrorSet, dbMaxAge time.Duration) Job {
+	j := Job{
+		Rel:     t.Rel,
+		Repo:    t.Distro + "/" + t.Repo,
+		Mirrors: ms,
+		Request: upstream.Request{Repo: t.Repo, Arch: t.Arch, File: t.File, Resumable: !t.Mutable()},
+	}
+	if t.Mutable() {
+		j.MaxAge = dbMaxAge
+	}
+	return j
+}
+
 // Limiter is a byte budget over time (golang.org/x/time/rate.Limiter).
 type Limiter interface {
 	WaitN(ctx context.Context, n int) error

@@ -140,7 +140,12 @@ func (e *env) getSettled(name string, header ...string) (int, []byte, http.Heade
 func (e *env) url(name string) string { return e.srv.URL + "/archlinux" + pkgDir + name }
 
 func (e *env) get(name string, header ...string) (int, []byte, http.Header, error) {
-	req, _ := http.NewRequest("GET", e.url(name), nil)
+	return e.getFrom(e.srv.URL, name, header...)
+}
+
+// getFrom is get from the server at base.
+func (e *env) getFrom(base, name string, header ...string) (int, []byte, http.Header, error) {
+	req, _ := http.NewRequest("GET", base+"/archlinux"+pkgDir+name, nil)
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
 	}

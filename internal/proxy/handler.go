@@ -33,6 +33,17 @@ type Handler struct {
 	metrics *Metrics
 	missing negativeCache
 	index   http.Handler // folders; nil: 404
+	// requests hears of the packages of proxy repos that clients get;
+	// nil: nobody listens.
+	requests Recorder
+}
+
+// Recorder is told of each package file (or its .sig) of a proxy repo
+// that a client got, from the tree or from upstream: what the prefetch
+// (internal/prefetch) keeps fresh. Requested runs on the hit path: it
+// must be cheap and never block.
+type Recorder interface {
+	Requested(t catalog.Target)
 }
 
 // Options configures New.
@@ -44,6 +55,8 @@ type Options struct {
 	// Index answers paths that name no file (folders, for the HTML
 	// index of internal/web); nil answers 404.
 	Index http.Handler
+	// Requests, if set, is told of every package of a proxy repo served.
+	Requests Recorder
 	// Metrics counts the requests (NewMetrics over the Fetcher's
 	// flights); nil: New registers its own on Registerer.
 	Metrics    *Metrics
@@ -74,6 +87,7 @@ func New(cat *catalog.Catalog, st *store.Store, opts Options) (*Handler, error) 
 		cache:   cfg.Cache,
 		log:     opts.Logger,
 	}
+	h.requests = opts.Requests
 	for _, r := range cat.Repos() {
 		if r.Mirrors != nil {
 			opts.Fetcher.Label(r.Key)
@@ -175,6 +189,7 @@ func (h *Handler) AppendHit(dst []byte, req *fastpath.Request) (head []byte, res
 		return dst, resp, false
 	}
 	h.metrics.request(t, resultHit)
+	h.requested(t, mutable)
 	switch {
 	case notModified:
 		if f != nil {
@@ -264,6 +279,7 @@ func (h *Handler) serveOpened(w http.ResponseWriter, r *http.Request, t catalog.
 // through http.ServeContent (a range, a condition, a HEAD).
 func (h *Handler) serveBody(w http.ResponseWriter, r *http.Request, t catalog.Target, result string, body io.ReadSeeker, mod time.Time, size int64) {
 	h.metrics.request(t, result)
+	h.requested(t, t.Mutable())
 	setFileHeaders(w.Header(), t)
 	cw := &countingWriter{ResponseWriter: w}
 	if plainGet(r) {
@@ -445,21 +461,21 @@ func (h *Handler) serveFlight(w http.ResponseWriter, r *http.Request, t catalog.
 		h.log.Warn("transfer broke mid-body", "file", t.Rel, "bytes", cw.n, "err", er.err)
 		panic(http.ErrAbortHandler)
 	}
+	h.requested(t, t.Mutable())
 	return nil
+}
+
+// requested tells the Recorder that a client got t, when t is a package
+// (or its .sig) of a proxy repo.
+func (h *Handler) requested(t catalog.Target, mutable bool) {
+	if h.requests != nil && !mutable && t.Mode == config.ModeProxy {
+		h.requests.Requested(t)
+	}
 }
 
 // job describes the fetch of t for the fetcher.
 func (h *Handler) job(t catalog.Target, ms *upstream.MirrorSet) fetch.Job {
-	j := fetch.Job{
-		Rel:     t.Rel,
-		Repo:    t.Distro + "/" + t.Repo,
-		Mirrors: ms,
-		Request: upstream.Request{Repo: t.Repo, Arch: t.Arch, File: t.File, Resumable: !t.Mutable()},
-	}
-	if t.Mutable() {
-		j.MaxAge = h.cache.DBMaxAge
-	}
-	return j
+	return fetch.JobFor(t, ms, h.cache.DBMaxAge)
 }
 
 // failed answers a request whose fetch failed before any byte was sent.
