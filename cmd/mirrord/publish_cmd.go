@@ -95,6 +95,12 @@ func (c *publisher) publish(stdout, stderr io.Writer, distro, repo string, files
 			j, err := c.wait(ctx, q.job)
 			switch {
 			case errors.Is(err, context.DeadlineExceeded):
+				// The last long poll was cut: ask once more, to say where the job is.
+				qctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				if now, err := c.job(qctx, q.job, ""); err == nil {
+					j = now
+				}
+				cancel()
 				fmt.Fprintf(stderr, "%s: job %s: %s after --timeout %v\n", filepath.Base(q.file), q.job, j.state(), timeout)
 				failed++
 			case err != nil:
@@ -219,12 +225,8 @@ func writeParts(mw *multipart.Writer, name string, pkg io.Reader, sig []byte) er
 func (c *publisher) wait(ctx context.Context, id string) (apiJob, error) {
 	var j apiJob
 	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/api/v1/jobs/"+url.PathEscape(id)+"?wait=50s", nil)
+		next, err := c.job(ctx, id, "50s")
 		if err != nil {
-			return j, err
-		}
-		var next apiJob
-		if err := c.do(req, http.StatusOK, &next); err != nil {
 			if ctx.Err() != nil {
 				err = ctx.Err()
 			}
@@ -235,6 +237,21 @@ func (c *publisher) wait(ctx context.Context, id string) (apiJob, error) {
 			return j, nil
 		}
 	}
+}
+
+// job reads the job; with wait ("50s"), the API holds the answer until
+// the job is settled or that time passed.
+func (c *publisher) job(ctx context.Context, id, wait string) (apiJob, error) {
+	target := c.base + "/api/v1/jobs/" + url.PathEscape(id)
+	if wait != "" {
+		target += "?wait=" + wait
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+	if err != nil {
+		return apiJob{}, err
+	}
+	var j apiJob
+	return j, c.do(req, http.StatusOK, &j)
 }
 
 // do sends req and decodes a JSON answer of status want, or turns the
