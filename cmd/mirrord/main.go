@@ -79,6 +79,7 @@ func serve(flags *pflag.FlagSet) error {
 	}
 	defer c.up.Close()
 	cat, fetcher, sched := c.catalog, c.fetcher, c.sched
+	log.Info("repos", repoList(cat.Repos()))
 	evictor := evict.New(st, cat, evict.Options{MaxSize: int64(cfg.Cache.MaxSize), KeepVersions: cfg.Cache.KeepVersions,
 		Logger: log.With("component", "evict"), Registerer: reg})
 
