@@ -48,8 +48,9 @@ func versionCommand() *cobra.Command {
 	}
 }
 
-// markConfigFile completes --config with YAML files.
-func markConfigFile(cmd *cobra.Command) {
+// completeConfigFlags completes --config with YAML files and --data-dir
+// with folders.
+func completeConfigFlags(cmd *cobra.Command) {
 	cmd.MarkFlagFilename("config", "yaml", "yml")
 	cmd.MarkFlagDirname("data-dir")
 }

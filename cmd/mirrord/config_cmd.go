@@ -20,7 +20,7 @@ file, the MIRRORD_* environment and the flags, validated.`,
 		RunE: func(cmd *cobra.Command, _ []string) error { return printConfig(cmd.OutOrStdout(), cmd.Flags()) },
 	}
 	config.Flags(cmd.Flags())
-	markConfigFile(cmd)
+	completeConfigFlags(cmd)
 	return cmd
 }
 

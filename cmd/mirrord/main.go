@@ -37,6 +37,7 @@ func main() {
 	}
 }
 
+// serveCommand is `mirrord serve`.
 func serveCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -49,7 +50,7 @@ file it starts on the defaults (see mirrord config).`,
 	}
 	config.Flags(cmd.Flags())
 	config.ListenFlag(cmd.Flags())
-	markConfigFile(cmd)
+	completeConfigFlags(cmd)
 	return cmd
 }
 

@@ -50,15 +50,12 @@ exits non-zero if a job failed or --timeout passed first.`,
 				return err
 			}
 			c.force = force
-			if !wait {
-				timeout = 0
-			}
 			return c.publish(cmd.OutOrStdout(), cmd.ErrOrStderr(), distro, repo, args[1:], wait, timeout)
 		},
 	}
 	remote.register(cmd)
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait until every package is in the served database; fail if a job fails")
-	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "with --wait, fail if the packages are not served after this long")
+	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "with --wait, fail if the packages are not served after this long (0: wait as long as it takes)")
 	cmd.Flags().BoolVar(&force, "force", false, "publish even if the repo holds the same or a newer version")
 	return cmd
 }

@@ -34,7 +34,7 @@ daemon instead (POST /api/v1/sync/DISTRO[/REPO]).`,
 		RunE:              func(cmd *cobra.Command, args []string) error { return runSync(cmd.Flags(), args) },
 	}
 	config.Flags(cmd.Flags())
-	markConfigFile(cmd)
+	completeConfigFlags(cmd)
 	return cmd
 }
 
