@@ -226,15 +226,21 @@ func DefaultDistros() map[string]Distro {
 	}
 }
 
-// flagKeys are the config keys that a flag of Flags overrides, and the flag.
+// flagKeys are the config keys that a flag of Flags or ListenFlag
+// overrides, and the flag.
 var flagKeys = map[string]string{"listen": "listen", "data_dir": "data-dir"}
 
-// Flags registers the flags that override config keys. serve, sync and
-// config share them.
+// Flags registers the flags that every subcommand reading the config
+// takes (serve, sync, config): the file and the data dir. Load reads the
+// flags of this package that fs holds, and only those.
 func Flags(fs *pflag.FlagSet) {
 	fs.String("config", os.Getenv("MIRRORD_CONFIG"), "config file (YAML); env MIRRORD_CONFIG")
-	fs.String("listen", "", "address to listen on (config key listen)")
 	fs.String("data-dir", "", "data directory (config key data_dir)")
+}
+
+// ListenFlag registers --listen, which only serve takes.
+func ListenFlag(fs *pflag.FlagSet) {
+	fs.String("listen", "", "address to listen on (config key listen)")
 }
 
 // Load reads the configuration: defaults < file < MIRRORD_* env < flags;

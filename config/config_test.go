@@ -20,6 +20,7 @@ func load(t *testing.T, yaml string, args ...string) (*Config, error) {
 	t.Helper()
 	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
 	Flags(fs)
+	ListenFlag(fs)
 	if yaml != "" {
 		path := filepath.Join(t.TempDir(), "mirrord.yaml")
 		if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {

@@ -66,7 +66,8 @@ type daemon struct {
 	exitErr error
 }
 
-var listenRE = regexp.MustCompile(`msg=serving listen=(\S+)`)
+// listenRE finds the address in the "serving" line, text or JSON.
+var listenRE = regexp.MustCompile(`msg=serving listen=(\S+)|"msg":"serving","listen":"([^"]+)"`)
 
 // startDaemon runs `mirrord serve` on a free loopback port with the given
 // config (YAML; may be empty for the defaults) and waits until it listens.
@@ -104,7 +105,7 @@ func startDaemon(t *testing.T, dataDir, configYAML string, extraArgs ...string) 
 			d.log.WriteString(line + "\n")
 			d.logMu.Unlock()
 			if m := listenRE.FindStringSubmatch(line); m != nil {
-				addr <- m[1]
+				addr <- m[1] + m[2]
 			}
 		}
 		d.exitErr = d.cmd.Wait()

@@ -61,7 +61,8 @@ func (d *daemon) upload(path string) (string, error) {
 	return out.Job, nil
 }
 
-// waitJob long-polls a job until it is finished and returns its status.
+// waitJob long-polls a job until it is settled (failed, or done and in
+// the served db) and returns its status.
 func (d *daemon) waitJob(id string) (status, msg string) {
 	d.t.Helper()
 	for {
@@ -142,7 +143,10 @@ func TestPublishThenPacman(t *testing.T) {
 			t.Errorf("job %s = %s %s", id, status, msg)
 		}
 	}
-	eventually(t, 30*time.Second, "all packages in myrepo.db", func() bool { return len(d.hostedDB()) == n })
+	// ?wait answered done: the served db lists the package.
+	if got := len(d.hostedDB()); got != n {
+		t.Fatalf("myrepo.db lists %d packages once every job is done, want %d", got, n)
+	}
 	t.Logf("%d packages from %d clients published and in the db after %v", n, clients, time.Since(start).Round(time.Millisecond))
 
 	seen := map[string]int{}
@@ -191,14 +195,12 @@ func TestPublishThenPacman(t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "needs a token") {
 		t.Errorf("mirrord publish without a token: err=%v, want a failure saying a token is needed\n%s", err, out)
 	}
-	eventually(t, 30*time.Second, "pub001 1.1-1 in myrepo.db", func() bool {
-		for _, p := range d.hostedDB() {
-			if p.Name == "pub001" {
-				return p.Version == "1.1-1"
-			}
+	// publish --wait returned: the served db lists the new version.
+	for _, p := range d.hostedDB() {
+		if p.Name == "pub001" && p.Version != "1.1-1" {
+			t.Errorf("myrepo.db after publish --wait lists pub001 %s, want 1.1-1", p.Version)
 		}
-		return false
-	})
+	}
 	p.mustRun("-Sy")
 	p.mustRun("-S", "pub001")
 	if _, err := os.Stat(filepath.Join(p.dir, "db/local/pub001-1.1-1")); err != nil {
@@ -236,7 +238,9 @@ func TestPublishSurvivesKill9(t *testing.T) {
 			t.Errorf("job %s after restart = %s %s", id, status, msg)
 		}
 	}
-	eventually(t, 30*time.Second, "every package in myrepo.db after restart", func() bool { return len(d.hostedDB()) == n })
+	if got := len(d.hostedDB()); got != n {
+		t.Errorf("myrepo.db after restart lists %d packages once every job is done, want %d", got, n)
+	}
 	if left, _ := os.ReadDir(filepath.Join(dataDir, "staging")); len(left) != 0 {
 		t.Errorf("staging holds %d files after every job is done", len(left))
 	}
@@ -248,5 +252,56 @@ func TestPublishSurvivesKill9(t *testing.T) {
 	json.Unmarshal(body, &list)
 	if list.Total != n {
 		t.Errorf("API lists %d packages, want %d", list.Total, n)
+	}
+}
+
+// TestPublishWaitServes: `mirrord publish --wait` returns only once the db
+// mirrord serves lists the new version, however long hosted.debounce is,
+// so `publish --wait && pacman -Syu` installs it; --timeout shorter than
+// the debounce fails.
+func TestPublishWaitServes(t *testing.T) {
+	requireTool(t, "pacman")
+	const debounce = 2 * time.Second
+	d := startDaemon(t, "", hostedConfig(debounce.String(), "30s"))
+	dir := t.TempDir()
+	publish := func(file string, extra ...string) (string, error) {
+		args := append([]string{"publish", "--url", d.URL, "--token", hostedToken, "--wait"}, extra...)
+		out, err := exec.Command(binary, append(args, "archlinux/myrepo", filepath.Join(dir, file))...).CombinedOutput()
+		return string(out), err
+	}
+	served := func() string {
+		for _, p := range d.hostedDB() {
+			if p.Name == "waiter" {
+				return p.Version
+			}
+		}
+		return ""
+	}
+	p := newPacmanRoot(t, d.URL+"/archlinux/$repo/os/$arch", "myrepo")
+	for _, version := range []string{"1.0-1", "1.1-1"} {
+		file := buildPackage(t, dir, testPackage{Name: "waiter", Version: version, Size: 64})
+		start := time.Now()
+		if out, err := publish(file); err != nil || !strings.Contains(out, "published "+file) {
+			t.Fatalf("mirrord publish --wait %s: %v\n%s", file, err, out)
+		}
+		took := time.Since(start)
+		if got := served(); got != version {
+			t.Fatalf("served myrepo.db right after publish --wait of %s (%v) lists waiter %q, want %s", file, took, got, version)
+		}
+		t.Logf("publish --wait of %s took %v (debounce %v)", version, took.Round(time.Millisecond), debounce)
+		p.mustRun("-Syu", "waiter")
+		if _, err := os.Stat(filepath.Join(p.dir, "db/local/waiter-"+version)); err != nil {
+			t.Errorf("pacman -Syu right after publish --wait: waiter %s not installed: %v", version, err)
+		}
+	}
+
+	// A timeout that comes before the rebuild: non-zero, and it says why.
+	file := buildPackage(t, dir, testPackage{Name: "waiter", Version: "1.2-1", Size: 64})
+	out, err := publish(file, "--timeout", "500ms")
+	if err == nil || !strings.Contains(out, "not yet in the served database") {
+		t.Errorf("publish --wait --timeout 500ms (debounce %v): err=%v, want a failure saying the db is not served yet\n%s", debounce, err, out)
+	}
+	if got := served(); got != "1.1-1" {
+		t.Errorf("served db lists waiter %q within the debounce, want still 1.1-1", got)
 	}
 }

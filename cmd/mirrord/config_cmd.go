@@ -1,41 +1,48 @@
 package main
 
 import (
-	"os"
+	"io"
 
+	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	"github.com/mirrord/mirrord/config"
 )
 
-// loadConfig parses the flags shared by the subcommands and loads the config.
-func loadConfig(name string, args []string) (*config.Config, error) {
-	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
-	config.Flags(fs)
-	if err := fs.Parse(args); err != nil {
-		return nil, err
+// configCommand is `mirrord config`.
+func configCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "config",
+		Short: "Print the effective config (token hashes redacted)",
+		Long: `Prints the configuration serve would run with: the defaults, then the
+file, the MIRRORD_* environment and the flags, validated.`,
+		Args: checkArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error { return printConfig(cmd.OutOrStdout(), cmd.Flags()) },
 	}
-	return config.Load(fs)
+	config.Flags(cmd.Flags())
+	cmd.Flags().Bool("sources", false, "show where each value came from: default, file, env or flag")
+	completeConfigFlags(cmd)
+	return cmd
 }
 
-func printConfig(args []string) error {
-	fs := pflag.NewFlagSet("config", pflag.ContinueOnError)
-	config.Flags(fs)
-	sources := fs.Bool("sources", false, "show where each value came from: default, file, env or flag")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	cfg, err := config.Load(fs)
+// loadConfig loads the config with the flags of the config package that
+// the subcommand's flag set holds (config.Flags, config.ListenFlag).
+func loadConfig(flags *pflag.FlagSet) (*config.Config, error) {
+	return config.Load(flags)
+}
+
+func printConfig(w io.Writer, flags *pflag.FlagSet) error {
+	cfg, err := loadConfig(flags)
 	if err != nil {
 		return err
 	}
-	if *sources {
-		return cfg.WriteSources(os.Stdout)
+	if sources, _ := flags.GetBool("sources"); sources {
+		return cfg.WriteSources(w)
 	}
 	out, err := cfg.Redacted().YAML()
 	if err != nil {
 		return err
 	}
-	_, err = os.Stdout.Write(out)
+	_, err = w.Write(out)
 	return err
 }

@@ -4,50 +4,55 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
-	"os"
-	"strings"
-	"time"
 
-	"github.com/spf13/pflag"
+	"github.com/spf13/cobra"
 )
 
-const deleteUsage = `usage: mirrord delete --url URL [--token T | --token-file F] [--arch A] DISTRO/REPO NAME
-  Removes package NAME from a hosted repo of the mirrord at URL (from
-  every arch that lists it, or only from --arch); the repo's database is
-  rebuilt as after a publish.`
-
 // deleteCommand is `mirrord delete`.
-func deleteCommand(args []string) error {
-	fs := pflag.NewFlagSet("delete", pflag.ContinueOnError)
-	fs.Usage = func() { fmt.Fprintln(os.Stderr, deleteUsage) }
-	base := fs.String("url", os.Getenv("MIRRORD_URL"), "base URL of the mirrord, e.g. http://mirror.lan:8080")
-	token, tokenFile := tokenFlags(fs)
-	arch := fs.String("arch", "", "only this arch (default: every arch of the repo)")
-	if err := fs.Parse(args); err != nil {
-		return err
+func deleteCommand() *cobra.Command {
+	var remote remoteFlags
+	var arch string
+	cmd := &cobra.Command{
+		Use:   "delete DISTRO/REPO NAME",
+		Short: "Remove a package from a hosted repo",
+		Long: `Removes package NAME from a hosted repo of the mirrord at --url (from
+every arch that lists it, or only from --arch); the repo's database is
+rebuilt as after a publish.`,
+		Example:           `  mirrord delete --url http://mirror.lan:8080 --token-file ci.token archlinux/custom hello`,
+		Args:              checkArgs(cobra.ExactArgs(2)),
+		ValidArgsFunction: cobra.NoFileCompletions,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := remote.client(cmd)
+			if err != nil {
+				return err
+			}
+			distro, repo, err := splitRepo(cmd, args[0])
+			if err != nil {
+				return err
+			}
+			return c.delete(cmd.OutOrStdout(), distro, repo, arch, args[1])
+		},
 	}
-	if *base == "" || fs.NArg() != 2 {
-		return errors.New(deleteUsage)
-	}
-	distro, repo, ok := strings.Cut(fs.Arg(0), "/")
-	if !ok || distro == "" || repo == "" || strings.Contains(repo, "/") {
-		return fmt.Errorf("%q is not DISTRO/REPO\n%s", fs.Arg(0), deleteUsage)
-	}
-	tok, err := clientToken(*token, *tokenFile)
-	if err != nil {
-		return err
-	}
-	c := &publisher{base: strings.TrimSuffix(*base, "/"), token: tok, client: &http.Client{Timeout: time.Minute}}
+	remote.register(cmd)
+	cmd.Flags().StringVar(&arch, "arch", "", "only this arch (default: every arch of the repo)")
+	return cmd
+}
+
+// delete removes package name from distro/repo, from arch or, if arch is
+// "", from every arch of the repo that lists it.
+func (c *publisher) delete(stdout io.Writer, distro, repo, arch, name string) error {
 	ctx := context.Background()
-	arches := []string{*arch}
-	if *arch == "" {
+	arches := []string{arch}
+	if arch == "" {
+		var err error
 		if arches, err = c.arches(ctx, distro, repo); err != nil {
 			return err
 		}
 	}
-	name, deleted := fs.Arg(1), 0
+	deleted := 0
 	for _, a := range arches {
 		target := fmt.Sprintf("%s/api/v1/repos/%s/%s/%s/packages/%s", c.base, url.PathEscape(distro), url.PathEscape(repo), url.PathEscape(a), url.PathEscape(name))
 		req, err := http.NewRequestWithContext(ctx, http.MethodDelete, target, nil)
@@ -60,9 +65,9 @@ func deleteCommand(args []string) error {
 		err = c.do(req, http.StatusOK, &out)
 		switch {
 		case err == nil:
-			fmt.Printf("%s: deleted from %s/%s/%s\n", name, distro, repo, a)
+			fmt.Fprintf(stdout, "%s: deleted from %s/%s/%s\n", name, distro, repo, a)
 			deleted++
-		case *arch == "" && errors.As(err, &ae) && ae.code == http.StatusNotFound:
+		case arch == "" && errors.As(err, &ae) && ae.code == http.StatusNotFound:
 			// not in this arch
 		default:
 			return fmt.Errorf("delete %s from %s/%s/%s: %w", name, distro, repo, a, err)

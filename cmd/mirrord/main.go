@@ -17,8 +17,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/mirrord/mirrord/config"
 	"github.com/mirrord/mirrord/internal/api"
 	"github.com/mirrord/mirrord/internal/evict"
 	"github.com/mirrord/mirrord/internal/hosted"
@@ -28,51 +31,31 @@ import (
 )
 
 func main() {
-	if err := run(os.Args[1:]); err != nil {
+	if err := rootCommand().Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "mirrord:", err)
 		os.Exit(1)
 	}
 }
 
-func run(args []string) error {
-	if len(args) == 0 {
-		return errors.New(usage)
+// serveCommand is `mirrord serve`.
+func serveCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve the tree, the API and the web UI; run the syncs and publish jobs",
+		Long: `Serves the tree of repos over HTTP, with the API and the web UI, and runs
+the mirror repos' syncs and the hosted repos' publish jobs. With no config
+file it starts on the defaults (see mirrord config).`,
+		Args: checkArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error { return serve(cmd.Flags()) },
 	}
-	switch cmd, rest := args[0], args[1:]; cmd {
-	case "serve":
-		return serve(rest)
-	case "sync":
-		return syncCommand(rest)
-	case "publish":
-		return publishCommand(rest)
-	case "delete":
-		return deleteCommand(rest)
-	case "token":
-		return tokenCommand(rest)
-	case "config":
-		return printConfig(rest)
-	case "version", "--version":
-		fmt.Println("mirrord", version())
-		return nil
-	case "help", "-h", "--help":
-		fmt.Println(usage)
-		return nil
-	default:
-		return fmt.Errorf("unknown command %q\n%s", cmd, usage)
-	}
+	config.Flags(cmd.Flags())
+	config.ListenFlag(cmd.Flags())
+	completeConfigFlags(cmd)
+	return cmd
 }
 
-const usage = `usage:
-  mirrord serve   [--config FILE] [--listen ADDR] [--data-dir DIR]
-  mirrord sync    [--config FILE] [DISTRO[/REPO]...]   one-shot sync with progress
-  mirrord publish --url URL [--token T | --token-file F] [--force] [--wait] DISTRO/REPO FILE.pkg.tar.zst...
-  mirrord delete  --url URL [--token T | --token-file F] [--arch A] DISTRO/REPO NAME
-  mirrord token   [--name N] [--repo DISTRO/REPO...]   a new token and its api.tokens line
-  mirrord config  [--config FILE]     print the effective config
-  mirrord version`
-
-func serve(args []string) error {
-	cfg, err := loadConfig("serve", args)
+func serve(flags *pflag.FlagSet) error {
+	cfg, err := loadConfig(flags)
 	if err != nil {
 		return err
 	}
@@ -97,6 +80,7 @@ func serve(args []string) error {
 	}
 	defer c.up.Close()
 	cat, fetcher, sched := c.catalog, c.fetcher, c.sched
+	log.Info("repos", repoList(cat.Repos()))
 	evictor := evict.New(st, cat, evict.Options{MaxSize: int64(cfg.Cache.MaxSize), KeepVersions: cfg.Cache.KeepVersions,
 		Logger: log.With("component", "evict"), Registerer: reg})
 

@@ -17,79 +17,102 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/spf13/pflag"
+	"github.com/spf13/cobra"
 )
 
-const publishUsage = `usage: mirrord publish --url URL [--token T | --token-file F] [--force] [--wait] DISTRO/REPO FILE.pkg.tar.zst...
-  Uploads packages (and FILE.sig when present) to a hosted repo of the
-  mirrord at URL. The token comes from --token, else MIRRORD_TOKEN, else
-  --token-file. With --wait, waits for every job and exits non-zero if one
-  failed.`
-
 // publishCommand is `mirrord publish`.
-func publishCommand(args []string) error {
-	fs := pflag.NewFlagSet("publish", pflag.ContinueOnError)
-	fs.Usage = func() { fmt.Fprintln(os.Stderr, publishUsage) }
-	base := fs.String("url", os.Getenv("MIRRORD_URL"), "base URL of the mirrord, e.g. http://mirror.lan:8080")
-	token, tokenFile := tokenFlags(fs)
-	wait := fs.Bool("wait", false, "wait for the publish jobs and fail if one fails")
-	force := fs.Bool("force", false, "publish even if the repo holds the same or a newer version")
-	if err := fs.Parse(args); err != nil {
-		return err
+func publishCommand() *cobra.Command {
+	var remote remoteFlags
+	var wait, force bool
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "publish DISTRO/REPO FILE.pkg.tar.zst...",
+		Short: "Upload packages to a hosted repo",
+		Long: `Uploads packages (and FILE.sig when present) to a hosted repo of the
+mirrord at --url. With --wait, returns once every package is in the
+database that mirrord serves (so a pacman -Sy right after sees it), and
+exits non-zero if a job failed or --timeout passed first.`,
+		Example: `  mirrord publish --url http://mirror.lan:8080 --token-file ci.token --wait archlinux/custom hello-1.0-1-x86_64.pkg.tar.zst`,
+		Args:    checkArgs(cobra.MinimumNArgs(2)),
+		ValidArgsFunction: func(_ *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+			if len(args) == 0 {
+				return nil, cobra.ShellCompDirectiveNoFileComp // DISTRO/REPO: the server knows them
+			}
+			return []string{"pkg.tar.zst", "pkg.tar.xz", "pkg.tar.gz"}, cobra.ShellCompDirectiveFilterFileExt
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := remote.client(cmd)
+			if err != nil {
+				return err
+			}
+			distro, repo, err := splitRepo(cmd, args[0])
+			if err != nil {
+				return err
+			}
+			c.force = force
+			return c.publish(cmd.OutOrStdout(), cmd.ErrOrStderr(), distro, repo, args[1:], wait, timeout)
+		},
 	}
-	if *base == "" || fs.NArg() < 2 {
-		return errors.New(publishUsage)
-	}
-	tok, err := clientToken(*token, *tokenFile)
-	if err != nil {
-		return err
-	}
-	distro, repo, ok := strings.Cut(fs.Arg(0), "/")
-	if !ok || distro == "" || repo == "" || strings.Contains(repo, "/") {
-		return fmt.Errorf("%q is not DISTRO/REPO\n%s", fs.Arg(0), publishUsage)
-	}
+	remote.register(cmd)
+	cmd.Flags().BoolVar(&wait, "wait", false, "wait until every package is in the served database; fail if a job fails")
+	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "with --wait, fail if the packages are not served after this long (0: wait as long as it takes)")
+	cmd.Flags().BoolVar(&force, "force", false, "publish even if the repo holds the same or a newer version")
+	return cmd
+}
+
+// publish uploads files to distro/repo and, with wait, waits until each is
+// in the served database, for at most timeout (0: no limit).
+func (c *publisher) publish(stdout, stderr io.Writer, distro, repo string, files []string, wait bool, timeout time.Duration) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	c := &publisher{
-		base:     strings.TrimSuffix(*base, "/"),
-		token:    tok,
-		force:    *force,
-		client:   &http.Client{Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, ResponseHeaderTimeout: 5 * time.Minute}},
-		terminal: isTerminal(os.Stderr),
-	}
+	c.terminal = isTerminal(os.Stderr)
 	type queued struct{ file, job string }
 	var jobs []queued
 	var failed int
-	for _, file := range fs.Args()[1:] {
+	for _, file := range files {
 		id, err := c.upload(ctx, distro, repo, file)
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			fmt.Fprintf(os.Stderr, "%s: %v\n", file, err)
+			fmt.Fprintf(stderr, "%s: %v\n", file, err)
 			failed++
 			continue
 		}
-		fmt.Printf("%s: queued as job %s\n", filepath.Base(file), id)
+		fmt.Fprintf(stdout, "%s: queued as job %s\n", filepath.Base(file), id)
 		jobs = append(jobs, queued{file, id})
 	}
-	if *wait {
+	if wait {
+		if timeout > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, timeout)
+			defer cancel()
+		}
 		for _, q := range jobs {
 			j, err := c.wait(ctx, q.job)
 			switch {
+			case errors.Is(err, context.DeadlineExceeded):
+				// The last long poll was cut: ask once more, to say where the job is.
+				qctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				if now, err := c.job(qctx, q.job, ""); err == nil {
+					j = now
+				}
+				cancel()
+				fmt.Fprintf(stderr, "%s: job %s: %s after --timeout %v\n", filepath.Base(q.file), q.job, j.state(), timeout)
+				failed++
 			case err != nil:
-				fmt.Fprintf(os.Stderr, "%s: job %s: %v\n", filepath.Base(q.file), q.job, err)
+				fmt.Fprintf(stderr, "%s: job %s: %v\n", filepath.Base(q.file), q.job, err)
 				failed++
 			case j.Status != "done":
-				fmt.Fprintf(os.Stderr, "%s: job %s failed: %s\n", filepath.Base(q.file), q.job, j.Error)
+				fmt.Fprintf(stderr, "%s: job %s failed: %s\n", filepath.Base(q.file), q.job, j.Error)
 				failed++
 			default:
-				fmt.Printf("%s: published %s\n", filepath.Base(q.file), j.Package.Filename)
+				fmt.Fprintf(stdout, "%s: published %s\n", filepath.Base(q.file), j.Package.Filename)
 			}
 		}
 	}
 	if failed > 0 {
-		return fmt.Errorf("%d of %d packages not published", failed, fs.NArg()-1)
+		return fmt.Errorf("%d of %d packages not published", failed, len(files))
 	}
 	return nil
 }
@@ -109,6 +132,18 @@ type apiJob struct {
 	Package struct {
 		Filename string `json:"filename"`
 	} `json:"package"`
+	PublishedAt *time.Time `json:"published_at"` // nil until a served db lists the package
+}
+
+// state says where a job that is not over yet is, for a timeout's message.
+func (j apiJob) state() string {
+	switch {
+	case j.Status == "":
+		return "no answer"
+	case j.Status == "done":
+		return "done, not yet in the served database"
+	}
+	return j.Status
 }
 
 // upload sends one package, as multipart when a signature lies next to
@@ -181,21 +216,39 @@ func writeParts(mw *multipart.Writer, name string, pkg io.Reader, sig []byte) er
 	return mw.Close()
 }
 
-// wait long-polls the job until it is finished.
+// wait long-polls the job until it failed or its package is in the
+// served database (published_at set), or ctx ends; it returns the job as
+// last seen either way.
 func (c *publisher) wait(ctx context.Context, id string) (apiJob, error) {
+	var j apiJob
 	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/api/v1/jobs/"+url.PathEscape(id)+"?wait=50s", nil)
+		next, err := c.job(ctx, id, "50s")
 		if err != nil {
-			return apiJob{}, err
-		}
-		var j apiJob
-		if err := c.do(req, http.StatusOK, &j); err != nil {
+			if ctx.Err() != nil {
+				err = ctx.Err()
+			}
 			return j, err
 		}
-		if j.Status == "done" || j.Status == "failed" {
+		j = next
+		if j.Status == "failed" || (j.Status == "done" && j.PublishedAt != nil) {
 			return j, nil
 		}
 	}
+}
+
+// job reads the job; with wait ("50s"), the API holds the answer until
+// the job is settled or that time passed.
+func (c *publisher) job(ctx context.Context, id, wait string) (apiJob, error) {
+	target := c.base + "/api/v1/jobs/" + url.PathEscape(id)
+	if wait != "" {
+		target += "?wait=" + wait
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+	if err != nil {
+		return apiJob{}, err
+	}
+	var j apiJob
+	return j, c.do(req, http.StatusOK, &j)
 }
 
 // do sends req and decodes a JSON answer of status want, or turns the

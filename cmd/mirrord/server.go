@@ -58,6 +58,25 @@ func newLogger(c config.Log) *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, opts))
 }
 
+// repoList is the start's list of repos, one attribute each: its mode
+// and, but for a hosted one, how many upstreams it has, e.g.
+// repos.archlinux/core="proxy, 2 upstreams".
+func repoList(repos []*catalog.Repo) slog.Attr {
+	attrs := make([]any, 0, len(repos))
+	for _, r := range repos {
+		v := r.Mode
+		switch n := len(r.Templates); {
+		case r.Mode == config.ModeHosted:
+		case n == 1:
+			v += ", 1 upstream"
+		default:
+			v += fmt.Sprintf(", %d upstreams", n)
+		}
+		attrs = append(attrs, slog.String(r.Key, v))
+	}
+	return slog.Group("repos", attrs...)
+}
+
 // adminToken is the sha256 of {data_dir}/admin.token, made at first
 // start, when the config names no api.tokens: the defaults then still let
 // this machine write (with --token-file), and nobody else. Only the

@@ -7,11 +7,13 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	"github.com/mirrord/mirrord/config"
@@ -19,16 +21,50 @@ import (
 	"github.com/mirrord/mirrord/internal/sync"
 )
 
-// syncCommand is `mirrord sync [--config FILE] [DISTRO[/REPO]...]`: one
-// sync of the named mirror repos (all of them when none is named), with a
-// progress bar on a terminal and log lines otherwise.
-func syncCommand(args []string) error {
-	fs := pflag.NewFlagSet("sync", pflag.ContinueOnError)
-	config.Flags(fs)
-	if err := fs.Parse(args); err != nil {
-		return err
+// syncCommand is `mirrord sync`.
+func syncCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "sync [DISTRO[/REPO]...]",
+		Short: "Sync mirror repos once, with progress",
+		Long: `Syncs the named mirror repos once (every mirror repo when none is named),
+with a progress bar on a terminal and log lines otherwise. It opens the data
+dir itself, so it cannot run beside mirrord serve on the same one: ask the
+daemon instead (POST /api/v1/sync/DISTRO[/REPO]).`,
+		ValidArgsFunction: completeMirrorRepos,
+		RunE:              func(cmd *cobra.Command, args []string) error { return runSync(cmd.Flags(), args) },
 	}
-	cfg, err := config.Load(fs)
+	config.Flags(cmd.Flags())
+	completeConfigFlags(cmd)
+	return cmd
+}
+
+// completeMirrorRepos completes sync's arguments with the mirror repos of
+// the config (and their distros).
+func completeMirrorRepos(cmd *cobra.Command, _ []string, _ string) ([]string, cobra.ShellCompDirective) {
+	cfg, err := loadConfig(cmd.Flags())
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	var names []string
+	for dn, d := range cfg.Distros {
+		distro := false
+		for rn, r := range d.Repos {
+			if r.Mode == config.ModeMirror {
+				names, distro = append(names, dn+"/"+rn), true
+			}
+		}
+		if distro {
+			names = append(names, dn)
+		}
+	}
+	slices.Sort(names)
+	return names, cobra.ShellCompDirectiveNoFileComp
+}
+
+// runSync is one sync of the mirror repos named by targets (DISTRO or
+// DISTRO/REPO), of all of them when there is none.
+func runSync(flags *pflag.FlagSet, targets []string) error {
+	cfg, err := loadConfig(flags)
 	if err != nil {
 		return err
 	}
@@ -46,16 +82,16 @@ func syncCommand(args []string) error {
 	}
 	defer c.up.Close()
 	fetcher, sched := c.fetcher, c.sched
-	var targets [][2]string
-	for _, a := range fs.Args() {
+	var repos [][2]string
+	for _, a := range targets {
 		d, r, _ := strings.Cut(a, "/")
 		if _, err := sched.Repos(d, r); err != nil || d == "" {
 			return fmt.Errorf("%s: %w", a, sync.ErrUnknownRepo)
 		}
-		targets = append(targets, [2]string{d, r})
+		repos = append(repos, [2]string{d, r})
 	}
-	if len(targets) == 0 {
-		targets = [][2]string{{"", ""}}
+	if len(repos) == 0 {
+		repos = [][2]string{{"", ""}}
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -66,7 +102,7 @@ func syncCommand(args []string) error {
 		go func() { drawProgress(os.Stderr, sched, stopBar); close(barDone) }()
 	}
 	var errs []error
-	for _, t := range targets {
+	for _, t := range repos {
 		if err := sched.Sync(ctx, t[0], t[1]); err != nil {
 			errs = append(errs, err)
 		}

@@ -3,37 +3,46 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
-	"github.com/spf13/pflag"
+	"github.com/spf13/cobra"
 
 	"github.com/mirrord/mirrord/internal/api"
 )
 
-const tokenUsage = `usage: mirrord token [--name N] [--repo DISTRO/REPO...]
-  Prints a new random token (line 1: give it to the client, as
-  MIRRORD_TOKEN or in a --token-file) and the api.tokens line to paste
-  into the config (line 2: only the token's sha256 is kept there).`
-
 // tokenCommand is `mirrord token`.
-func tokenCommand(args []string) error {
-	fs := pflag.NewFlagSet("token", pflag.ContinueOnError)
-	fs.Usage = func() { fmt.Fprintln(os.Stderr, tokenUsage) }
-	name := fs.String("name", "ci", "the token's name, shown in logs and errors")
-	repos := fs.StringArray("repo", nil, "a hosted or mirror repo the token may write (repeat for several)")
-	if err := fs.Parse(args); err != nil {
-		return err
+func tokenCommand() *cobra.Command {
+	var name string
+	var repos []string
+	cmd := &cobra.Command{
+		Use:   "token",
+		Short: "Make a new token and its api.tokens line",
+		Long: `Prints a new random token (line 1: give it to the client, as
+MIRRORD_TOKEN or in a --token-file) and the api.tokens line to paste into
+the config (line 2: only the token's sha256 is kept there).`,
+		Example: `  mirrord token --name ci --repo archlinux/custom`,
+		Args:    checkArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return newToken(cmd.OutOrStdout(), cmd.ErrOrStderr(), name, repos)
+		},
 	}
-	if fs.NArg() > 0 {
-		return errors.New(tokenUsage)
+	cmd.Flags().StringVar(&name, "name", "ci", "the token's name, shown in logs and errors")
+	cmd.Flags().StringArrayVar(&repos, "repo", nil, "a hosted or mirror repo the token may write (repeat for several)")
+	return cmd
+}
+
+// newToken prints a new token named name for repos, and its api.tokens line.
+func newToken(stdout, stderr io.Writer, name string, repos []string) error {
+	if name == "" || strings.ContainsAny(name, "\"\\\n{}[],:#") {
+		return fmt.Errorf("--name %q: use letters, digits, '-', '_', '.'", name)
 	}
-	if *name == "" || strings.ContainsAny(*name, "\"\\\n{}[],:#") {
-		return fmt.Errorf("--name %q: use letters, digits, '-', '_', '.'", *name)
-	}
-	quoted := make([]string, 0, len(*repos))
-	for _, r := range *repos {
+	quoted := make([]string, 0, len(repos))
+	for _, r := range repos {
 		d, rn, ok := strings.Cut(r, "/")
 		if !ok || d == "" || rn == "" || strings.ContainsAny(r, "\"\\\n ") || strings.Count(r, "/") != 1 {
 			return fmt.Errorf("--repo %q is not DISTRO/REPO", r)
@@ -41,12 +50,49 @@ func tokenCommand(args []string) error {
 		quoted = append(quoted, strconv.Quote(r))
 	}
 	tok := api.NewToken()
-	fmt.Println(tok)
-	fmt.Printf("    - {name: %s, sha256: %q, repos: [%s]}\n", *name, api.TokenHash(tok), strings.Join(quoted, ", "))
+	fmt.Fprintln(stdout, tok)
+	fmt.Fprintf(stdout, "    - {name: %s, sha256: %q, repos: [%s]}\n", name, api.TokenHash(tok), strings.Join(quoted, ", "))
 	if len(quoted) == 0 {
-		fmt.Fprintln(os.Stderr, "mirrord: this token names no repo and may write nothing until repos are added to its line")
+		fmt.Fprintln(stderr, "mirrord: this token names no repo and may write nothing until repos are added to its line")
 	}
 	return nil
+}
+
+// remoteFlags are the flags of the subcommands that write to a running
+// mirrord (publish, delete): where it is, and the bearer token.
+type remoteFlags struct{ url, token, tokenFile string }
+
+func (f *remoteFlags) register(cmd *cobra.Command) {
+	fs := cmd.Flags()
+	fs.StringVar(&f.url, "url", os.Getenv("MIRRORD_URL"), "base URL of the mirrord, e.g. http://mirror.lan:8080 (default $MIRRORD_URL)")
+	fs.StringVar(&f.token, "token", "", "bearer token (default $MIRRORD_TOKEN, then --token-file)")
+	fs.StringVar(&f.tokenFile, "token-file", "", "read the bearer token from this file (e.g. the server's admin.token)")
+	cmd.MarkFlagFilename("token-file")
+}
+
+// client is the API client of the flags, or what is missing.
+func (f *remoteFlags) client(cmd *cobra.Command) (*publisher, error) {
+	if f.url == "" {
+		return nil, usageError(cmd, errors.New("--url (or MIRRORD_URL) is required"))
+	}
+	tok, err := clientToken(f.token, f.tokenFile)
+	if err != nil {
+		return nil, err
+	}
+	return &publisher{
+		base:   strings.TrimSuffix(f.url, "/"),
+		token:  tok,
+		client: &http.Client{Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, ResponseHeaderTimeout: 5 * time.Minute}},
+	}, nil
+}
+
+// splitRepo splits a DISTRO/REPO argument.
+func splitRepo(cmd *cobra.Command, arg string) (distro, repo string, err error) {
+	distro, repo, ok := strings.Cut(arg, "/")
+	if !ok || distro == "" || repo == "" || strings.Contains(repo, "/") {
+		return "", "", usageError(cmd, fmt.Errorf("%q is not DISTRO/REPO", arg))
+	}
+	return distro, repo, nil
 }
 
 // clientToken is the bearer token of a write subcommand: --token, else
@@ -72,11 +118,4 @@ func clientToken(token, file string) (string, error) {
 	}
 	return "", errors.New("every write needs a token: --token, MIRRORD_TOKEN or --token-file " +
 		"(on the server's machine, with no api.tokens configured: --token-file DATA_DIR/admin.token)")
-}
-
-// tokenFlags registers the flags of clientToken on fs.
-func tokenFlags(fs *pflag.FlagSet) (token, file *string) {
-	token = fs.String("token", "", "bearer token (default $MIRRORD_TOKEN, then --token-file)")
-	file = fs.String("token-file", "", "read the bearer token from this file (e.g. the server's admin.token)")
-	return token, file
 }

@@ -179,8 +179,10 @@ func (e *env) idle() {
 func TestPublishAndRead(t *testing.T) {
 	e := newEnv(t, testConfig())
 	for i := range 7 {
-		if j := e.publish("local", pkg(t, fmt.Sprintf("tool%d", i), "1.0-1", "x86_64", fmt.Sprintf("a tool number %d", i)), ""); j["status"] != "done" {
-			t.Fatalf("job = %v", j)
+		// ?wait holds the answer until the db listing the package is
+		// served: published_at says since when.
+		if j := e.publish("local", pkg(t, fmt.Sprintf("tool%d", i), "1.0-1", "x86_64", fmt.Sprintf("a tool number %d", i)), ""); j["status"] != "done" || j["published_at"] == nil {
+			t.Fatalf("job = %v, want done with published_at", j)
 		}
 	}
 	// Multipart with a signature.

@@ -190,7 +190,8 @@ type jobView struct {
 }
 
 // job returns a publish job; ?wait=30s holds the answer until the job is
-// finished or that time passed (at most 60s), so clients need not poll.
+// settled (failed, or done with published_at set: the served db lists its
+// package) or that time passed (at most 60s), so clients need not poll.
 func (h *Handler) job(w http.ResponseWriter, r *http.Request) {
 	if h.pub == nil {
 		h.fail(w, r, errorf(http.StatusServiceUnavailable, "publishing is not enabled"))

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -119,6 +120,28 @@ func (e *env) wait(id string) Job {
 		e.t.Fatalf("WaitJob(%s) = %v", id, err)
 	}
 	return j
+}
+
+// finished waits until the job's worker is done with it, whether its
+// package is in the served databases yet or not.
+func (e *env) finished(id string) Job {
+	e.t.Helper()
+	timeout := time.After(30 * time.Second)
+	for {
+		ch := e.svc.changed()
+		j, err := e.svc.Job(id)
+		if err != nil {
+			e.t.Fatalf("Job(%s) = %v", id, err)
+		}
+		if j.Finished() {
+			return j
+		}
+		select {
+		case <-ch:
+		case <-timeout:
+			e.t.Fatalf("job %s not finished within 30s: %+v", id, j)
+		}
+	}
 }
 
 func (e *env) idle() {
@@ -559,8 +582,8 @@ func TestStopBuilds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if j = e.wait(j.ID); j.Status != Done {
-		t.Fatalf("job = %+v", j)
+	if j = e.finished(j.ID); j.Status != Done || j.PublishedAt != nil {
+		t.Fatalf("job = %+v, want done and not published", j)
 	}
 	if len(e.db("x86_64", "local.db")) != 0 {
 		t.Fatal("db rebuilt before the debounce")
@@ -572,6 +595,9 @@ func TestStopBuilds(t *testing.T) {
 	}
 	defer st.Close()
 	e.st = st
+	if j := jobIn(t, st, j.ID); j.PublishedAt == nil {
+		t.Errorf("job after the final build = %+v, want published", j)
+	}
 	for _, a := range []string{"x86_64", "aarch64"} {
 		if e.db(a, "local.db")["late"] == nil {
 			t.Errorf("%s db lacks the package published before the stop", a)
@@ -605,4 +631,143 @@ func testCatalog(tb testing.TB, cfg *config.Config, st *store.Store) *catalog.Ca
 		tb.Fatal(err)
 	}
 	return cat
+}
+
+// jobIn reads a job record straight from a store.
+func jobIn(t *testing.T, st *store.Store, id string) Job {
+	t.Helper()
+	val, err := st.Get(jobPrefix + id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var j Job
+	if err := json.Unmarshal(val, &j); err != nil {
+		t.Fatal(err)
+	}
+	return j
+}
+
+// TestWaitJobMeansServed: when WaitJob returns a job done, the databases
+// in the tree already list its package (what publish --wait promises),
+// however long the debounce.
+func TestWaitJobMeansServed(t *testing.T) {
+	cfg := testConfig()
+	cfg.Hosted.Debounce, cfg.Hosted.MaxDelay = 300*time.Millisecond, 5*time.Second
+	e := newEnv(t, "", cfg, true)
+	e.idle()
+	var ids []string
+	for i := range 12 {
+		arch := "x86_64"
+		if i%3 == 0 {
+			arch = "any"
+		}
+		j, err := e.submit("local", pkg(t, fmt.Sprintf("w%02d", i), "1-1", arch), nil, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, j.ID)
+	}
+	for _, id := range ids {
+		j := e.wait(id)
+		if j.Status != Done || j.PublishedAt == nil || j.PublishedAt.Before(j.Created) {
+			t.Fatalf("WaitJob = %+v, want done and published after it was created", j)
+		}
+		for _, a := range j.Package.Arches {
+			if p := e.db(a, "local.db")[j.Package.Name]; p == nil || p.Filename != j.Package.Filename {
+				t.Errorf("%s/local.db when WaitJob returned job %s: %v, want %s", a, id, p, j.Package.Filename)
+			}
+		}
+	}
+	if len(e.db("aarch64", "local.db")) != 4 {
+		t.Errorf("aarch64 db has %d packages, want the 4 any ones", len(e.db("aarch64", "local.db")))
+	}
+	// A failed job settles at once, never published.
+	j, err := e.submit("local", pkg(t, "w00", "0.1-1", "any"), nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j = e.wait(j.ID); j.Status != Failed || j.PublishedAt != nil {
+		t.Errorf("older version: %+v, want failed and not published", j)
+	}
+}
+
+// The repo's actor may publish a db before the worker records the job
+// done: the worker's record keeps the publish time.
+func TestPublishedKeptByWorker(t *testing.T) {
+	e := newEnv(t, "", testConfig(), false)
+	j, err := e.submit("local", pkg(t, "early", "1-1", "x86_64"), nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now().Truncate(time.Second)
+	if err := e.svc.published(j.ID, at); err != nil {
+		t.Fatal(err)
+	}
+	j.Status = Done
+	if err := e.svc.putJob(j); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := e.svc.Job(j.ID); got.PublishedAt == nil || !got.PublishedAt.Equal(at) || !got.Settled() {
+		t.Errorf("job = %+v, want published at %v", got, at)
+	}
+}
+
+// A job done before a stop or crash whose db was not rebuilt since (its
+// arch marked dirty) is published by the builds at start; one whose db
+// was rebuilt (the record lost the time) is published at New.
+func TestPublishedAfterRestart(t *testing.T) {
+	for _, dirty := range []bool{true, false} {
+		t.Run(fmt.Sprintf("dirty=%v", dirty), func(t *testing.T) {
+			cfg := testConfig()
+			e := newEnv(t, "", cfg, true)
+			j, err := e.submit("local", pkg(t, "crash", "1-1", "any"), nil, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			j = e.wait(j.ID)
+			e.stop()
+
+			// What a crash leaves: the record done without the time, and
+			// with dirty, the marks of dbs that lag their index.
+			st, err := store.Open(e.dir, store.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			j.PublishedAt = nil
+			val, _ := json.Marshal(j)
+			if err := st.Put(jobPrefix+j.ID, val); err != nil {
+				t.Fatal(err)
+			}
+			if dirty {
+				for _, a := range j.Package.Arches {
+					st.Put(dirtyKey("archlinux/local", a), []byte{1})
+				}
+			}
+			st.Close()
+
+			e2 := newEnv(t, e.dir, cfg, false)
+			got, err := e2.svc.Job(j.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (got.PublishedAt != nil) == dirty {
+				t.Fatalf("job after New = %+v, want published only if its dbs are current", got)
+			}
+			if !dirty {
+				return
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { e2.svc.Run(ctx); close(done) }()
+			t.Cleanup(func() { cancel(); <-done })
+			if got = e2.wait(j.ID); got.PublishedAt == nil {
+				t.Errorf("job after restart = %+v, want published", got)
+			}
+			for _, a := range []string{"x86_64", "aarch64"} {
+				if e2.db(a, "local.db")["crash"] == nil {
+					t.Errorf("%s db lacks the package", a)
+				}
+			}
+		})
+	}
 }

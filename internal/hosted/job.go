@@ -50,6 +50,10 @@ type Job struct {
 	Package *Released `json:"package,omitempty"` // set when parsed
 	Created time.Time `json:"created"`
 	Updated time.Time `json:"updated"`
+	// PublishedAt is when the databases of every arch the package went
+	// into were first rebuilt after it and put in place, so that a
+	// client's pacman -Sy sees it; nil until then, and for a failed job.
+	PublishedAt *time.Time `json:"published_at"`
 }
 
 // Released names what a job published.
@@ -62,8 +66,12 @@ type Released struct {
 	Arches   []string `json:"arches"` // the repo arches whose db lists it
 }
 
-// Finished reports whether the job will change no more.
+// Finished reports whether the job's worker is done with it.
 func (j Job) Finished() bool { return j.Status == Done || j.Status == Failed }
+
+// Settled reports whether the job will change no more: it failed, or it
+// is done and its package is in the served databases.
+func (j Job) Settled() bool { return j.Status == Failed || (j.Status == Done && j.PublishedAt != nil) }
 
 // Err returns the job's failure as an error that wraps the sentinel its
 // result stands for, so that a caller can map it like any other.
@@ -99,7 +107,37 @@ func validJobID(id string) bool {
 	return err == nil
 }
 
+// putJob records j. A PublishedAt already recorded is kept: the repo's
+// actor may publish the db that lists the package before the worker
+// records the job done.
 func (s *Service) putJob(j Job) error {
+	s.jobMu.Lock()
+	defer s.jobMu.Unlock()
+	if j.PublishedAt == nil {
+		if cur, err := s.Job(j.ID); err == nil {
+			j.PublishedAt = cur.PublishedAt
+		}
+	}
+	return s.putJobLocked(j)
+}
+
+// published records that the databases listing job id's package are in
+// place since at. A job already pruned is left so.
+func (s *Service) published(id string, at time.Time) error {
+	s.jobMu.Lock()
+	defer s.jobMu.Unlock()
+	j, err := s.Job(id)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	j.PublishedAt = &at
+	return s.putJobLocked(j)
+}
+
+func (s *Service) putJobLocked(j Job) error {
 	j.Updated = s.now()
 	val, err := json.Marshal(j)
 	if err != nil {
@@ -131,13 +169,14 @@ func (s *Service) Job(id string) (Job, error) {
 	return j, nil
 }
 
-// WaitJob returns the job once it is finished, or when ctx ends with what
-// it is then (and ctx's error).
+// WaitJob returns the job once it is settled (failed, or done and in the
+// served databases), or when ctx ends with what it is then (and ctx's
+// error).
 func (s *Service) WaitJob(ctx context.Context, id string) (Job, error) {
 	for {
 		ch := s.changed()
 		j, err := s.Job(id)
-		if err != nil || j.Finished() {
+		if err != nil || j.Settled() {
 			return j, err
 		}
 		select {

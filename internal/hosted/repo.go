@@ -65,6 +65,8 @@ type repo struct {
 	since    map[string]time.Time            // first change since the last build
 	building map[string]bool                 // a build goroutine runs
 	retired  map[string]map[string]time.Time // arch -> file -> removable after
+	unbuilt  map[string][]string             // arch -> jobs published in its index since its last build started
+	awaiting map[string]int                  // job -> arches whose served db does not list it yet
 }
 
 func newRepo(s *Service, distro, name string) *repo {
@@ -73,6 +75,7 @@ func newRepo(s *Service, distro, name string) *repo {
 		dirs: map[string]string{}, in: make(chan any), kick: make(chan struct{}, 1), done: make(chan struct{}),
 		idx: map[string]map[string]*entry{}, dirty: map[string]bool{}, since: map[string]time.Time{},
 		building: map[string]bool{}, retired: map[string]map[string]time.Time{},
+		unbuilt: map[string][]string{}, awaiting: map[string]int{},
 	}
 }
 
@@ -96,6 +99,7 @@ type deleteReq struct {
 
 type buildResult struct {
 	arch string
+	jobs []string // whose packages the build's snapshot holds (repo.unbuilt)
 	err  error
 }
 
@@ -246,10 +250,21 @@ func (r *repo) commit(q *commitReq) error {
 			}
 		}
 	}
+	r.await(q.job, arches)
 	r.lastActivity.Store(time.Now().UnixNano())
 	r.metrics()
 	r.settle() // before the reply: a waiter must see the db as pending
 	return nil
+}
+
+// await notes that job's package is in the index of arches and waits for
+// their next builds: once every one is in place the job is published
+// (Job.PublishedAt).
+func (r *repo) await(job string, arches []string) {
+	for _, a := range arches {
+		r.unbuilt[a] = append(r.unbuilt[a], job)
+	}
+	r.awaiting[job] += len(arches)
 }
 
 // remove drops name from arch's index; an any package goes from every
@@ -401,11 +416,12 @@ func (r *repo) settle() {
 // entries are never modified once indexed (a change replaces them), so
 // the snapshot needs no copy of the packages.
 func (r *repo) startBuild(arch string, built chan<- buildResult) {
-	pkgs := r.snapshot(arch)
+	pkgs, jobs := r.snapshot(arch), r.unbuilt[arch]
+	delete(r.unbuilt, arch)
 	r.dirty[arch] = false
 	r.building[arch] = true
 	go func() {
-		built <- buildResult{arch: arch, err: r.s.build(r.key, r.dirs[arch], r.name, r.signer, pkgs)}
+		built <- buildResult{arch: arch, jobs: jobs, err: r.s.build(r.key, r.dirs[arch], r.name, r.signer, pkgs)}
 	}()
 }
 
@@ -418,16 +434,30 @@ func (r *repo) snapshot(arch string) []*alpm.Package {
 	return pkgs
 }
 
-// finish records the end of a build: a failed one is retried as a change,
-// a good one with no change since clears the dirty mark.
+// finish records the end of a build: a failed one is retried as a change
+// (its jobs wait for that one), a good one publishes the jobs whose last
+// db it was and, with no change since, clears the dirty mark.
 func (r *repo) finish(b buildResult) {
 	r.building[b.arch] = false
-	switch {
-	case b.err != nil:
+	if b.err != nil {
 		r.s.log.Error("build database", "repo", r.key, "arch", b.arch, "err", b.err)
 		r.dirty[b.arch] = true
 		r.since[b.arch] = time.Now()
-	case !r.dirty[b.arch]:
+		r.unbuilt[b.arch] = append(b.jobs, r.unbuilt[b.arch]...)
+		r.settle()
+		return
+	}
+	now := r.s.now()
+	for _, job := range b.jobs {
+		if r.awaiting[job]--; r.awaiting[job] > 0 {
+			continue
+		}
+		delete(r.awaiting, job)
+		if err := r.s.published(job, now); err != nil {
+			r.s.log.Error("record job published", "repo", r.key, "job", job, "err", err)
+		}
+	}
+	if !r.dirty[b.arch] {
 		if err := r.s.store.Delete(dirtyKey(r.key, b.arch)); err != nil {
 			r.s.log.Warn("clear dirty mark", "repo", r.key, "arch", b.arch, "err", err)
 		}

@@ -46,6 +46,7 @@ type Service struct {
 	restart []Job            // jobs found pending at start, queued by Run
 	pending atomic.Int64     // jobs queued or running, in every repo
 
+	jobMu  stdsync.Mutex // serialises the writes of job records (putJob, published)
 	wakeMu stdsync.Mutex // guards wake only
 	wake   chan struct{} // closed and replaced on every change a waiter may want
 }
@@ -159,7 +160,7 @@ func (s *Service) load() error {
 	}
 
 	keep := map[string]bool{}
-	var orphans []Job
+	var orphans, unpublished []Job
 	err = s.store.Scan(jobPrefix, func(id string, val []byte) error {
 		var j Job
 		if err := json.Unmarshal(val, &j); err != nil {
@@ -168,6 +169,9 @@ func (s *Service) load() error {
 		}
 		r := s.repos[j.Distro+"/"+j.Repo]
 		if j.Finished() {
+			if j.Status == Done && j.PublishedAt == nil && r != nil && j.Package != nil {
+				unpublished = append(unpublished, j)
+			}
 			return nil
 		}
 		if r == nil {
@@ -187,6 +191,23 @@ func (s *Service) load() error {
 	}
 	for _, j := range orphans {
 		if err := s.putJob(j); err != nil {
+			return fmt.Errorf("hosted: %w", err)
+		}
+	}
+	// A job done before the stop whose dbs were not all rebuilt since
+	// (the dirty mark says so) waits for the builds that come first at
+	// start; one whose dbs were is published.
+	for _, j := range unpublished {
+		r := s.repos[j.Distro+"/"+j.Repo]
+		var arches []string
+		for _, a := range j.Package.Arches {
+			if r.dirty[a] {
+				arches = append(arches, a)
+			}
+		}
+		if len(arches) > 0 {
+			r.await(j.ID, arches)
+		} else if err := s.published(j.ID, s.now()); err != nil {
 			return fmt.Errorf("hosted: %w", err)
 		}
 	}

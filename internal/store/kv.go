@@ -64,9 +64,17 @@ func (s *Store) scan(prefix string, fn func(key string, val []byte) error) error
 	})
 }
 
-// badgerLogger adapts badger's printf logger to slog; badger's Info is
-// chatty, so it goes to Debug.
+// badgerLogger adapts badger's printf logger to slog. Its lines carry
+// subsystem=badger: "component" is the key main gives each package's
+// logger, once, and a package never adds it again (a JSON line would carry
+// it twice). Badger's Info (tables opened, compactions) is about its
+// internals, so it goes to Debug; its Debug traces every write and is
+// dropped.
 type badgerLogger struct{ log *slog.Logger }
+
+func newBadgerLogger(log *slog.Logger) badgerLogger {
+	return badgerLogger{log.With("subsystem", "badger")}
+}
 
 func (l badgerLogger) Errorf(f string, a ...any) {
 	l.log.Error(strings.TrimSpace(fmt.Sprintf(f, a...)))
@@ -75,6 +83,4 @@ func (l badgerLogger) Warningf(f string, a ...any) {
 	l.log.Warn(strings.TrimSpace(fmt.Sprintf(f, a...)))
 }
 func (l badgerLogger) Infof(f string, a ...any) { l.log.Debug(strings.TrimSpace(fmt.Sprintf(f, a...))) }
-func (l badgerLogger) Debugf(f string, a ...any) {
-	l.log.Debug(strings.TrimSpace(fmt.Sprintf(f, a...)))
-}
+func (l badgerLogger) Debugf(string, ...any)    {}

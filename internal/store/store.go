@@ -177,7 +177,7 @@ func badgerOptions(dir string, log *slog.Logger) badger.Options {
 	// Metadata is small (a few hundred bytes a file): small tables and
 	// caches keep badger's memory far below its defaults.
 	return badger.DefaultOptions(dir).
-		WithLogger(badgerLogger{log.With("component", "badger")}).
+		WithLogger(newBadgerLogger(log)).
 		WithMemTableSize(8 << 20).
 		WithNumMemtables(2).
 		WithBaseTableSize(2 << 20).
