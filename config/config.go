@@ -55,6 +55,8 @@ type Server struct {
 type Log struct {
 	Level  string `mapstructure:"level" yaml:"level"`   // debug, info, warn, error
 	Format string `mapstructure:"format" yaml:"format"` // text or json
+	// Access logs one line per HTTP request (internal/accesslog).
+	Access bool `mapstructure:"access" yaml:"access"`
 }
 
 // Cache bounds the pull-through cache.
@@ -170,6 +172,7 @@ var defaults = []struct {
 	{"server.fast_path", true},
 	{"log.level", "info"},
 	{"log.format", "text"},
+	{"log.access", true},
 	{"cache.max_size", "50GiB"},
 	{"cache.memory_size", "64MiB"},
 	{"cache.db_max_age", "60s"},

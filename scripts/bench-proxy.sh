@@ -16,6 +16,8 @@
 #   HIT_SECONDS=5 scripts/bench-proxy.sh   shorter hit runs
 #   ROUNDS=1 scripts/bench-proxy.sh        one hit run per server and workload, not two (the best is kept)
 #   FAST_PATH=false scripts/bench-proxy.sh mirrord with server.fast_path false
+#   ACCESS_LOG=true scripts/bench-proxy.sh mirrord with its access log on (to a file), as
+#                                          by default; off otherwise, as nginx's is
 #
 # Everything listens on 127.0.0.1, on ports BASE_PORT..BASE_PORT+5.
 # Needs nginx, wrk, curl and jq.
@@ -26,6 +28,7 @@ HIT_SECONDS=${HIT_SECONDS:-10}
 HIT_CONNS=${HIT_CONNS:-64}
 ROUNDS=${ROUNDS:-2}
 FAST_PATH=${FAST_PATH:-true}
+ACCESS_LOG=${ACCESS_LOG:-false}
 BASE_PORT=${BASE_PORT:-18480}
 p_up=$BASE_PORT              # upstream, unthrottled: fills mirrord's cache for the hit runs
 p_slow=$((BASE_PORT + 1))    # upstream at 20 MB/s per response
@@ -92,7 +95,7 @@ start_upstream() { # port rate
 start_mirrord() { # port upstream-port name; sets mirrord_pid
 	mkdir -p "$work/$3"
 	cat >"$work/$3/mirrord.yaml" <<-EOF
-		log: {level: warn}
+		log: {level: warn, access: $ACCESS_LOG}
 		server: {fast_path: $FAST_PATH}
 		cache: {max_size: 10GiB, db_max_age: 1h}
 		distros:
@@ -333,7 +336,7 @@ hitrow() { # workload label
 
 cat <<EOF
 
-bench-proxy: $(nproc) cores, $(date -u +%Y-%m-%d), HIT_SECONDS=$HIT_SECONDS, ROUNDS=$ROUNDS, server.fast_path=$FAST_PATH
+bench-proxy: $(nproc) cores, $(date -u +%Y-%m-%d), HIT_SECONDS=$HIT_SECONDS, ROUNDS=$ROUNDS, server.fast_path=$FAST_PATH, log.access=$ACCESS_LOG
 
 1. cache hits (best of $ROUNDS)   req/s               ratio  p99 ms            ratio  CPU us/req     errors
                             mirrord     nginx  >= 1.0  mirrord   nginx  <= 1.5  mirrord  nginx  m/n

@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/mirrord/mirrord/config"
+	"github.com/mirrord/mirrord/internal/accesslog"
 	"github.com/mirrord/mirrord/internal/api"
 	"github.com/mirrord/mirrord/internal/evict"
 	"github.com/mirrord/mirrord/internal/hosted"
@@ -112,7 +113,12 @@ func serve(flags *pflag.FlagSet) error {
 
 	ready := newReadiness()
 	mux := routes(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}), ready, apiH, ui, tree)
-	srv := newServer(cfg.Server, proxy.Guard(mux), tree.AppendHit, log)
+	var access *accesslog.Logger
+	if cfg.Log.Access {
+		access = accesslog.New(os.Stderr, cfg.Log.Format)
+		defer access.Flush()
+	}
+	srv := newServer(cfg.Server, proxy.Guard(mux), tree.AppendHit, log, access)
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

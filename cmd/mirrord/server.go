@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mirrord/mirrord/config"
+	"github.com/mirrord/mirrord/internal/accesslog"
 	"github.com/mirrord/mirrord/internal/api"
 	"github.com/mirrord/mirrord/internal/catalog"
 	"github.com/mirrord/mirrord/internal/fastpath"
@@ -114,9 +115,11 @@ type server interface {
 // may rightly take long; a client that stops reading is cut after
 // fastpath.WriteStall, under one rule on either path (the fast path's
 // writes, and fastpath.StallConn around every connection net/http gets).
-func newServer(c config.Server, h http.Handler, hit fastpath.Hit, log *slog.Logger) server {
+//
+// access, if not nil, gets a line for every request, on either path.
+func newServer(c config.Server, h http.Handler, hit fastpath.Hit, log *slog.Logger, access *accesslog.Logger) server {
 	std := &http.Server{
-		Handler:           h,
+		Handler:           accesslog.Handler(access, h),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
@@ -125,7 +128,7 @@ func newServer(c config.Server, h http.Handler, hit fastpath.Hit, log *slog.Logg
 	if !c.FastPath {
 		return stdServer{std, func(c net.Conn) net.Conn { return fastpath.StallConn(c, fastpath.WriteStall) }}
 	}
-	return &fastpath.Server{Hit: hit, Fallback: std, WriteStall: fastpath.WriteStall}
+	return &fastpath.Server{Hit: hit, Fallback: std, WriteStall: fastpath.WriteStall, AccessLog: access}
 }
 
 // stdServer is net/http alone, each connection wrapped.

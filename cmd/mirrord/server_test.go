@@ -14,11 +14,11 @@ import (
 func TestNewServer(t *testing.T) {
 	log := slog.New(slog.DiscardHandler)
 	h := http.NotFoundHandler()
-	fp, ok := newServer(config.Server{FastPath: true}, h, nil, log).(*fastpath.Server)
+	fp, ok := newServer(config.Server{FastPath: true}, h, nil, log, nil).(*fastpath.Server)
 	if !ok {
 		t.Fatal("fast_path true: not a fastpath.Server")
 	}
-	std, ok := newServer(config.Server{FastPath: false}, h, nil, log).(stdServer)
+	std, ok := newServer(config.Server{FastPath: false}, h, nil, log, nil).(stdServer)
 	if !ok {
 		t.Fatal("fast_path false: not net/http alone")
 	}

@@ -6,6 +6,8 @@ import (
 	"bytes"
 	"errors"
 	"net"
+	"net/http"
+	"net/netip"
 	"os"
 	"sync"
 	"syscall"
@@ -13,6 +15,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/mirrord/mirrord/internal/accesslog"
 )
 
 // scanEvery is how often a loop looks for connections past their
@@ -75,6 +79,12 @@ type lconn struct {
 	closeAfter bool // the response in progress is the last
 	file       File // its body, released when it is sent
 	send
+
+	// For the access log, when there is one: the client's address, and
+	// the request whose response is on its way.
+	remote string
+	entry  accesslog.Entry
+	began  time.Time // when its head was whole
 }
 
 func newPoller(s *Server) (*poller, error) {
@@ -236,6 +246,9 @@ func (p *poller) take() {
 			continue
 		}
 		p.conns[c.sock] = c
+		if p.s.AccessLog != nil {
+			c.remote = peerName(c.sock)
+		}
 		if c.accepted.IsZero() {
 			p.idle(c) // back from Fallback, whose response just ended
 		} else {
@@ -308,6 +321,10 @@ func (p *poller) serve(c *lconn, data []byte) {
 		if ok {
 			p.req = Request{Path: string(req.path), IfModifiedSince: req.ims, IfNoneMatch: req.inm}
 			p.out, resp, ok = p.s.Hit(p.out[:statusRoom], &p.req)
+			if ok && p.s.AccessLog != nil {
+				c.entry = accesslog.Entry{Remote: c.remote, Method: http.MethodGet, Path: p.req.Path, UserAgent: req.ua, Result: "hit"}
+				c.began = p.now
+			}
 			p.req = Request{} // hold nothing of the buffer
 		}
 		if !ok {
@@ -362,12 +379,16 @@ func (p *poller) idle(c *lconn) {
 func (p *poller) respond(c *lconn, resp Response, close bool) bool {
 	head := endHead(p.out, &p.date, p.now, resp.NotModified, close)
 	c.send = send{bufs: [2][]byte{head, nil}}
+	c.entry.Status = http.StatusOK
 	switch {
 	case resp.NotModified:
+		c.entry.Status = http.StatusNotModified
 	case resp.File != nil:
 		c.file, c.fd, c.end = resp.File, resp.File.Fd(), resp.Size
+		c.entry.Bytes = resp.Size
 	default:
 		c.bufs[1] = resp.Data
+		c.entry.Bytes = int64(len(resp.Data))
 	}
 	c.closeAfter = close
 	c.clock.start(p.now)
@@ -375,6 +396,7 @@ func (p *poller) respond(c *lconn, resp Response, close bool) bool {
 		if len(c.bufs[0]) > 0 {
 			c.bufs[0] = bytes.Clone(c.bufs[0]) // p.out is the next response's
 		}
+		c.entry.UserAgent = bytes.Clone(c.entry.UserAgent) // and so is the read buffer
 		c.writing = true
 		p.watch(c, syscall.EPOLLOUT)
 		return false
@@ -410,12 +432,25 @@ func (p *poller) sent(c *lconn) bool {
 		c.file = nil
 	}
 	err := c.err
+	if p.s.AccessLog != nil {
+		p.logged(c)
+	}
 	c.send = send{} // hold no response
 	if err != nil || c.closeAfter || p.s.closing.Load() {
 		p.close(c)
 		return false
 	}
 	return true
+}
+
+// logged writes the access log line of c's response.
+func (p *poller) logged(c *lconn) {
+	if c.err != nil && c.entry.Bytes > 0 {
+		c.entry.Bytes = c.off // what went of a file; of a body from memory, too little to tell
+	}
+	c.entry.Duration = time.Since(c.began)
+	p.s.AccessLog.Log(&c.entry)
+	c.entry = accesslog.Entry{}
 }
 
 // watch makes the loop wait for c to be readable (EPOLLIN) or writable.
@@ -445,6 +480,10 @@ func (p *poller) scan() {
 func (p *poller) close(c *lconn) {
 	if c.sock < 0 {
 		return
+	}
+	if c.writing && p.s.AccessLog != nil { // cut: stalled, or Shutdown gave up
+		c.err = syscall.ECONNABORTED
+		p.logged(c)
 	}
 	if c.file != nil {
 		c.file.Release()
@@ -527,3 +566,18 @@ func detach(nc net.Conn) (int, error) {
 }
 
 func closeSocket(sock int) { syscall.Close(sock) }
+
+// peerName returns the address of sock's client, host:port.
+func peerName(sock int) string {
+	sa, err := syscall.Getpeername(sock)
+	if err != nil {
+		return ""
+	}
+	switch sa := sa.(type) {
+	case *syscall.SockaddrInet4:
+		return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port)).String()
+	case *syscall.SockaddrInet6:
+		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr), uint16(sa.Port)).String()
+	}
+	return ""
+}

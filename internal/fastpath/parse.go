@@ -8,6 +8,7 @@ type request struct {
 	close bool   // "Connection: close": answer, then close
 	ims   []byte // the If-Modified-Since value, trimmed; empty if absent
 	inm   []byte // the If-None-Match value, trimmed; empty if absent
+	ua    []byte // the User-Agent value, trimmed, for the access log
 }
 
 const (
@@ -86,7 +87,9 @@ func parseHead(head []byte) (req request, ok bool) {
 			}
 			seen |= seenINM
 			req.inm = value
-		case "user-agent", "accept", "accept-encoding", "accept-language", "cache-control", "pragma":
+		case "user-agent":
+			req.ua = value
+		case "accept", "accept-encoding", "accept-language", "cache-control", "pragma":
 			// Informational for a file that is sent whole and unencoded.
 		default:
 			// Range, If-Range and the other conditions, bodies, upgrades,

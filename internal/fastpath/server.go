@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/mirrord/mirrord/internal/accesslog"
 )
 
 // Hit answers a plain GET, if it can: it appends the response's header
@@ -68,6 +70,9 @@ type Server struct {
 	// Fallback, which gets every connection wrapped in StallConn; zero
 	// means no limit. mirrord sets WriteStall.
 	WriteStall time.Duration
+	// AccessLog, if set, gets a line for each response of the fast path;
+	// Fallback's handler logs its own (accesslog.Handler).
+	AccessLog *accesslog.Logger
 
 	closing atomic.Bool // Shutdown has begun
 	force   atomic.Bool // Shutdown's context ended: close everything

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mirrord/mirrord/config"
+	"github.com/mirrord/mirrord/internal/accesslog"
 	"github.com/mirrord/mirrord/internal/catalog"
 	"github.com/mirrord/mirrord/internal/fastpath"
 	"github.com/mirrord/mirrord/internal/fetch"
@@ -129,7 +130,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// Hosted, no upstream, or a mirror's database: the tree is all
 		// there is. (A mirror's databases change only through the sync,
 		// which swaps them in consistently; never fetch one behind its back.)
-		h.metrics.request(t, resultNotFound)
+		h.counted(r, t, resultNotFound)
 		httpError(w, "not found", http.StatusNotFound)
 	}
 }
@@ -188,7 +189,7 @@ func (h *Handler) AppendHit(dst []byte, req *fastpath.Request) (head []byte, res
 		}
 		return dst, resp, false
 	}
-	h.metrics.request(t, resultHit)
+	h.metrics.request(t, resultHit) // the fast path logs its lines itself
 	h.requested(t, mutable)
 	switch {
 	case notModified:
@@ -278,7 +279,7 @@ func (h *Handler) serveOpened(w http.ResponseWriter, r *http.Request, t catalog.
 // serveBody answers r with the file body: whole for a plain GET, else
 // through http.ServeContent (a range, a condition, a HEAD).
 func (h *Handler) serveBody(w http.ResponseWriter, r *http.Request, t catalog.Target, result string, body io.ReadSeeker, mod time.Time, size int64) {
-	h.metrics.request(t, result)
+	h.counted(r, t, result)
 	h.requested(t, t.Mutable())
 	setFileHeaders(w.Header(), t)
 	cw := &countingWriter{ResponseWriter: w}
@@ -323,7 +324,7 @@ func (h *Handler) serveMutable(w http.ResponseWriter, r *http.Request, t catalog
 		return
 	}
 	if !cached && h.missing.has(t.Rel) {
-		h.metrics.request(t, resultNotFound)
+		h.counted(r, t, resultNotFound)
 		httpError(w, "not found", http.StatusNotFound)
 		return
 	}
@@ -349,14 +350,14 @@ func (h *Handler) serveMutable(w http.ResponseWriter, r *http.Request, t catalog
 		h.serveHit(w, r, t, resultStale)
 		return
 	}
-	h.failed(w, t, err)
+	h.failed(w, r, t, err)
 }
 
 // serveMiss fetches an immutable file: the request joins the flight for
 // it or starts one, then streams the growing file.
 func (h *Handler) serveMiss(w http.ResponseWriter, r *http.Request, t catalog.Target, ms *upstream.MirrorSet) {
 	if h.missing.has(t.Rel) {
-		h.metrics.request(t, resultNotFound)
+		h.counted(r, t, resultNotFound)
 		httpError(w, "not found", http.StatusNotFound)
 		return
 	}
@@ -370,7 +371,7 @@ func (h *Handler) serveMiss(w http.ResponseWriter, r *http.Request, t catalog.Ta
 		result = resultCoalesced
 	}
 	if err := h.serveFlight(w, r, t, f, rd, result); err != nil {
-		h.failed(w, t, err)
+		h.failed(w, r, t, err)
 	}
 }
 
@@ -379,11 +380,11 @@ func (h *Handler) serveMiss(w http.ResponseWriter, r *http.Request, t catalog.Ta
 func (h *Handler) serveHeadMiss(w http.ResponseWriter, r *http.Request, t catalog.Target, ms *upstream.MirrorSet) {
 	resp, err := ms.Fetch(r.Context(), upstream.Request{Method: http.MethodHead, Repo: t.Repo, Arch: t.Arch, File: t.File})
 	if err != nil {
-		h.failed(w, t, err)
+		h.failed(w, r, t, err)
 		return
 	}
 	resp.Body.Close()
-	h.metrics.request(t, resultMiss)
+	h.counted(r, t, resultMiss)
 	setFileHeaders(w.Header(), t)
 	if resp.Size >= 0 {
 		w.Header().Set("Content-Length", fmt.Sprint(resp.Size))
@@ -425,7 +426,7 @@ func (h *Handler) serveFlight(w http.ResponseWriter, r *http.Request, t catalog.
 	if err != nil {
 		return err
 	}
-	h.metrics.request(t, result)
+	h.counted(r, t, result)
 	setFileHeaders(w.Header(), t)
 	if meta.Size < 0 && (r.Header.Get("Range") != "" || r.Method == http.MethodHead) {
 		// Upstream sent no length: a Range or a HEAD needs the whole file.
@@ -478,20 +479,27 @@ func (h *Handler) job(t catalog.Target, ms *upstream.MirrorSet) fetch.Job {
 	return fetch.JobFor(t, ms, h.cache.DBMaxAge)
 }
 
+// counted counts a request's result, and notes it for its access log
+// line.
+func (h *Handler) counted(r *http.Request, t catalog.Target, result string) {
+	h.metrics.request(t, result)
+	accesslog.SetResult(r.Context(), result)
+}
+
 // failed answers a request whose fetch failed before any byte was sent.
-func (h *Handler) failed(w http.ResponseWriter, t catalog.Target, err error) {
+func (h *Handler) failed(w http.ResponseWriter, r *http.Request, t catalog.Target, err error) {
 	switch {
 	case errors.Is(err, upstream.ErrNotFound):
 		h.missing.add(t.Rel, h.cache.NegativeTTL)
-		h.metrics.request(t, resultNotFound)
+		h.counted(r, t, resultNotFound)
 		h.log.Debug("not found upstream", "file", t.Rel)
 		httpError(w, "not found", http.StatusNotFound)
 	case errors.Is(err, fetch.ErrVerify):
-		h.metrics.request(t, resultError)
+		h.counted(r, t, resultError)
 		h.log.Warn("upstream sent a bad file", "file", t.Rel, "err", err)
 		httpError(w, "upstream sent a bad file", http.StatusBadGateway)
 	default:
-		h.metrics.request(t, resultError)
+		h.counted(r, t, resultError)
 		h.log.Warn("fetch", "file", t.Rel, "err", err)
 		httpError(w, "upstream unavailable", http.StatusBadGateway)
 	}

@@ -1,0 +1,273 @@
+package accesslog
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// FlushEvery is how long a line may wait in the buffer.
+const FlushEvery = 200 * time.Millisecond
+
+// flushAt is the buffer size that is written at once.
+const flushAt = 64 << 10
+
+// Entry is one request, as logged.
+type Entry struct {
+	Remote    string // the client's address, host:port
+	Method    string
+	Path      string // the request target as sent
+	Status    int
+	Bytes     int64 // body bytes sent
+	Duration  time.Duration
+	Result    string // what the tree made of it (mirrord_requests_total's result), or empty
+	UserAgent []byte
+}
+
+// Logger writes entries to w, as lines of its format. Its methods may be
+// called from any goroutine; a nil *Logger logs nothing.
+type Logger struct {
+	w    io.Writer
+	json bool
+
+	mu    sync.Mutex
+	buf   []byte
+	timer *time.Timer // the pending flush, nil when the buffer is empty
+}
+
+// New returns a Logger writing to w in format "text" or "json", the
+// format of mirrord's other log lines (slog's handlers).
+func New(w io.Writer, format string) *Logger {
+	return &Logger{w: w, json: format == "json", buf: make([]byte, 0, flushAt+4096)}
+}
+
+// Log writes e's line, stamped now.
+func (l *Logger) Log(e *Entry) {
+	if l == nil {
+		return
+	}
+	now := time.Now()
+	l.mu.Lock()
+	if l.json {
+		l.buf = appendJSON(l.buf, now, e)
+	} else {
+		l.buf = appendText(l.buf, now, e)
+	}
+	if len(l.buf) >= flushAt {
+		l.flushLocked()
+	} else if l.timer == nil {
+		l.timer = time.AfterFunc(FlushEvery, l.Flush)
+	}
+	l.mu.Unlock()
+}
+
+// Flush writes the lines in the buffer.
+func (l *Logger) Flush() {
+	if l == nil {
+		return
+	}
+	l.mu.Lock()
+	l.flushLocked()
+	l.mu.Unlock()
+}
+
+func (l *Logger) flushLocked() {
+	if l.timer != nil {
+		l.timer.Stop()
+		l.timer = nil
+	}
+	if len(l.buf) > 0 {
+		l.w.Write(l.buf) // a log that cannot be written has nowhere to say so
+		l.buf = l.buf[:0]
+	}
+}
+
+// appendText appends e as slog's TextHandler writes a record.
+func appendText(b []byte, now time.Time, e *Entry) []byte {
+	b = append(b, "time="...)
+	b = now.AppendFormat(b, "2006-01-02T15:04:05.000Z07:00")
+	b = append(b, " level=INFO msg=request component=access remote="...)
+	b = appendTextValue(b, e.Remote)
+	b = append(b, " method="...)
+	b = appendTextValue(b, e.Method)
+	b = append(b, " path="...)
+	b = appendTextValue(b, e.Path)
+	b = append(b, " status="...)
+	b = strconv.AppendInt(b, int64(e.Status), 10)
+	b = append(b, " bytes="...)
+	b = strconv.AppendInt(b, e.Bytes, 10)
+	b = append(b, " duration="...)
+	b = append(b, e.Duration.String()...)
+	if e.Result != "" {
+		b = append(b, " result="...)
+		b = append(b, e.Result...)
+	}
+	b = append(b, " user_agent="...)
+	b = appendTextValue(b, e.UserAgent)
+	return append(b, '\n')
+}
+
+// appendTextValue appends s bare, or quoted where slog's TextHandler
+// quotes (its needsQuoting): empty, or with a space, '=', '"', a control
+// byte, or a rune that is not valid, printable and no space.
+func appendTextValue[S string | []byte](b []byte, s S) []byte {
+	quote := len(s) == 0
+	for i := 0; i < len(s) && !quote; {
+		if c := s[i]; c < utf8.RuneSelf {
+			quote = c == ' ' || c == '=' || c == '"' || c < ' '
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(string(s[i:min(i+utf8.UTFMax, len(s))]))
+		quote = r == utf8.RuneError || unicode.IsSpace(r) || !unicode.IsPrint(r)
+		i += size
+	}
+	if !quote {
+		return append(b, s...)
+	}
+	return strconv.AppendQuote(b, string(s))
+}
+
+// appendJSON appends e as slog's JSONHandler writes a record.
+func appendJSON(b []byte, now time.Time, e *Entry) []byte {
+	b = append(b, `{"time":"`...)
+	b = now.AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","level":"INFO","msg":"request","component":"access","remote":`...)
+	b = appendJSONString(b, e.Remote)
+	b = append(b, `,"method":`...)
+	b = appendJSONString(b, e.Method)
+	b = append(b, `,"path":`...)
+	b = appendJSONString(b, e.Path)
+	b = append(b, `,"status":`...)
+	b = strconv.AppendInt(b, int64(e.Status), 10)
+	b = append(b, `,"bytes":`...)
+	b = strconv.AppendInt(b, e.Bytes, 10)
+	b = append(b, `,"duration":`...)
+	b = strconv.AppendInt(b, int64(e.Duration), 10) // nanoseconds, as slog writes a Duration
+	if e.Result != "" {
+		b = append(b, `,"result":"`...)
+		b = append(b, e.Result...)
+		b = append(b, '"')
+	}
+	b = append(b, `,"user_agent":`...)
+	b = appendJSONString(b, e.UserAgent)
+	return append(b, "}\n"...)
+}
+
+const hex = "0123456789abcdef"
+
+// appendJSONString appends s as a JSON string, escaped as slog's
+// JSONHandler escapes it: invalid UTF-8 becomes U+FFFD, and U+2028 and
+// U+2029 are escaped.
+func appendJSONString[S string | []byte](b []byte, s S) []byte {
+	b = append(b, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				b = append(b, '\\', c)
+			case c == '\n':
+				b = append(b, `\n`...)
+			case c == '\r':
+				b = append(b, `\r`...)
+			case c == '\t':
+				b = append(b, `\t`...)
+			case c < ' ':
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			default:
+				b = append(b, c)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(string(s[i:min(i+utf8.UTFMax, len(s))]))
+		switch {
+		case r == utf8.RuneError && size == 1:
+			b = append(b, `\ufffd`...)
+		case r == '\u2028' || r == '\u2029':
+			b = append(b, `\u202`...)
+			b = append(b, hex[r&0xf])
+		default:
+			b = append(b, s[i:i+size]...)
+		}
+		i += size
+	}
+	return append(b, '"')
+}
+
+type resultKey struct{}
+
+// SetResult records what the tree made of the request whose context ctx
+// is, for its line (see Handler).
+func SetResult(ctx context.Context, result string) {
+	if e, ok := ctx.Value(resultKey{}).(*Entry); ok {
+		e.Result = result
+	}
+}
+
+// Handler logs each request h serves to l; nil l logs nothing.
+func Handler(l *Logger, h http.Handler) http.Handler {
+	if l == nil {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		e := &Entry{Remote: r.RemoteAddr, Method: r.Method, Path: r.RequestURI, UserAgent: []byte(r.UserAgent())}
+		cw := &countingWriter{ResponseWriter: w}
+		h.ServeHTTP(cw, r.WithContext(context.WithValue(r.Context(), resultKey{}, e)))
+		e.Status, e.Bytes, e.Duration = cw.status, cw.bytes, time.Since(start)
+		if e.Status == 0 {
+			e.Status = http.StatusOK // net/http's, for a handler that wrote nothing
+		}
+		l.Log(e)
+	})
+}
+
+// countingWriter notes a response's status and body bytes.
+type countingWriter struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (w *countingWriter) WriteHeader(code int) {
+	if w.status == 0 && code >= 200 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *countingWriter) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	n, err := w.ResponseWriter.Write(p)
+	w.bytes += int64(n)
+	return n, err
+}
+
+// ReadFrom keeps net/http's sendfile(2) for file bodies.
+func (w *countingWriter) ReadFrom(r io.Reader) (int64, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	var n int64
+	var err error
+	if rf, ok := w.ResponseWriter.(io.ReaderFrom); ok {
+		n, err = rf.ReadFrom(r)
+	} else {
+		n, err = io.Copy(struct{ io.Writer }{w.ResponseWriter}, r)
+	}
+	w.bytes += n
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach net/http's writer (Flush,
+// Hijack, deadlines).
+func (w *countingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
