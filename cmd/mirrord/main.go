@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/mirrord/mirrord/internal/api"
+	"github.com/mirrord/mirrord/internal/catalog"
 	"github.com/mirrord/mirrord/internal/evict"
 	"github.com/mirrord/mirrord/internal/hosted"
 	"github.com/mirrord/mirrord/internal/proxy"
@@ -97,6 +98,11 @@ func serve(args []string) error {
 	}
 	defer c.up.Close()
 	cat, fetcher, sched := c.catalog, c.fetcher, c.sched
+	upstreams, err := catalog.NewWatcher(cat) // before "serving": no later change of an upstreams_file is missed
+	if err != nil {
+		return err
+	}
+	defer upstreams.Close() // Run closes it too; this is for a return before Run
 	evictor := evict.New(st, cat, evict.Options{MaxSize: int64(cfg.Cache.MaxSize), KeepVersions: cfg.Cache.KeepVersions,
 		Logger: log.With("component", "evict"), Registerer: reg})
 
@@ -140,6 +146,7 @@ func serve(args []string) error {
 	g.Go(func() error { return st.Run(ctx) })
 	g.Go(func() error { return evictor.Run(ctx) })
 	g.Go(func() error { return sched.Run(ctx) })
+	g.Go(func() error { return upstreams.Run(ctx) })
 	g.Go(func() error { return pub.Run(ctx) }) // returns after its last db build
 	g.Go(func() error {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {

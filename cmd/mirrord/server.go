@@ -203,8 +203,7 @@ func newCore(cfg *config.Config, st *store.Store, log *slog.Logger, reg promethe
 		return nil, err
 	}
 	fetcher := fetch.New(st, fetch.Options{Catalog: cat, Logger: log.With("component", "fetch"), Registerer: reg})
-	sched, err := sync.New(cat, st, sync.Options{Fetcher: fetcher, Upstream: up,
-		Logger: log.With("component", "sync"), Registerer: reg})
+	sched, err := sync.New(cat, st, sync.Options{Fetcher: fetcher, Logger: log.With("component", "sync"), Registerer: reg})
 	if err != nil {
 		up.Close()
 		return nil, err
@@ -221,7 +220,7 @@ func newUpstreamClient(cfg *config.Config, log *slog.Logger, reg prometheus.Regi
 		HeaderTimeout:     cfg.Upstream.HeaderTimeout,
 		StallTimeout:      cfg.Upstream.StallTimeout,
 		MaxConnsPerMirror: cfg.Upstream.MaxConnsPerMirror,
-		UserAgent:         "mirrord/" + version(),
+		UserAgent:         cfg.Upstream.UserAgent,
 		Logger:            log.With("component", "upstream"),
 	}, reg)
 }

@@ -75,7 +75,7 @@ func New(cat *catalog.Catalog, st *store.Store, opts Options) (*Handler, error) 
 		log:     opts.Logger,
 	}
 	for _, r := range cat.Repos() {
-		if r.Mirrors != nil {
+		if r.Mirrors() != nil {
 			opts.Fetcher.Label(r.Key)
 		}
 	}
