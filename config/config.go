@@ -86,6 +86,13 @@ type Upstream struct {
 	// MaxConnsPerMirror bounds the requests in flight to one mirror host;
 	// more wait their turn.
 	MaxConnsPerMirror int `mapstructure:"max_conns_per_mirror" yaml:"max_conns_per_mirror"`
+	// UserAgent is sent with every request to a mirror; "" is
+	// "mirrord/VERSION", filled in by the command that knows the version.
+	UserAgent string `mapstructure:"user_agent" yaml:"user_agent"`
+	// Proxy is the URL of the HTTP proxy for upstream traffic (a distro's
+	// proxy overrides it); "" is the environment's HTTP_PROXY,
+	// HTTPS_PROXY and NO_PROXY.
+	Proxy string `mapstructure:"proxy" yaml:"proxy,omitempty"`
 }
 
 // Sync tunes mirror-mode repos.
@@ -148,6 +155,11 @@ type Distro struct {
 	Arch      []string        `mapstructure:"arch" yaml:"arch"`
 	Upstreams []string        `mapstructure:"upstreams" yaml:"upstreams"`
 	Repos     map[string]Repo `mapstructure:"repos" yaml:"repos"`
+	// UpstreamsFile is a pacman mirrorlist whose Server lines follow
+	// Upstreams; re-read when it changes (UpstreamsOf).
+	UpstreamsFile string `mapstructure:"upstreams_file" yaml:"upstreams_file,omitempty"`
+	// Proxy overrides upstream.proxy for this distro's mirrors.
+	Proxy string `mapstructure:"proxy" yaml:"proxy,omitempty"`
 }
 
 // Repo is one repository of a distro.
@@ -156,6 +168,8 @@ type Repo struct {
 	SyncInterval time.Duration `mapstructure:"sync_interval" yaml:"sync_interval,omitempty"`
 	// Upstreams overrides the distro's mirror list for this repo.
 	Upstreams []string `mapstructure:"upstreams" yaml:"upstreams,omitempty"`
+	// UpstreamsFile is the repo's own mirrorlist, as the distro's.
+	UpstreamsFile string `mapstructure:"upstreams_file" yaml:"upstreams_file,omitempty"`
 	// SigningKey overrides hosted.signing_key for this hosted repo.
 	SigningKey string `mapstructure:"signing_key" yaml:"signing_key,omitempty"`
 }
@@ -188,6 +202,8 @@ var defaults = []struct {
 	{"upstream.header_timeout", "8s"},
 	{"upstream.stall_timeout", "8s"},
 	{"upstream.max_conns_per_mirror", 16},
+	{"upstream.user_agent", ""},
+	{"upstream.proxy", ""},
 	{"sync.concurrency", 4},
 	{"sync.prune_after", "24h"},
 	{"sync.max_bandwidth", "0"},
@@ -367,6 +383,8 @@ func (c *Config) Validate() error {
 	if c.Upstream.MaxConnsPerMirror < 1 || c.Upstream.MaxConnsPerMirror > 1024 {
 		bad("upstream.max_conns_per_mirror", "must be between 1 and 1024")
 	}
+	checkUserAgent("upstream.user_agent", c.Upstream.UserAgent, bad)
+	checkProxy("upstream.proxy", c.Upstream.Proxy, bad)
 	if c.Sync.Concurrency < 1 || c.Sync.Concurrency > 64 {
 		bad("sync.concurrency", "must be between 1 and 64")
 	}
@@ -451,9 +469,12 @@ func (c *Config) validateDistro(dn string, bad func(key, format string, args ...
 	for _, u := range d.Upstreams {
 		checkUpstream(key+".upstreams", u, bad)
 	}
+	distroFile, distroFileOK := checkUpstreamsFile(key+".upstreams_file", d.UpstreamsFile, bad)
+	checkProxy(key+".proxy", d.Proxy, bad)
 	for _, rn := range sortedKeys(d.Repos) {
 		r := d.Repos[rn]
 		rkey := key + ".repos." + rn
+		repoFile, repoFileOK := checkUpstreamsFile(rkey+".upstreams_file", r.UpstreamsFile, bad)
 		switch {
 		case nameProblem(rn) != "":
 			bad(rkey, "repo name %q %s", rn, nameProblem(rn))
@@ -464,11 +485,16 @@ func (c *Config) validateDistro(dn string, bad func(key, format string, args ...
 		}
 		switch r.Mode {
 		case ModeMirror, ModeProxy:
-			if len(d.Upstreams) == 0 && len(r.Upstreams) == 0 {
-				bad(rkey+".upstreams", "a %s repo needs upstreams (here or on the distro)", r.Mode)
+			// The repo's own list, else the distro's (UpstreamsOf).
+			n, ok := len(r.Upstreams)+repoFile, repoFileOK
+			if len(r.Upstreams) == 0 && r.UpstreamsFile == "" {
+				n, ok = len(d.Upstreams)+distroFile, distroFileOK
+			}
+			if ok && n == 0 {
+				bad(rkey+".upstreams", "a %s repo needs upstreams, or an upstreams_file with a Server line (here or on the distro)", r.Mode)
 			}
 		case ModeHosted:
-			if len(r.Upstreams) > 0 {
+			if len(r.Upstreams) > 0 || r.UpstreamsFile != "" {
 				bad(rkey+".upstreams", "a hosted repo has no upstreams")
 			}
 		default:

@@ -365,6 +365,10 @@ func TestDistroDefaults(t *testing.T) {
 	dir := t.TempDir()
 	up := "http://127.0.0.1:1/$repo/os/$arch"
 	arch := DefaultDistros()["archlinux"]
+	mirrorlist := filepath.Join(dir, "mirrorlist")
+	if err := os.WriteFile(mirrorlist, []byte("Server = "+up+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name, distros string
 		want          map[string]Distro
@@ -379,6 +383,8 @@ func TestDistroDefaults(t *testing.T) {
 			map[string]Distro{"archlinux": {Layout: arch.Layout, Arch: arch.Arch, Upstreams: []string{up}, Repos: arch.Repos}}},
 		{"archlinux, no mirrors", "  archlinux:\n    upstreams: []\n    repos: {custom: {mode: hosted}}\n",
 			map[string]Distro{"archlinux": {Layout: arch.Layout, Arch: arch.Arch, Upstreams: []string{}, Repos: map[string]Repo{"custom": {Mode: ModeHosted}}}}},
+		{"archlinux, own mirrorlist", "  archlinux:\n    upstreams_file: " + mirrorlist + "\n",
+			map[string]Distro{"archlinux": {Layout: arch.Layout, Arch: arch.Arch, UpstreamsFile: mirrorlist, Repos: arch.Repos}}},
 		{"archlinux, nothing said", "  archlinux:\n", map[string]Distro{"archlinux": arch}},
 		{"another distro beside it", "  archlinux: {}\n  mine:\n    repos: {custom: {mode: hosted}}\n",
 			map[string]Distro{"archlinux": arch, "mine": {Layout: "$repo/os/$arch", Arch: []string{"x86_64"}, Repos: map[string]Repo{"custom": {Mode: ModeHosted}}}}},

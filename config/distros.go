@@ -122,10 +122,13 @@ func decodeDistros(n *yaml.Node, sources map[string]string) (map[string]Distro, 
 		fill("layout", func() { d.Layout = DefaultLayout })
 		fill("arch", func() { d.Arch = defaultArch() })
 		if name == "archlinux" {
-			// Only a list of its own replaces Arch's mirrors, and only
-			// repos of its own replace core, extra, multilib and custom.
+			// Only a list of its own (upstreams, or an upstreams_file)
+			// replaces Arch's mirrors, and only repos of its own replace
+			// core, extra, multilib and custom.
 			arch := DefaultDistros()["archlinux"]
-			fill("upstreams", func() { d.Upstreams = arch.Upstreams })
+			if !given("upstreams_file") {
+				fill("upstreams", func() { d.Upstreams = arch.Upstreams })
+			}
 			if repos == nil {
 				d.Repos = arch.Repos
 				sources[key+".repos"] = sourceDefault

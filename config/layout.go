@@ -20,18 +20,16 @@ func (c *Config) RepoDir(distro, repo, arch string) string {
 	return distro + "/" + Expand(c.Distros[distro].Layout, repo, arch)
 }
 
-// UpstreamsFor is the mirror list of one repo: its own, else the distro's.
-func (c *Config) UpstreamsFor(distro, repo string) []string {
-	d := c.Distros[distro]
-	if r := d.Repos[repo]; len(r.Upstreams) > 0 {
-		return r.Upstreams
-	}
-	return d.Upstreams
-}
-
-// Redacted returns a copy safe to print: token hashes are hidden.
+// Redacted returns a copy safe to print: token hashes and proxy
+// passwords are hidden.
 func (c *Config) Redacted() *Config {
 	r := *c
+	r.Upstream.Proxy = redactProxy(c.Upstream.Proxy)
+	r.Distros = make(map[string]Distro, len(c.Distros))
+	for name, d := range c.Distros {
+		d.Proxy = redactProxy(d.Proxy)
+		r.Distros[name] = d
+	}
 	r.API.Tokens = make([]Token, len(c.API.Tokens))
 	for i, t := range c.API.Tokens {
 		t.SHA256 = "<redacted>"

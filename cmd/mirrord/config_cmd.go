@@ -26,9 +26,18 @@ file, the MIRRORD_* environment and the flags, validated.`,
 }
 
 // loadConfig loads the config with the flags of the config package that
-// the subcommand's flag set holds (config.Flags, config.ListenFlag).
+// the subcommand's flag set holds (config.Flags, config.ListenFlag), with
+// the defaults only a command knows filled in: the user agent names this
+// build's version.
 func loadConfig(flags *pflag.FlagSet) (*config.Config, error) {
-	return config.Load(flags)
+	cfg, err := config.Load(flags)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Upstream.UserAgent == "" {
+		cfg.Upstream.UserAgent = "mirrord/" + version()
+	}
+	return cfg, nil
 }
 
 func printConfig(w io.Writer, flags *pflag.FlagSet) error {

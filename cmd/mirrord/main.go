@@ -24,6 +24,7 @@ import (
 	"github.com/mirrord/mirrord/config"
 	"github.com/mirrord/mirrord/internal/accesslog"
 	"github.com/mirrord/mirrord/internal/api"
+	"github.com/mirrord/mirrord/internal/catalog"
 	"github.com/mirrord/mirrord/internal/evict"
 	"github.com/mirrord/mirrord/internal/hosted"
 	"github.com/mirrord/mirrord/internal/proxy"
@@ -82,6 +83,11 @@ func serve(flags *pflag.FlagSet) error {
 	defer c.up.Close()
 	cat, fetcher, sched := c.catalog, c.fetcher, c.sched
 	log.Info("repos", repoList(cat.Repos()))
+	upstreams, err := catalog.NewWatcher(cat) // before "serving": no later change of an upstreams_file is missed
+	if err != nil {
+		return err
+	}
+	defer upstreams.Close() // Run closes it too; this is for a return before Run
 	evictor := evict.New(st, cat, evict.Options{MaxSize: int64(cfg.Cache.MaxSize), KeepVersions: cfg.Cache.KeepVersions,
 		Logger: log.With("component", "evict"), Registerer: reg})
 
@@ -131,6 +137,7 @@ func serve(flags *pflag.FlagSet) error {
 	g.Go(func() error { return evictor.Run(ctx) })
 	g.Go(func() error { return sched.Run(ctx) })
 	g.Go(func() error { return c.prefetch.Run(ctx) })
+	g.Go(func() error { return upstreams.Run(ctx) })
 	g.Go(func() error { return pub.Run(ctx) }) // returns after its last db build
 	g.Go(func() error {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {

@@ -65,8 +65,11 @@ func newLogger(c config.Log) *slog.Logger {
 func repoList(repos []*catalog.Repo) slog.Attr {
 	attrs := make([]any, 0, len(repos))
 	for _, r := range repos {
-		v := r.Mode
-		switch n := len(r.Templates); {
+		v, n := r.Mode, 0
+		if m := r.Mirrors(); m != nil {
+			n = len(m.Templates())
+		}
+		switch {
 		case r.Mode == config.ModeHosted:
 		case n == 1:
 			v += ", 1 upstream"
@@ -228,8 +231,7 @@ func newCore(cfg *config.Config, st *store.Store, log *slog.Logger, reg promethe
 		return nil, err
 	}
 	fetcher := fetch.New(st, fetch.Options{Catalog: cat, Logger: log.With("component", "fetch"), Registerer: reg})
-	sched, err := sync.New(cat, st, sync.Options{Fetcher: fetcher, Upstream: up,
-		Logger: log.With("component", "sync"), Registerer: reg})
+	sched, err := sync.New(cat, st, sync.Options{Fetcher: fetcher, Logger: log.With("component", "sync"), Registerer: reg})
 	if err != nil {
 		up.Close()
 		return nil, err
@@ -247,7 +249,7 @@ func newUpstreamClient(cfg *config.Config, log *slog.Logger, reg prometheus.Regi
 		HeaderTimeout:     cfg.Upstream.HeaderTimeout,
 		StallTimeout:      cfg.Upstream.StallTimeout,
 		MaxConnsPerMirror: cfg.Upstream.MaxConnsPerMirror,
-		UserAgent:         "mirrord/" + version(),
+		UserAgent:         cfg.Upstream.UserAgent,
 		Logger:            log.With("component", "upstream"),
 	}, reg)
 }

@@ -471,7 +471,7 @@ func TestSyncScheduler(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sched, err := sync.New(cat, st, sync.Options{Fetcher: fetch.New(st, fetch.Options{Catalog: cat}), Upstream: up})
+	sched, err := sync.New(cat, st, sync.Options{Fetcher: fetch.New(st, fetch.Options{Catalog: cat})})
 	if err != nil {
 		t.Fatal(err)
 	}

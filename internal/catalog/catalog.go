@@ -1,7 +1,6 @@
 package catalog
 
 import (
-	"fmt"
 	"log/slog"
 	"slices"
 	stdsync "sync"
@@ -21,9 +20,10 @@ type Catalog struct {
 	router *Router
 	store  *store.Store
 	log    *slog.Logger
-	repos  map[string]*Repo               // "distro/repo" -> repo
-	keys   []string                       // keys of repos, sorted
-	bases  map[string]*upstream.MirrorSet // distro -> the mirrors of its base files (lastupdate, lastsync)
+	repos  map[string]*Repo       // "distro/repo" -> repo
+	keys   []string               // keys of repos, sorted
+	bases  map[string]*mirrorList // distro -> the mirrors of its base files (lastupdate, lastsync)
+	lists  []*mirrorList          // every mirror list, the repos' and the bases'
 
 	parse  singleflight.Group // one parse of a database version at a time
 	dbs    stdsync.Map        // tree path of a {repo}.db -> *DB (the last parse)
@@ -39,14 +39,20 @@ type Repo struct {
 	Key          string // "distro/repo", the metrics label
 	Mode         string // config.ModeMirror, ModeProxy or ModeHosted
 	Arches       []string
-	// Templates are its upstream URL templates: its own, else the
-	// distro's; empty for a hosted repo with none.
-	Templates []string
-	// Mirrors is the set over Templates; nil for hosted repos and when
-	// the catalog has no upstream client.
-	Mirrors *upstream.MirrorSet
 
-	cfg *config.Config
+	mirrors *mirrorList // nil for hosted repos and when the catalog has no upstream client
+	cfg     *config.Config
+}
+
+// Mirrors is the repo's current mirror set (config.UpstreamsOf: its
+// upstreams, then its upstreams_file's); nil for hosted repos and when
+// the catalog has no upstream client. An upstreams_file that changes
+// replaces the set (Watcher), so take it once per fetch.
+func (r *Repo) Mirrors() *upstream.MirrorSet {
+	if r.mirrors == nil {
+		return nil
+	}
+	return r.mirrors.set.Load()
 }
 
 // Dir is the repo's folder for arch in the tree, e.g.
@@ -70,29 +76,29 @@ func New(cfg *config.Config, st *store.Store, opts Options) (*Catalog, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	c := &Catalog{cfg: cfg, router: newRouter(cfg), store: st, log: opts.Logger,
-		repos: map[string]*Repo{}, bases: map[string]*upstream.MirrorSet{}}
+		repos: map[string]*Repo{}, bases: map[string]*mirrorList{}}
 	first := make(chan struct{})
 	c.changed.Store(&first)
 	for dn, d := range cfg.Distros {
 		for rn, rc := range d.Repos {
-			r := &Repo{Distro: dn, Name: rn, Key: dn + "/" + rn, Mode: rc.Mode, Arches: d.Arch,
-				Templates: cfg.UpstreamsFor(dn, rn), cfg: cfg}
+			r := &Repo{Distro: dn, Name: rn, Key: dn + "/" + rn, Mode: rc.Mode, Arches: d.Arch, cfg: cfg}
 			if opts.Upstream != nil && rc.Mode != config.ModeHosted {
-				ms, err := opts.Upstream.Mirrors(r.Templates)
+				list, file := cfg.UpstreamsOf(dn, rn)
+				ml, err := c.newMirrorList(opts.Upstream, r.Key, list, file, cfg.ProxyFor(dn), true)
 				if err != nil {
-					return nil, fmt.Errorf("mirrors of %s: %w", r.Key, err)
+					return nil, err
 				}
-				r.Mirrors = ms
+				r.mirrors = ml
 			}
 			c.repos[r.Key] = r
 			c.keys = append(c.keys, r.Key)
 		}
-		if opts.Upstream != nil && len(d.Upstreams) > 0 {
-			ms, err := opts.Upstream.Mirrors(d.Upstreams)
+		if opts.Upstream != nil && (len(d.Upstreams) > 0 || d.UpstreamsFile != "") {
+			ml, err := c.newMirrorList(opts.Upstream, dn, d.Upstreams, d.UpstreamsFile, cfg.ProxyFor(dn), false)
 			if err != nil {
-				return nil, fmt.Errorf("mirrors of %s: %w", dn, err)
+				return nil, err
 			}
-			c.bases[dn] = ms
+			c.bases[dn] = ml
 		}
 	}
 	slices.Sort(c.keys)
@@ -123,10 +129,13 @@ func (c *Catalog) Repos() []*Repo {
 // there are none.
 func (c *Catalog) Mirrors(t Target) *upstream.MirrorSet {
 	if t.Repo == "" {
-		return c.bases[t.Distro]
+		if b, ok := c.bases[t.Distro]; ok {
+			return b.set.Load()
+		}
+		return nil
 	}
 	if r, ok := c.repos[t.Distro+"/"+t.Repo]; ok {
-		return r.Mirrors
+		return r.Mirrors()
 	}
 	return nil
 }

@@ -97,7 +97,7 @@ func New(cat *catalog.Catalog, st *store.Store, fetcher Fetcher, opts Options) *
 		byDir: map[string]*folder{}}
 	var repos []string
 	for _, r := range cat.Repos() {
-		if !cfg.Prefetch || r.Mode != config.ModeProxy || r.Mirrors == nil {
+		if !cfg.Prefetch || r.Mode != config.ModeProxy || r.Mirrors() == nil {
 			continue
 		}
 		repos = append(repos, r.Key)

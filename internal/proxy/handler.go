@@ -90,7 +90,7 @@ func New(cat *catalog.Catalog, st *store.Store, opts Options) (*Handler, error) 
 	}
 	h.requests = opts.Requests
 	for _, r := range cat.Repos() {
-		if r.Mirrors != nil {
+		if r.Mirrors() != nil {
 			opts.Fetcher.Label(r.Key)
 		}
 	}

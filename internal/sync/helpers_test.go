@@ -171,7 +171,7 @@ func (e *env) open() {
 		e.t.Fatal(err)
 	}
 	e.fetcher = fetch.New(e.store, fetch.Options{Catalog: e.cat})
-	if e.sched, err = New(e.cat, e.store, Options{Fetcher: e.fetcher, Upstream: e.up, Registerer: e.reg, Now: e.clock.Now}); err != nil {
+	if e.sched, err = New(e.cat, e.store, Options{Fetcher: e.fetcher, Registerer: e.reg, Now: e.clock.Now}); err != nil {
 		e.t.Fatal(err)
 	}
 	e.t.Cleanup(e.close)

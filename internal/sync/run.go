@@ -39,13 +39,16 @@ type run struct {
 	s    *Scheduler
 	r    *repo
 	prev State // the state before this attempt
+	// ms is the repo's mirror set as the attempt began: a new
+	// upstreams_file applies from the next attempt on.
+	ms *upstream.MirrorSet
 
 	files, bytes atomic.Int64 // brought into the tree by this run
 	unchanged    bool         // upstream's lastupdate had not moved
 
 	mu   stdsync.Mutex       // guards bad and good
 	bad  map[string]bool     // templates that sent bad bytes during this run
-	good *upstream.MirrorSet // r.Mirrors without the bad ones; nil: r.Mirrors
+	good *upstream.MirrorSet // ms without the bad ones; nil: none left
 
 	// batch holds the files download brought in, durable together (see
 	// download); set by download for the arch it runs.
@@ -82,7 +85,7 @@ func (rn *run) do(ctx context.Context) (string, error) {
 // lastupdate returns upstream's lastupdate, or "" when it has none or
 // cannot be read: then every db is checked with a conditional GET.
 func (rn *run) lastupdate(ctx context.Context) string {
-	resp, err := rn.r.Mirrors.Fetch(ctx, upstream.Request{File: "lastupdate"})
+	resp, err := rn.ms.Fetch(ctx, upstream.Request{File: "lastupdate"})
 	if err != nil {
 		rn.s.log.Debug("no lastupdate upstream", "repo", rn.r.Key, "err", err)
 		return ""
@@ -664,14 +667,16 @@ func (rn *run) withMirrors(fn func(ms *upstream.MirrorSet) error) error {
 	if !isBadBytes(err) {
 		return err
 	}
-	if len(rn.r.Templates) == 1 {
+	templates := rn.ms.Templates()
+	if len(templates) == 1 {
 		return err
 	}
-	for _, t := range rn.r.Templates {
+	for _, t := range templates {
 		if rn.isBad(t) {
 			continue
 		}
-		if err = fn(rn.r.singles[t]); err == nil {
+		// Health is per mirror, shared with ms (upstream.Client.Mirrors).
+		if err = fn(rn.ms.Subset([]string{t})); err == nil {
 			return nil
 		}
 		if isBadBytes(err) {
@@ -685,7 +690,7 @@ func (rn *run) goodSet() (*upstream.MirrorSet, error) {
 	rn.mu.Lock()
 	defer rn.mu.Unlock()
 	if len(rn.bad) == 0 {
-		return rn.r.Mirrors, nil
+		return rn.ms, nil
 	}
 	if rn.good == nil {
 		return nil, fmt.Errorf("every mirror of %s sent bad bytes", rn.r.Key)
@@ -711,15 +716,12 @@ func (rn *run) markBad(t string, err error) {
 	rn.bad[t] = true
 	rn.s.log.Warn("mirror sent bad bytes; not used for the rest of this sync", "repo", rn.r.Key, "mirror", t, "err", err)
 	var rest []string
-	for _, x := range rn.r.Templates {
+	for _, x := range rn.ms.Templates() {
 		if !rn.bad[x] {
 			rest = append(rest, x)
 		}
 	}
-	rn.good = nil
-	if len(rest) > 0 {
-		rn.good, _ = rn.s.up.Mirrors(rest) // the templates parsed once already
-	}
+	rn.good = rn.ms.Subset(rest) // nil when rest is empty
 }
 
 // isRepoFile reports whether name is a package or a package signature:

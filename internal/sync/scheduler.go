@@ -22,7 +22,6 @@ import (
 	"github.com/mirrord/mirrord/internal/fetch"
 	"github.com/mirrord/mirrord/internal/lockfree"
 	"github.com/mirrord/mirrord/internal/store"
-	"github.com/mirrord/mirrord/internal/upstream"
 )
 
 // ErrUnknownRepo is a sync asked for a repo that is not a configured
@@ -49,10 +48,7 @@ type Options struct {
 	// Fetcher downloads packages; main shares it with the proxy so that a
 	// client joins the sync's download and the sync reuses the proxy's
 	// cached files. Nil: a private one.
-	Fetcher *fetch.Fetcher
-	// Upstream builds the sets of one mirror each, which a sync falls
-	// back to when a mirror sends bad bytes; the catalog's client. Required.
-	Upstream   *upstream.Client
+	Fetcher    *fetch.Fetcher
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 	// Now is the clock for timestamps and pruning; default time.Now. Tests
@@ -68,7 +64,6 @@ type Scheduler struct {
 	catalog *catalog.Catalog
 	store   *store.Store
 	fetcher *fetch.Fetcher
-	up      *upstream.Client
 	log     *slog.Logger
 	now     func() time.Time
 	metrics *metrics
@@ -85,9 +80,8 @@ type Scheduler struct {
 
 // repo is one mirror repo and its runtime state.
 type repo struct {
-	*catalog.Repo                                // Mirrors: every template
-	singles       map[string]*upstream.MirrorSet // each template alone, when there are several
-	interval      time.Duration
+	*catalog.Repo
+	interval time.Duration
 
 	sem     chan struct{} // holds one token while a sync runs
 	trigger chan struct{} // cap 1: a pending on-demand sync
@@ -129,9 +123,6 @@ type Progress struct {
 // New prepares the syncs of the catalog's mirror repos and loads their
 // state.
 func New(cat *catalog.Catalog, st *store.Store, opts Options) (*Scheduler, error) {
-	if opts.Upstream == nil {
-		return nil, errors.New("sync: no upstream client")
-	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -142,7 +133,7 @@ func New(cat *catalog.Catalog, st *store.Store, opts Options) (*Scheduler, error
 		opts.Fetcher = fetch.New(st, fetch.Options{Catalog: cat, Logger: opts.Logger, Registerer: opts.Registerer})
 	}
 	cfg := cat.Config()
-	s := &Scheduler{cfg: cfg, catalog: cat, store: st, fetcher: opts.Fetcher, up: opts.Upstream,
+	s := &Scheduler{cfg: cfg, catalog: cat, store: st, fetcher: opts.Fetcher,
 		log: opts.Logger, now: opts.Now, repos: map[string]*repo{}}
 	if bw := int64(cfg.Sync.MaxBandwidth); bw > 0 {
 		// A burst of a tenth of a second, at least one read buffer.
@@ -152,24 +143,13 @@ func New(cat *catalog.Catalog, st *store.Store, opts Options) (*Scheduler, error
 		if cr.Mode != config.ModeMirror {
 			continue
 		}
-		if cr.Mirrors == nil {
+		if cr.Mirrors() == nil {
 			return nil, fmt.Errorf("sync: the catalog has no mirrors for %s", cr.Key)
 		}
 		r := &repo{Repo: cr, interval: cfg.Distros[cr.Distro].Repos[cr.Name].SyncInterval,
 			sem: make(chan struct{}, 1), trigger: make(chan struct{}, 1)}
 		if r.interval <= 0 {
 			r.interval = DefaultInterval
-		}
-		if len(r.Templates) > 1 {
-			// Health is per mirror, shared with r.Mirrors (upstream.Client.Mirrors).
-			r.singles = map[string]*upstream.MirrorSet{}
-			for _, t := range r.Templates {
-				ms, err := opts.Upstream.Mirrors([]string{t})
-				if err != nil {
-					return nil, fmt.Errorf("mirrors of %s: %w", r.Key, err)
-				}
-				r.singles[t] = ms
-			}
 		}
 		r.state.Repo = r.Key
 		if val, err := st.Get(keyState + r.Key); err == nil {
@@ -372,7 +352,7 @@ func (s *Scheduler) syncRepo(ctx context.Context, r *repo) error {
 	s.saveState(r)
 	s.log.Info("sync started", "repo", r.Key)
 
-	run := &run{s: s, r: r, prev: prev}
+	run := &run{s: s, r: r, prev: prev, ms: r.Mirrors()}
 	lastupdate, err := run.do(ctx)
 	took := time.Since(start)
 

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"sync"
 	"time"
 
@@ -121,7 +122,8 @@ func NewClient(opts Options, reg prometheus.Registerer) (*Client, error) {
 	}
 	dialer := &net.Dialer{Timeout: opts.ConnectTimeout, KeepAlive: 30 * time.Second}
 	tr := &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
+		Proxy:                 proxyOf,
+		ProxyConnectHeader:    http.Header{"User-Agent": {opts.UserAgent}}, // a proxy's CONNECT names us too
 		DialContext:           dialer.DialContext,
 		ForceAttemptHTTP2:     true,
 		TLSHandshakeTimeout:   opts.ConnectTimeout,
@@ -200,7 +202,18 @@ type attemptKey struct{}
 // that goroutine after Do returns: no lock is needed.
 type attemptInfo struct {
 	mirror string        // the metrics label
+	proxy  *url.URL      // the set's proxy, set before the request; nil: the environment's
 	last   time.Duration // time to headers of the last attempt
+}
+
+// proxyOf is the transport's proxy for r: its set's, from the attempt in
+// its context (the same for the redirects it follows), else the
+// environment's.
+func proxyOf(r *http.Request) (*url.URL, error) {
+	if info, _ := r.Context().Value(attemptKey{}).(*attemptInfo); info != nil && info.proxy != nil {
+		return info.proxy, nil
+	}
+	return http.ProxyFromEnvironment(r)
 }
 
 // countingTransport times and counts every attempt, retries included, under

@@ -195,7 +195,7 @@ func (s *MirrorSet) open(ctx context.Context, m *mirror, req *Request, offset in
 	if err != nil {
 		return nil, wrap(err)
 	}
-	info := &attemptInfo{mirror: m.label}
+	info := &attemptInfo{mirror: m.label, proxy: s.proxy}
 	actx, cancel := context.WithCancelCause(context.WithValue(ctx, attemptKey{}, info))
 	hr, err := retryablehttp.NewRequestWithContext(actx, req.Method, u, nil)
 	if err != nil {

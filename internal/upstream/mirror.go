@@ -25,10 +25,15 @@ const (
 )
 
 // MirrorSet is the ordered mirror list of one distro (or one repo with
-// its own upstreams). It is safe for concurrent use.
+// its own upstreams). It never changes once built: a new list is a new
+// set (whose mirrors keep their health, see Client.Mirrors). It is safe
+// for concurrent use.
 type MirrorSet struct {
 	c       *Client
 	mirrors []*mirror // in configured order, which breaks ties in rank
+	// proxy is the HTTP proxy of every request of the set; nil: the
+	// environment's (HTTP_PROXY, HTTPS_PROXY, NO_PROXY).
+	proxy *url.URL
 }
 
 // mirror is one URL template and its measured health.
@@ -56,10 +61,17 @@ type mirror struct {
 // sync, a set of one mirror): a dead mirror fails once for all of them
 // and sits out its cooldown in each.
 func (c *Client) Mirrors(templates []string) (*MirrorSet, error) {
+	return c.MirrorsVia(nil, templates)
+}
+
+// MirrorsVia is Mirrors with every request of the set sent through the
+// HTTP proxy at proxy (http, https or socks5); nil is the environment's
+// proxy, as http.ProxyFromEnvironment reads it.
+func (c *Client) MirrorsVia(proxy *url.URL, templates []string) (*MirrorSet, error) {
 	if len(templates) == 0 {
 		return nil, fmt.Errorf("mirror list is empty")
 	}
-	s := &MirrorSet{c: c}
+	s := &MirrorSet{c: c, proxy: proxy}
 	for _, t := range templates {
 		m, err := c.mirror(t)
 		if err != nil {
@@ -68,6 +80,34 @@ func (c *Client) Mirrors(templates []string) (*MirrorSet, error) {
 		s.mirrors = append(s.mirrors, m)
 	}
 	return s, nil
+}
+
+// Templates are the set's URL templates, in configured order (trailing
+// slashes stripped).
+func (s *MirrorSet) Templates() []string {
+	out := make([]string, len(s.mirrors))
+	for i, m := range s.mirrors {
+		out[i] = m.template
+	}
+	return out
+}
+
+// Subset is the set of those of s's mirrors that templates name, in s's
+// order and through s's proxy; nil when it names none of them.
+func (s *MirrorSet) Subset(templates []string) *MirrorSet {
+	sub := &MirrorSet{c: s.c, proxy: s.proxy}
+	for _, m := range s.mirrors {
+		for _, t := range templates {
+			if strings.TrimRight(t, "/") == m.template {
+				sub.mirrors = append(sub.mirrors, m)
+				break
+			}
+		}
+	}
+	if len(sub.mirrors) == 0 {
+		return nil
+	}
+	return sub
 }
 
 // mirror returns the one record of template, made on first use.

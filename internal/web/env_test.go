@@ -181,7 +181,7 @@ func newEnvWith(t *testing.T, edit func(*config.Config)) *env {
 		t.Fatal(err)
 	}
 	fetcher := fetch.New(st, fetch.Options{Catalog: cat, Registerer: reg})
-	sched, err := sync.New(cat, st, sync.Options{Fetcher: fetcher, Upstream: client, Registerer: reg})
+	sched, err := sync.New(cat, st, sync.Options{Fetcher: fetcher, Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
