@@ -30,7 +30,9 @@ type Entry struct {
 }
 
 // Logger writes entries to w, as lines of its format. Its methods may be
-// called from any goroutine; a nil *Logger logs nothing.
+// called from any goroutine; a nil *Logger logs nothing. Lines collect
+// in a buffer; a full one, or one FlushEvery old, goes to a goroutine of
+// the Logger's that writes it, so that the caller never waits for w.
 type Logger struct {
 	w    io.Writer
 	json bool
@@ -38,12 +40,20 @@ type Logger struct {
 	mu    sync.Mutex
 	buf   []byte
 	timer *time.Timer // the pending flush, nil when the buffer is empty
+	clock stamps
+
+	queue   chan []byte    // full buffers, for the writer
+	free    chan []byte    // written ones, for reuse
+	pending sync.WaitGroup // buffers queued and not yet written
 }
 
 // New returns a Logger writing to w in format "text" or "json", the
 // format of mirrord's other log lines (slog's handlers).
 func New(w io.Writer, format string) *Logger {
-	return &Logger{w: w, json: format == "json", buf: make([]byte, 0, flushAt+4096)}
+	l := &Logger{w: w, json: format == "json", buf: make([]byte, 0, flushAt+4096),
+		queue: make(chan []byte, 4), free: make(chan []byte, 4)}
+	go l.write()
+	return l
 }
 
 // Log writes e's line, stamped now.
@@ -54,43 +64,115 @@ func (l *Logger) Log(e *Entry) {
 	now := time.Now()
 	l.mu.Lock()
 	if l.json {
-		l.buf = appendJSON(l.buf, now, e)
+		l.buf = appendJSON(l.buf, l.clock.json(now), e)
 	} else {
-		l.buf = appendText(l.buf, now, e)
+		l.buf = appendText(l.buf, l.clock.text(now), e)
 	}
 	if len(l.buf) >= flushAt {
-		l.flushLocked()
+		l.queueLocked()
 	} else if l.timer == nil {
-		l.timer = time.AfterFunc(FlushEvery, l.Flush)
+		l.timer = time.AfterFunc(FlushEvery, l.queueBuffered)
 	}
 	l.mu.Unlock()
 }
 
-// Flush writes the lines in the buffer.
+// Flush writes the lines logged so far, and returns once they are.
 func (l *Logger) Flush() {
 	if l == nil {
 		return
 	}
+	l.queueBuffered()
+	l.pending.Wait()
+}
+
+func (l *Logger) queueBuffered() {
 	l.mu.Lock()
-	l.flushLocked()
+	l.queueLocked()
 	l.mu.Unlock()
 }
 
-func (l *Logger) flushLocked() {
+// queueLocked hands the buffer to the writer and takes an empty one.
+func (l *Logger) queueLocked() {
 	if l.timer != nil {
 		l.timer.Stop()
 		l.timer = nil
 	}
-	if len(l.buf) > 0 {
-		l.w.Write(l.buf) // a log that cannot be written has nowhere to say so
-		l.buf = l.buf[:0]
+	if len(l.buf) == 0 {
+		return
+	}
+	l.pending.Add(1)
+	l.queue <- l.buf // waits only while four buffers wait for w
+	select {
+	case l.buf = <-l.free:
+	default:
+		l.buf = make([]byte, 0, flushAt+4096)
 	}
 }
 
+// write writes the buffers queued, for the Logger's life.
+func (l *Logger) write() {
+	for b := range l.queue {
+		l.w.Write(b) // a log that cannot be written has nowhere to say so
+		select {
+		case l.free <- b[:0]:
+		default:
+		}
+		l.pending.Done()
+	}
+}
+
+// stamps formats a line's time as slog does, the date and the zone once
+// a second.
+type stamps struct {
+	sec  int64
+	date []byte // "2006-01-02T15:04:05"
+	zone []byte // "Z07:00"
+	out  []byte
+}
+
+func (c *stamps) set(now time.Time) {
+	if sec := now.Unix(); sec != c.sec || c.date == nil {
+		c.sec = sec
+		c.date = now.AppendFormat(c.date[:0], "2006-01-02T15:04:05")
+		c.zone = now.AppendFormat(c.zone[:0], "Z07:00")
+	}
+}
+
+// text is now as slog's TextHandler writes it: "2006-01-02T15:04:05.000Z07:00".
+func (c *stamps) text(now time.Time) []byte {
+	c.set(now)
+	ms := now.Nanosecond() / 1e6
+	b := append(c.out[:0], c.date...)
+	b = append(b, '.', byte('0'+ms/100), byte('0'+ms/10%10), byte('0'+ms%10))
+	c.out = append(b, c.zone...)
+	return c.out
+}
+
+// json is now as slog's JSONHandler writes it: time.RFC3339Nano.
+func (c *stamps) json(now time.Time) []byte {
+	c.set(now)
+	b := append(c.out[:0], c.date...)
+	if ns := now.Nanosecond(); ns != 0 {
+		var digits [10]byte
+		digits[0] = '.'
+		for i := 9; i > 0; i-- {
+			digits[i] = byte('0' + ns%10)
+			ns /= 10
+		}
+		n := 10
+		for digits[n-1] == '0' {
+			n--
+		}
+		b = append(b, digits[:n]...)
+	}
+	c.out = append(b, c.zone...)
+	return c.out
+}
+
 // appendText appends e as slog's TextHandler writes a record.
-func appendText(b []byte, now time.Time, e *Entry) []byte {
+func appendText(b, stamp []byte, e *Entry) []byte {
 	b = append(b, "time="...)
-	b = now.AppendFormat(b, "2006-01-02T15:04:05.000Z07:00")
+	b = append(b, stamp...)
 	b = append(b, " level=INFO msg=request component=access remote="...)
 	b = appendTextValue(b, e.Remote)
 	b = append(b, " method="...)
@@ -130,13 +212,32 @@ func appendTextValue[S string | []byte](b []byte, s S) []byte {
 	if !quote {
 		return append(b, s...)
 	}
-	return strconv.AppendQuote(b, string(s))
+	return appendQuoted(b, s)
+}
+
+// appendQuoted is strconv.AppendQuote, without its rune by rune walk for
+// the common case, printable ASCII (a user agent with spaces).
+func appendQuoted[S string | []byte](b []byte, s S) []byte {
+	for i := 0; i < len(s); i++ {
+		if s[i] < ' ' || s[i] > '~' {
+			return strconv.AppendQuote(b, string(s))
+		}
+	}
+	b = append(b, '"')
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c == '"' || c == '\\' {
+			b = append(b, '\\', c)
+		} else {
+			b = append(b, c)
+		}
+	}
+	return append(b, '"')
 }
 
 // appendJSON appends e as slog's JSONHandler writes a record.
-func appendJSON(b []byte, now time.Time, e *Entry) []byte {
+func appendJSON(b, stamp []byte, e *Entry) []byte {
 	b = append(b, `{"time":"`...)
-	b = now.AppendFormat(b, time.RFC3339Nano)
+	b = append(b, stamp...)
 	b = append(b, `","level":"INFO","msg":"request","component":"access","remote":`...)
 	b = appendJSONString(b, e.Remote)
 	b = append(b, `,"method":`...)

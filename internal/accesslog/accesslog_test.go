@@ -189,3 +189,32 @@ func BenchmarkLog(b *testing.B) {
 		})
 	}
 }
+
+func BenchmarkLogParallel(b *testing.B) {
+	l := New(io.Discard, "text")
+	b.RunParallel(func(pb *testing.PB) {
+		e := &Entry{Remote: "127.0.0.1:40312", Method: "GET", Path: "/archlinux/core/os/x86_64/core.db", Status: 200,
+			Bytes: 131072, Duration: 1234567, Result: "hit"}
+		for pb.Next() {
+			l.Log(e)
+		}
+	})
+}
+
+// A line's time is slog's: the text handler's millisecond layout, the
+// JSON handler's RFC 3339 with nanoseconds, in the local zone.
+func TestStamps(t *testing.T) {
+	var c stamps
+	base := time.Date(2026, 12, 2, 3, 4, 5, 0, time.Local)
+	for _, ns := range []int{0, 1, 10, 999, 1e6, 123456789, 120000000, 999999999} {
+		for _, sec := range []int{0, 1} { // the cached date, and a new second
+			now := base.Add(time.Duration(sec)*time.Second + time.Duration(ns))
+			if got, want := string(c.text(now)), now.Format("2006-01-02T15:04:05.000Z07:00"); got != want {
+				t.Errorf("text %v = %q, want %q", now, got, want)
+			}
+			if got, want := string(c.json(now)), now.Format(time.RFC3339Nano); got != want {
+				t.Errorf("json %v = %q, want %q", now, got, want)
+			}
+		}
+	}
+}
