@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,46 +11,9 @@ import (
 	"strings"
 	"testing"
 	"time"
-)
 
-// jsonKeys returns the keys of one JSON log line, in order, nested
-// objects' as "group.key".
-func jsonKeys(line []byte) ([]string, error) {
-	dec := json.NewDecoder(bytes.NewReader(line))
-	var keys []string
-	var walk func(prefix string) error
-	walk = func(prefix string) error {
-		tok, err := dec.Token()
-		if err != nil {
-			return err
-		}
-		switch tok {
-		case json.Delim('{'):
-			for dec.More() {
-				k, err := dec.Token()
-				if err != nil {
-					return err
-				}
-				keys = append(keys, prefix+k.(string))
-				if err := walk(prefix + k.(string) + "."); err != nil {
-					return err
-				}
-			}
-			_, err = dec.Token()
-			return err
-		case json.Delim('['):
-			for dec.More() {
-				if err := walk(prefix); err != nil {
-					return err
-				}
-			}
-			_, err = dec.Token()
-			return err
-		}
-		return nil
-	}
-	return keys, walk("")
-}
+	"github.com/mirrord/mirrord/internal/logtest"
+)
 
 // TestLogLines runs the daemon with log.format json at debug through a
 // sync, proxy misses, a 404, a publish and a delete, then stops it. Every
@@ -94,7 +56,7 @@ func TestLogLines(t *testing.T) {
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		lines++
-		keys, err := jsonKeys(sc.Bytes())
+		keys, err := logtest.JSONKeys(sc.Bytes())
 		if err != nil && err != io.EOF {
 			t.Errorf("not a JSON line: %s (%v)", sc.Bytes(), err)
 			continue

@@ -9,46 +9,9 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
-)
 
-// jsonKeys returns the keys of one JSON log line, in order, nested
-// objects' as "group.key": a key twice in a line is a bug.
-func jsonKeys(line []byte) ([]string, error) {
-	dec := json.NewDecoder(bytes.NewReader(line))
-	var keys []string
-	var walk func(prefix string) error
-	walk = func(prefix string) error {
-		tok, err := dec.Token()
-		if err != nil {
-			return err
-		}
-		switch tok {
-		case json.Delim('{'):
-			for dec.More() {
-				k, err := dec.Token()
-				if err != nil {
-					return err
-				}
-				keys = append(keys, prefix+k.(string))
-				if err := walk(prefix + k.(string) + "."); err != nil {
-					return err
-				}
-			}
-			_, err = dec.Token() // }
-			return err
-		case json.Delim('['):
-			for dec.More() {
-				if err := walk(prefix); err != nil {
-					return err
-				}
-			}
-			_, err = dec.Token() // ]
-			return err
-		}
-		return nil
-	}
-	return keys, walk("")
-}
+	"github.com/mirrord/mirrord/internal/logtest"
+)
 
 // Badger logs through the store's logger: each key once (the component
 // main gave, and subsystem=badger), at debug, and not a line per write.
@@ -71,7 +34,7 @@ func TestBadgerLog(t *testing.T) {
 	badger := 0
 	sc := bufio.NewScanner(&buf)
 	for sc.Scan() {
-		keys, err := jsonKeys(sc.Bytes())
+		keys, err := logtest.JSONKeys(sc.Bytes())
 		if err != nil && err != io.EOF {
 			t.Fatalf("log line %s: %v", sc.Bytes(), err)
 		}
