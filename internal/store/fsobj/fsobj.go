@@ -136,6 +136,11 @@ func (t *Tree) open(ctx context.Context, key string) (*os.File, store.ObjectMeta
 		return nil, store.ObjectMeta{}, fmt.Errorf("get %s: a folder: %w", key, store.ErrNotFound)
 	}
 	raw, err := getXattr(f, metaXattr)
+	if errors.Is(err, syscall.ENODATA) {
+		// A file put in the tree by other means (an older mirrord, rsync
+		// without -X): its size and mtime are all there is.
+		return f, store.ObjectMeta{Size: info.Size(), LastModified: info.ModTime()}, nil
+	}
 	if err != nil {
 		f.Close()
 		return nil, store.ObjectMeta{}, fmt.Errorf("get %s: metadata: %w", key, err)

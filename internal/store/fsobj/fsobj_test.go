@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/mirrord/mirrord/internal/store"
 	"github.com/mirrord/mirrord/internal/store/fsobj"
@@ -59,5 +61,54 @@ func TestLayout(t *testing.T) {
 		if left, _ := os.ReadDir(filepath.Join(dir, "tmp")); len(left) != 0 {
 			t.Errorf("tmp/ holds %d files after Put", len(left))
 		}
+	}
+}
+
+// TestFileWithoutMetadata: a file that reached the tree without Put (an
+// older mirrord, rsync without -X) is an object with its size and mtime.
+func TestFileWithoutMetadata(t *testing.T) {
+	dir := t.TempDir()
+	tr, err := fsobj.Open(dir, fsobj.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	p := filepath.Join(dir, "tree", "old.db")
+	if err := os.WriteFile(p, []byte("abc"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mtime := time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)
+	if err := os.Chtimes(p, mtime, mtime); err != nil {
+		t.Fatal(err)
+	}
+	m, err := tr.Stat(t.Context(), "old.db")
+	if err != nil || m.Size != 3 || m.SHA256 != "" || !m.LastModified.Equal(mtime) {
+		t.Errorf("Stat = %+v, %v; want size 3, no sha256, mtime %v", m, err, mtime)
+	}
+}
+
+// TestFailedPutLeavesNoTemp: a Put that fails, or a PutIfAbsent that
+// loses, takes its temp file away.
+func TestFailedPutLeavesNoTemp(t *testing.T) {
+	dir := t.TempDir()
+	tr, err := fsobj.Open(dir, fsobj.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	b := []byte("hello")
+	sum := sha256.Sum256(b)
+	m := store.ObjectMeta{Size: 5, SHA256: hex.EncodeToString(sum[:])}
+	if err := tr.Put(t.Context(), "a/f", bytes.NewReader(b[:4]), m); err == nil {
+		t.Fatal("short Put succeeded")
+	}
+	if err := tr.PutIfAbsent(t.Context(), "a/f", bytes.NewReader(b), m); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.PutIfAbsent(t.Context(), "a/f", bytes.NewReader(b), m); !errors.Is(err, store.ErrExists) {
+		t.Fatalf("second PutIfAbsent = %v, want ErrExists", err)
+	}
+	if left, _ := os.ReadDir(filepath.Join(dir, "tmp")); len(left) != 0 {
+		t.Errorf("tmp/ holds %d files", len(left))
 	}
 }
