@@ -42,11 +42,16 @@ func TestImportRules(t *testing.T) {
 	only := map[string]string{ // an outside module -> its one importer
 		"github.com/dgraph-io/badger/v4":  "internal/store",
 		"github.com/ProtonMail/go-crypto": "internal/pgp",
+		"github.com/minio/minio-go/v7":    "internal/store/s3obj",
 	}
+	testOnly := []string{"internal/s3test", "internal/store/objtest"} // imported by tests alone
 	for pkg, imps := range imports {
 		for _, imp := range imps {
 			if strings.HasPrefix(imp, module+"/cmd/") {
 				t.Errorf("%s imports %s: nothing imports a command", pkg, imp)
+			}
+			if own(imp) && slices.Contains(testOnly, strings.TrimPrefix(imp, module+"/")) {
+				t.Errorf("%s imports %s: only tests may", pkg, imp)
 			}
 			for lib, owner := range only {
 				if (imp == lib || strings.HasPrefix(imp, lib+"/")) && pkg != module+"/"+owner {

@@ -1,0 +1,280 @@
+package s3obj
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+
+	"github.com/mirrord/mirrord/internal/store"
+)
+
+// User metadata of an object (sent as X-Amz-Meta-Mirrord-…).
+const (
+	metaSHA256       = "Mirrord-Sha256"
+	metaETag         = "Mirrord-Etag"
+	metaLastModified = "Mirrord-Last-Modified" // RFC 3339, nanoseconds
+)
+
+// Options configures New.
+type Options struct {
+	// Endpoint is the store's base URL, "https://s3.example.com" or
+	// "http://127.0.0.1:8333": the scheme says whether to use TLS.
+	Endpoint string
+	Bucket   string
+	// Prefix, if set, is the folder of the bucket the tree is under
+	// ("mirrord" puts archlinux/… at mirrord/archlinux/…).
+	Prefix string
+	Region string
+	// PathStyle addresses the bucket as {endpoint}/{bucket} rather than
+	// {bucket}.{endpoint}; most self-hosted stores want it. Without it
+	// the client chooses (virtual-host style for AWS).
+	PathStyle bool
+	AccessKey string
+	SecretKey string
+	// PartSize is the size of a multipart upload's parts; objects up to
+	// it go in one PUT. Default 16 MiB; S3 wants at least 5 MiB.
+	PartSize uint64
+	// Transport, if set, carries the requests (tests; a custom TLS root).
+	Transport http.RoundTripper
+}
+
+// Bucket is the S3 backend. All methods are safe for concurrent use.
+type Bucket struct {
+	core     minio.Core // its Client for most calls; Core.GetObject for one GET that gives headers and body together
+	bucket   string
+	prefix   string // "" or ending in "/"
+	partSize uint64
+}
+
+var _ store.Objects = (*Bucket)(nil)
+
+// New checks opts and makes a client; it does not contact the store.
+func New(opts Options) (*Bucket, error) {
+	u, err := url.Parse(opts.Endpoint)
+	if err != nil {
+		return nil, fmt.Errorf("s3 endpoint %q: %w", opts.Endpoint, err)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
+		return nil, fmt.Errorf("s3 endpoint %q: want http(s)://host[:port], nothing more", opts.Endpoint)
+	}
+	if opts.Bucket == "" {
+		return nil, errors.New("s3 bucket: empty")
+	}
+	prefix := strings.Trim(opts.Prefix, "/")
+	if prefix != "" {
+		if err := store.CleanPath(prefix); err != nil {
+			return nil, fmt.Errorf("s3 prefix %q: %w", opts.Prefix, err)
+		}
+		prefix += "/"
+	}
+	lookup := minio.BucketLookupAuto
+	if opts.PathStyle {
+		lookup = minio.BucketLookupPath
+	}
+	c, err := minio.New(u.Host, &minio.Options{
+		Creds:        credentials.NewStaticV4(opts.AccessKey, opts.SecretKey, ""),
+		Secure:       u.Scheme == "https",
+		Region:       opts.Region,
+		BucketLookup: lookup,
+		Transport:    opts.Transport,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("s3 client for %s: %w", opts.Endpoint, err)
+	}
+	partSize := opts.PartSize
+	if partSize == 0 {
+		partSize = 16 << 20
+	}
+	return &Bucket{core: minio.Core{Client: c}, bucket: opts.Bucket, prefix: prefix, partSize: partSize}, nil
+}
+
+// name is key's object name in the bucket.
+func (b *Bucket) name(key string) (string, error) {
+	if err := store.CleanPath(key); err != nil {
+		return "", err
+	}
+	return b.prefix + key, nil
+}
+
+// Get opens the object at key: one GET, so its bytes and its metadata are
+// of the same version.
+func (b *Bucket) Get(ctx context.Context, key string) (io.ReadCloser, store.ObjectMeta, error) {
+	name, err := b.name(key)
+	if err != nil {
+		return nil, store.ObjectMeta{}, err
+	}
+	body, info, _, err := b.core.GetObject(ctx, b.bucket, name, minio.GetObjectOptions{})
+	if err != nil {
+		return nil, store.ObjectMeta{}, b.fail("get", key, err)
+	}
+	meta, err := objectMeta(key, info)
+	if err != nil {
+		body.Close()
+		return nil, store.ObjectMeta{}, err
+	}
+	return body, meta, nil
+}
+
+// GetRange opens length bytes of the object at key from offset.
+func (b *Bucket) GetRange(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {
+	name, err := b.name(key)
+	if err != nil {
+		return nil, err
+	}
+	if offset < 0 || length <= 0 {
+		return nil, fmt.Errorf("get %s bytes %d+%d: %w", key, offset, length, store.ErrInvalidRange)
+	}
+	var opts minio.GetObjectOptions
+	if err := opts.SetRange(offset, offset+length-1); err != nil {
+		return nil, fmt.Errorf("get %s: %w", key, err)
+	}
+	body, _, _, err := b.core.GetObject(ctx, b.bucket, name, opts)
+	if err != nil {
+		return nil, b.fail("get", key, err)
+	}
+	return body, nil
+}
+
+// Stat is the metadata of the object at key (a HEAD).
+func (b *Bucket) Stat(ctx context.Context, key string) (store.ObjectMeta, error) {
+	name, err := b.name(key)
+	if err != nil {
+		return store.ObjectMeta{}, err
+	}
+	info, err := b.core.StatObject(ctx, b.bucket, name, minio.StatObjectOptions{})
+	if err != nil {
+		return store.ObjectMeta{}, b.fail("stat", key, err)
+	}
+	return objectMeta(key, info)
+}
+
+func objectMeta(key string, info minio.ObjectInfo) (store.ObjectMeta, error) {
+	m := store.ObjectMeta{
+		Size:   info.Size,
+		SHA256: info.UserMetadata[metaSHA256],
+		ETag:   info.UserMetadata[metaETag],
+	}
+	if v := info.UserMetadata[metaLastModified]; v != "" {
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			return store.ObjectMeta{}, fmt.Errorf("get %s: metadata %s %q: %w", key, metaLastModified, v, err)
+		}
+		m.LastModified = t
+	}
+	return m, nil
+}
+
+// Put stores the object at key, replacing any. A body that fails its
+// checks never reaches the store whole (store.CheckedReader holds back
+// its last byte), so the upload fails and nothing is committed; minio-go
+// aborts a failed multipart upload.
+func (b *Bucket) Put(ctx context.Context, key string, r io.Reader, meta store.ObjectMeta) error {
+	return b.put(ctx, key, r, meta, false)
+}
+
+// PutIfAbsent stores the object at key unless the key holds one
+// (store.ErrExists), by If-None-Match: * on the PUT (or on the multipart
+// upload's completion), which the store decides, so exactly one of
+// concurrent callers wins, whichever node they run on.
+func (b *Bucket) PutIfAbsent(ctx context.Context, key string, r io.Reader, meta store.ObjectMeta) error {
+	return b.put(ctx, key, r, meta, true)
+}
+
+func (b *Bucket) put(ctx context.Context, key string, r io.Reader, meta store.ObjectMeta, ifAbsent bool) error {
+	name, err := b.name(key)
+	if err != nil {
+		return err
+	}
+	if err := store.CheckMeta(key, meta); err != nil {
+		return err
+	}
+	user := map[string]string{metaSHA256: meta.SHA256}
+	if meta.ETag != "" {
+		user[metaETag] = meta.ETag
+	}
+	if !meta.LastModified.IsZero() {
+		user[metaLastModified] = meta.LastModified.UTC().Format(time.RFC3339Nano)
+	}
+	opts := minio.PutObjectOptions{
+		UserMetadata: user,
+		ContentType:  "application/octet-stream",
+		PartSize:     b.partSize,
+	}
+	if ifAbsent {
+		opts.SetMatchETagExcept("*")
+	}
+	// The body is not an io.Seeker, so minio-go sends it once and never
+	// retries it: a retried conditional PUT could answer "exists" to the
+	// caller whose first attempt won.
+	body := store.CheckedReader(key, r, meta)
+	if meta.Size == 0 {
+		// No last byte to hold back: check the (empty) body before the
+		// request, which then sends nothing.
+		if _, err := io.Copy(io.Discard, body); err != nil {
+			return err
+		}
+		body = eof{}
+	}
+	if _, err := b.core.Client.PutObject(ctx, b.bucket, name, body, meta.Size, opts); err != nil {
+		if ifAbsent && minio.ToErrorResponse(err).StatusCode == http.StatusPreconditionFailed {
+			return fmt.Errorf("put %s: %w", key, store.ErrExists)
+		}
+		return b.fail("put", key, err)
+	}
+	return nil
+}
+
+// List is every key under prefix, in byte order.
+func (b *Bucket) List(ctx context.Context, prefix string) ([]string, error) {
+	if err := store.CleanPath(prefix + "x"); err != nil { // as fsobj: prefix must start only clean keys
+		return nil, fmt.Errorf("list %q: %w", prefix, err)
+	}
+	var keys []string
+	for obj := range b.core.Client.ListObjects(ctx, b.bucket, minio.ListObjectsOptions{Prefix: b.prefix + prefix, Recursive: true}) {
+		if obj.Err != nil {
+			return nil, b.fail("list", prefix, obj.Err)
+		}
+		keys = append(keys, strings.TrimPrefix(obj.Key, b.prefix))
+	}
+	slices.Sort(keys)
+	return keys, nil
+}
+
+// Delete removes the object at key; S3 answers the same whether it was
+// there or not.
+func (b *Bucket) Delete(ctx context.Context, key string) error {
+	name, err := b.name(key)
+	if err != nil {
+		return err
+	}
+	if err := b.core.RemoveObject(ctx, b.bucket, name, minio.RemoveObjectOptions{}); err != nil {
+		return b.fail("delete", key, err)
+	}
+	return nil
+}
+
+// fail wraps an S3 error, mapping a missing object to store.ErrNotFound
+// and a range past its end to store.ErrInvalidRange.
+func (b *Bucket) fail(op, key string, err error) error {
+	switch resp := minio.ToErrorResponse(err); {
+	case resp.Code == minio.NoSuchKey || resp.StatusCode == http.StatusNotFound && resp.Code != minio.NoSuchBucket:
+		return fmt.Errorf("%s %s: %w", op, key, store.ErrNotFound)
+	case resp.StatusCode == http.StatusRequestedRangeNotSatisfiable:
+		return fmt.Errorf("%s %s: %w", op, key, store.ErrInvalidRange)
+	}
+	return fmt.Errorf("%s %s in bucket %s: %w", op, key, b.bucket, err)
+}
+
+// eof is an empty body that is not an io.Seeker (see put).
+type eof struct{}
+
+func (eof) Read([]byte) (int, error) { return 0, io.EOF }
