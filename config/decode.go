@@ -31,7 +31,10 @@ func decode(in, out any, prefix string) []error {
 	if err != nil {
 		return []error{err}
 	}
-	return keyErrors(d.Decode(in), prefix)
+	// mapstructure names the top of out by its type ("config.Config")
+	// since v2.5.0, where v2.4.0 left the name empty: the top is prefix.
+	top := reflect.TypeOf(out).Elem().String()
+	return keyErrors(d.Decode(in), prefix, top)
 }
 
 // keyError is a problem with the value at a key.
@@ -41,7 +44,7 @@ func (e *keyError) Error() string { return e.key + ": " + e.problem }
 
 // keyErrors flattens mapstructure's tree of joined errors into one
 // "key: problem" error each.
-func keyErrors(err error, prefix string) []error {
+func keyErrors(err error, prefix, top string) []error {
 	var out []error
 	var walk func(error)
 	walk = func(e error) {
@@ -52,7 +55,11 @@ func keyErrors(err error, prefix string) []error {
 			return
 		}
 		if de, ok := e.(*mapstructure.DecodeError); ok {
-			key := joinKey(prefix, de.Name())
+			name := de.Name()
+			if name == top {
+				name = ""
+			}
+			key := joinKey(prefix, name)
 			// ErrorUnused names the section; name each key in full,
 			// "cache.max_sise". (mapstructure's Metadata would, but only
 			// for a section with no other error.)
