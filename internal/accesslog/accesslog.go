@@ -1,7 +1,9 @@
 package accesslog
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -42,6 +44,8 @@ type Logger struct {
 	timer *time.Timer // the pending flush, nil when the buffer is empty
 	clock stamps
 
+	dropped int64 // lines dropped since the last buffer went: see queueLocked
+
 	queue   chan []byte    // full buffers, for the writer
 	free    chan []byte    // written ones, for reuse
 	pending sync.WaitGroup // buffers queued and not yet written
@@ -76,7 +80,8 @@ func (l *Logger) Log(e *Entry) {
 	l.mu.Unlock()
 }
 
-// Flush writes the lines logged so far, and returns once they are.
+// Flush writes the lines logged so far, and returns once they are (or
+// were dropped: see queueLocked).
 func (l *Logger) Flush() {
 	if l == nil {
 		return
@@ -100,13 +105,40 @@ func (l *Logger) queueLocked() {
 	if len(l.buf) == 0 {
 		return
 	}
+	notice := l.dropped > 0
+	if notice {
+		l.buf = l.appendDropped(l.buf, time.Now())
+	}
 	l.pending.Add(1)
-	l.queue <- l.buf // waits only while four buffers wait for w
+	select {
+	case l.queue <- l.buf:
+		l.dropped = 0
+	default:
+		// Four buffers wait for w already (journald stalled, a full
+		// disk): drop this one rather than stop the fast path's loops,
+		// which log under l.mu; the next buffer that goes says so.
+		l.pending.Done()
+		l.dropped += int64(bytes.Count(l.buf, []byte{'\n'}))
+		if notice {
+			l.dropped-- // the notice itself
+		}
+		l.buf = l.buf[:0]
+		return
+	}
 	select {
 	case l.buf = <-l.free:
 	default:
 		l.buf = make([]byte, 0, flushAt+4096)
 	}
+}
+
+// appendDropped appends the line that says how many lines were dropped.
+func (l *Logger) appendDropped(b []byte, now time.Time) []byte {
+	const msg = "access log lines dropped: the log's output did not keep up"
+	if l.json {
+		return fmt.Appendf(b, `{"time":"%s","level":"WARN","msg":%q,"component":"access","dropped":%d}`+"\n", l.clock.json(now), msg, l.dropped)
+	}
+	return fmt.Appendf(b, "time=%s level=WARN msg=%q component=access dropped=%d\n", l.clock.text(now), msg, l.dropped)
 }
 
 // write writes the buffers queued, for the Logger's life.

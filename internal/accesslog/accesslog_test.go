@@ -8,7 +8,10 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -201,5 +204,59 @@ func TestStamps(t *testing.T) {
 				t.Errorf("json %v = %q, want %q", now, got, want)
 			}
 		}
+	}
+}
+
+// blockingWriter holds every Write until release is closed.
+type blockingWriter struct {
+	release chan struct{}
+	mu      sync.Mutex
+	buf     bytes.Buffer
+}
+
+func (w *blockingWriter) Write(p []byte) (int, error) {
+	<-w.release
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.Write(p)
+}
+
+// A writer that does not keep up costs lines, never the caller's time:
+// Log returns while w is stuck, and once w takes lines again one line
+// says how many were dropped.
+func TestStuckWriterDropsLines(t *testing.T) {
+	w := &blockingWriter{release: make(chan struct{})}
+	l := New(w, "text")
+	long := strings.Repeat("x", 1000)
+	const n = 10 * flushAt / 1000 // ten buffers: more than the queue holds
+	done := make(chan struct{})
+	go func() {
+		for range n {
+			l.Log(&Entry{Method: "GET", Path: long})
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Log blocked behind a stuck writer")
+	}
+	close(w.release)
+	l.pending.Wait() // the writer took what was queued: w keeps up again
+	l.Log(&Entry{Method: "GET", Path: "/after"})
+	l.Flush()
+	out := w.buf.String()
+	kept := strings.Count(out, "msg=request")
+	notices := regexp.MustCompile(`level=WARN msg="access log lines dropped[^"]*" component=access dropped=(\d+)`).FindAllStringSubmatch(out, -1)
+	if notices == nil {
+		t.Fatalf("no line says lines were dropped (%d of %d kept)", kept, n+1)
+	}
+	dropped := 0
+	for _, m := range notices { // one after each run of drops
+		d, _ := strconv.Atoi(m[1])
+		dropped += d
+	}
+	if kept+dropped != n+1 || dropped == 0 {
+		t.Errorf("%d lines kept and %d said dropped, want %d in all", kept, dropped, n+1)
 	}
 }
