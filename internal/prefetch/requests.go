@@ -142,8 +142,12 @@ func (p *Prefetcher) save() {
 			p.log.Warn("save the prefetch record", "dir", f.dir, "err", err)
 		}
 	}
+	// A stamp stays while its file may still be prefetched, so that a hot
+	// file's hits keep updating it in place (Requested's CompareAndSwap)
+	// instead of storing a new one each minute.
+	horizon := int64(p.cfg.PrefetchHorizon / time.Second)
 	p.recent.Range(func(k, v any) bool {
-		if now.Unix()-v.(*atomic.Int64).Load() >= recordEvery {
+		if now.Unix()-v.(*atomic.Int64).Load() >= horizon {
 			p.recent.CompareAndDelete(k, v)
 		}
 		return true

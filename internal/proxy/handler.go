@@ -328,7 +328,7 @@ func (h *Handler) serveMutable(w http.ResponseWriter, r *http.Request, t catalog
 		httpError(w, "not found", http.StatusNotFound)
 		return
 	}
-	f, rd, leader := h.fetcher.Join(r.Context(), h.job(t, ms))
+	f, rd, leader := h.fetcher.Join(r.Context(), fetch.JobFor(t, ms, h.cache.DBMaxAge))
 	result := resultRevalidated
 	if !cached {
 		result = resultMiss
@@ -365,7 +365,7 @@ func (h *Handler) serveMiss(w http.ResponseWriter, r *http.Request, t catalog.Ta
 		h.serveHeadMiss(w, r, t, ms)
 		return
 	}
-	f, rd, leader := h.fetcher.Join(r.Context(), h.job(t, ms))
+	f, rd, leader := h.fetcher.Join(r.Context(), fetch.JobFor(t, ms, h.cache.DBMaxAge))
 	result := resultMiss
 	if !leader {
 		result = resultCoalesced
@@ -472,11 +472,6 @@ func (h *Handler) requested(t catalog.Target, mutable bool) {
 	if h.requests != nil && !mutable && t.Mode == config.ModeProxy {
 		h.requests.Requested(t)
 	}
-}
-
-// job describes the fetch of t for the fetcher.
-func (h *Handler) job(t catalog.Target, ms *upstream.MirrorSet) fetch.Job {
-	return fetch.JobFor(t, ms, h.cache.DBMaxAge)
 }
 
 // counted counts a request's result, and notes it for its access log
