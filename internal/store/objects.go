@@ -81,6 +81,16 @@ func CheckMeta(key string, meta ObjectMeta) error {
 	return nil
 }
 
+// ReadSHA256 is a sha256 read back from a backend's metadata, which
+// others may write too (the bucket and the tree are mirrors other tools
+// serve and fill): one that is not 64 lowercase hex digits is no sha256.
+func ReadSHA256(s string) string {
+	if CheckMeta("", ObjectMeta{SHA256: s}) != nil {
+		return ""
+	}
+	return s
+}
+
 // CheckedReader passes r through and ends with io.EOF only if r gave
 // exactly meta.Size bytes hashing to meta.SHA256; otherwise it returns an
 // error naming key. It holds back the last byte until it has seen r end

@@ -150,7 +150,7 @@ func (t *Tree) open(ctx context.Context, key string) (*os.File, store.ObjectMeta
 		f.Close()
 		return nil, store.ObjectMeta{}, fmt.Errorf("get %s: metadata: %w", key, err)
 	}
-	return f, store.ObjectMeta{Size: info.Size(), SHA256: m.SHA256, ETag: m.ETag, LastModified: m.LastModified}, nil
+	return f, store.ObjectMeta{Size: info.Size(), SHA256: store.ReadSHA256(m.SHA256), ETag: m.ETag, LastModified: m.LastModified}, nil
 }
 
 // notFound maps a missing file, or a file where a folder of key should

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/mirrord/mirrord/internal/store"
 	"github.com/mirrord/mirrord/internal/store/fsobj"
 	"github.com/mirrord/mirrord/internal/store/objtest"
@@ -110,5 +112,34 @@ func TestFailedPutLeavesNoTemp(t *testing.T) {
 	}
 	if left, _ := os.ReadDir(filepath.Join(dir, "tmp")); len(left) != 0 {
 		t.Errorf("tmp/ holds %d files", len(left))
+	}
+}
+
+// Metadata someone else wrote into the xattr is read as a hint: a sha256
+// that is no sha256 is none, and an oversized attribute is an error, not
+// an ever larger buffer.
+func TestForeignMetadata(t *testing.T) {
+	dir := t.TempDir()
+	tr, err := fsobj.Open(dir, fsobj.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	p := filepath.Join(dir, "tree", "foreign.db")
+	if err := os.WriteFile(p, []byte("abc"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Setxattr(p, "user.mirrord.meta", []byte(`{"sha256":"../../etc/passwd"}`), 0); err != nil {
+		t.Skipf("no user xattrs here: %v", err)
+	}
+	if m, err := tr.Stat(t.Context(), "foreign.db"); err != nil || m.SHA256 != "" || m.Size != 3 {
+		t.Errorf("Stat = %+v, %v; want size 3 and no sha256", m, err)
+	}
+	big := append([]byte(`{"etag":"`), bytes.Repeat([]byte("x"), 32<<10)...)
+	if err := unix.Setxattr(p, "user.mirrord.meta", append(big, `"}`...), 0); err != nil {
+		t.Skipf("no xattr of 32 KiB here: %v", err)
+	}
+	if _, err := tr.Stat(t.Context(), "foreign.db"); err == nil {
+		t.Error("Stat read a 32 KiB metadata attribute")
 	}
 }

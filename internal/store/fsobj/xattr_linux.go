@@ -1,6 +1,7 @@
 package fsobj
 
 import (
+	"fmt"
 	"os"
 
 	"golang.org/x/sys/unix"
@@ -12,6 +13,10 @@ func setXattr(f *os.File, name string, val []byte) error {
 	return control(f, func(fd int) error { return unix.Fsetxattr(fd, name, val, 0) })
 }
 
+// maxXattr bounds the metadata read back: ours is well under 1 KiB,
+// and a larger one was written by someone else.
+const maxXattr = 8 << 10
+
 func getXattr(f *os.File, name string) ([]byte, error) {
 	var out []byte
 	err := control(f, func(fd int) error {
@@ -19,6 +24,9 @@ func getXattr(f *os.File, name string) ([]byte, error) {
 		for {
 			n, err := unix.Fgetxattr(fd, name, buf)
 			if err == unix.ERANGE {
+				if len(buf) >= maxXattr {
+					return fmt.Errorf("%s: more than %d bytes", name, maxXattr)
+				}
 				buf = make([]byte, 2*len(buf))
 				continue
 			}

@@ -158,9 +158,12 @@ func (b *Bucket) Stat(ctx context.Context, key string) (store.ObjectMeta, error)
 }
 
 func objectMeta(key string, info minio.ObjectInfo) (store.ObjectMeta, error) {
+	if info.Size < 0 {
+		return store.ObjectMeta{}, fmt.Errorf("get %s: negative size %d", key, info.Size)
+	}
 	m := store.ObjectMeta{
 		Size:   info.Size,
-		SHA256: info.UserMetadata[metaSHA256],
+		SHA256: store.ReadSHA256(info.UserMetadata[metaSHA256]),
 		ETag:   info.UserMetadata[metaETag],
 	}
 	if v := info.UserMetadata[metaLastModified]; v != "" {
@@ -243,7 +246,11 @@ func (b *Bucket) List(ctx context.Context, prefix string) ([]string, error) {
 		if obj.Err != nil {
 			return nil, b.fail("list", prefix, obj.Err)
 		}
-		keys = append(keys, strings.TrimPrefix(obj.Key, b.prefix))
+		key := strings.TrimPrefix(obj.Key, b.prefix)
+		if store.CleanPath(key) != nil {
+			continue // put there by another tool ("a//b", "../x"): no key of the tree
+		}
+		keys = append(keys, key)
 	}
 	slices.Sort(keys)
 	return keys, nil
