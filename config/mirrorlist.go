@@ -84,16 +84,16 @@ func ParseMirrorlist(data []byte) ([]string, error) {
 		key, value = strings.TrimSpace(key), strings.TrimSpace(value)
 		switch {
 		case strings.HasPrefix(text, "["):
-			return nil, fmt.Errorf("%d: %q: a mirrorlist has no sections, only Server = URL lines", line, text)
+			return nil, fmt.Errorf("%d: %q: a mirrorlist has no sections, only Server = URL lines", line, excerpt(text))
 		case !ok:
-			return nil, fmt.Errorf("%d: %q is not a Server = URL line", line, text)
+			return nil, fmt.Errorf("%d: %q is not a Server = URL line", line, excerpt(text))
 		case key == "CacheServer":
 			continue
 		case key != "Server":
-			return nil, fmt.Errorf("%d: %q: want Server = URL (pacman's key is Server, so spelled)", line, key)
+			return nil, fmt.Errorf("%d: %q: want Server = URL (pacman's key is Server, so spelled)", line, excerpt(key))
 		}
 		if err := checkServer(value); err != nil {
-			return nil, fmt.Errorf("%d: Server %q: %w", line, value, err)
+			return nil, fmt.Errorf("%d: Server %q: %w", line, excerpt(value), err)
 		}
 		if len(servers) == mirrorlistMaxServers {
 			return nil, fmt.Errorf("%d: more than %d servers", line, mirrorlistMaxServers)
@@ -129,4 +129,15 @@ func checkServer(s string) error {
 		return errors.New("a query cannot take a file name after it")
 	}
 	return nil
+}
+
+// excerpt is as much of a bad line as an error quotes: enough to find it,
+// not a file's contents (upstreams_file may name any file, and errors are
+// logged).
+func excerpt(s string) string {
+	const most = 40
+	if len(s) <= most {
+		return s
+	}
+	return strings.ToValidUTF8(s[:most], "") + "..."
 }

@@ -55,11 +55,11 @@ func checkProxy(key, value string, bad func(key, format string, args ...any)) {
 	}
 	switch {
 	case u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "socks5" && u.Scheme != "socks5h":
-		bad(key, "%q: want an http://, https:// or socks5:// URL such as http://proxy.example:3128", u.Redacted())
+		bad(key, "%q: want an http://, https:// or socks5:// URL such as http://proxy.example:3128", redactURL(u))
 	case u.Host == "" || u.Hostname() == "":
-		bad(key, "%q: the URL has no host", u.Redacted())
+		bad(key, "%q: the URL has no host", redactURL(u))
 	case (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
-		bad(key, "%q: a proxy URL is scheme://[user:password@]host[:port], nothing after it", u.Redacted())
+		bad(key, "%q: a proxy URL is scheme://[user:password@]host[:port], nothing after it", redactURL(u))
 	}
 }
 
@@ -81,7 +81,18 @@ func checkUserAgent(key, value string, bad func(key, format string, args ...any)
 // redactProxy hides a proxy URL's password, for printing.
 func redactProxy(p string) string {
 	if u, err := url.Parse(p); err == nil {
-		return u.Redacted()
+		return redactURL(u)
 	}
 	return p
+}
+
+// redactURL is u with its user information hidden whole: a token may be
+// the user name as well as the password.
+func redactURL(u *url.URL) string {
+	if u.User == nil {
+		return u.String()
+	}
+	c := *u
+	c.User = url.User("redacted")
+	return c.String()
 }

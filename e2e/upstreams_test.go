@@ -178,7 +178,7 @@ func TestConfigShowsUpstream(t *testing.T) {
 		t.Fatalf("mirrord config: %v\n%s", err, out)
 	}
 	if !strings.Contains(string(out), "user_agent: "+agent+"\n") || strings.Contains(string(out), "hunter2") ||
-		!strings.Contains(string(out), "proxy: http://ops:xxxxx@proxy.lan:3128\n") {
+		!strings.Contains(string(out), "proxy: http://redacted@proxy.lan:3128\n") {
 		t.Errorf("mirrord config output:\n%s\nwant user_agent: %s and the proxy without its password", out, agent)
 	}
 }
