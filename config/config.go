@@ -526,9 +526,11 @@ func (c *Config) caseHint(distro, repo string) string {
 	return ""
 }
 
+// checkUpstream checks a template of upstreams as a mirrorlist's Server
+// line is checked: the same URLs, from either place.
 func checkUpstream(key, u string, bad func(key, format string, args ...any)) {
-	if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
-		bad(key, "%q must be an http:// or https:// URL template", u)
+	if err := checkServer(u); err != nil {
+		bad(key, "%q: %v", redactUserinfo(u), err)
 	}
 }
 

@@ -86,6 +86,14 @@ func redactProxy(p string) string {
 	return p
 }
 
+// redactUserinfo is a URL template with any user information hidden.
+func redactUserinfo(s string) string {
+	if u, err := url.Parse(s); err == nil && u.User != nil {
+		return redactURL(u)
+	}
+	return s
+}
+
 // redactURL is u with its user information hidden whole: a token may be
 // the user name as well as the password.
 func redactURL(u *url.URL) string {
