@@ -204,6 +204,22 @@ type daemonProc struct {
 	url      string
 	warnings atomic.Int64
 	exited   chan error
+
+	mu   sync.Mutex
+	tail []string // its last log lines, to show when it dies
+}
+
+// died says how the daemon ended and what it said last, if it has ended.
+func (d *daemonProc) died(err error) error {
+	select {
+	case exit := <-d.exited:
+		d.exited <- exit
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		return fmt.Errorf("%w\nmirrord exited (%v); its last lines:\n%s", err, exit, strings.Join(d.tail, "\n"))
+	case <-time.After(5 * time.Second):
+		return err
+	}
 }
 
 func (m *Mix) start(dir, upstreamAddr string) (*daemonProc, error) {
@@ -243,6 +259,11 @@ distros:
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
 		for sc.Scan() {
 			line := sc.Text()
+			d.mu.Lock()
+			if d.tail = append(d.tail, line); len(d.tail) > 60 {
+				d.tail = d.tail[1:]
+			}
+			d.mu.Unlock()
 			if mm := listenLine.FindStringSubmatch(line); mm != nil {
 				addr <- mm[1]
 			}
@@ -324,7 +345,7 @@ func (m *Mix) Run(ctx context.Context) (*MixReport, error) {
 	client.CloseIdleConnections()
 	after, took, err := settle(d.url, before+5, 60*time.Second, closeUp)
 	if err != nil {
-		return nil, err
+		return nil, d.died(err)
 	}
 	rep.Goroutines.After, rep.Goroutines.SettleSecs = after, took.Seconds()
 	rep.Goroutines.BackToStart = after <= before+5
