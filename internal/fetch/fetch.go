@@ -46,6 +46,10 @@ type Job struct {
 	// its validators. With MaxAge 0 a cached copy is final (immutable
 	// files).
 	MaxAge time.Duration
+	// FromPeer marks a job of a request that came over the cluster's
+	// peer route: this node is the file's owner in the asker's view, so
+	// the file is fetched here, never asked of another node.
+	FromPeer bool
 	// Batch, if set, commits the file through it: in the tree at once,
 	// durable and recorded only at the batch's Flush. Only the sync sets
 	// it, and only for files of mirror repos, whose sync hashes any file
@@ -94,12 +98,29 @@ type Fetcher struct {
 	// total is fetched summed over repos, added with it by every fill
 	// that commits, for FetchedBytes.
 	total atomic.Int64
+
+	owners     Owners            // nil: no cluster
+	shared     Shared            // nil: no shared storage
+	sharing    stdsync.WaitGroup // uploads to shared in progress (share)
+	shareSlots chan struct{}     // bounds them
+	stop       chan struct{}     // closed by Shutdown when its ctx ends: uploads give up
+	stopOnce   stdsync.Once
+	shares     prometheus.Counter     // files this node put into shared
+	fromStore  *prometheus.CounterVec // files brought from shared instead of upstream
+	fromPeers  *prometheus.CounterVec // files brought from their owner node
 }
 
 // Options configures New.
 type Options struct {
 	// Catalog's databases verify what is fetched; nil checks lengths only.
-	Catalog    *catalog.Catalog
+	Catalog *catalog.Catalog
+	// Owners, if set, is the cluster (internal/cluster): an immutable
+	// file that another node owns is fetched from it.
+	Owners Owners
+	// Shared, if set, is the cluster's shared storage: an immutable file
+	// missing from the tree is brought from it before any upstream is
+	// asked, and one fetched upstream is put there (see Shared).
+	Shared     Shared
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 }
@@ -116,11 +137,35 @@ func New(st *store.Store, opts Options) *Fetcher {
 		Name: "mirrord_fetched_bytes_total",
 		Help: "Bytes fetched from upstream and stored in the tree, by repo.",
 	}, []string{"repo"})}
+	f.shared, f.owners = opts.Shared, opts.Owners
+	f.shareSlots = make(chan struct{}, shareConcurrency)
+	f.stop = make(chan struct{})
+	f.shares = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "mirrord_storage_shared_files_total",
+		Help: "Files this node fetched upstream and put into the shared storage.",
+	})
+	f.fromStore = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mirrord_storage_filled_total",
+		Help: "Files brought into the tree from the shared storage instead of upstream, by repo.",
+	}, []string{"repo"})
+	f.fromPeers = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mirrord_peer_filled_total",
+		Help: "Files brought into the tree from the node that owns them, by repo.",
+	}, []string{"repo"})
 	if reg != nil {
 		reg.MustRegister(f.fetched)
+		if f.shared != nil {
+			reg.MustRegister(f.shares, f.fromStore)
+		}
+		if f.owners != nil {
+			reg.MustRegister(f.fromPeers)
+		}
 	}
 	return f
 }
+
+// shareConcurrency bounds the uploads to the shared storage in progress.
+const shareConcurrency = 4
 
 // Flights is the registry the Fetcher starts its flights in.
 func (f *Fetcher) Flights() *lockfree.Group { return &f.flights }
@@ -140,10 +185,23 @@ func (f *Fetcher) Shutdown(ctx context.Context) error {
 		select {
 		case <-fl.Done():
 		case <-ctx.Done():
+			f.stopOnce.Do(func() { close(f.stop) })
 			return ctx.Err()
 		}
 	}
-	return nil
+	// Uploads to the shared storage finish while ctx lets them: a file
+	// that does not get there is fetched upstream by the next node that
+	// wants it.
+	shared := make(chan struct{})
+	go func() { f.sharing.Wait(); close(shared) }()
+	select {
+	case <-shared:
+		return nil
+	case <-ctx.Done():
+		f.stopOnce.Do(func() { close(f.stop) })
+		<-shared
+		return ctx.Err()
+	}
 }
 
 var errShutdown = errors.New("shutting down")
@@ -183,6 +241,11 @@ func (f *Fetcher) fill(ctx context.Context, fl *lockfree.Flight, job Job) error 
 		}
 		req.IfModifiedSince = meta.LastModified
 		req.IfNoneMatch = meta.ETag
+	} else if job.MaxAge == 0 {
+		// A file that never changes may be had nearer than upstream.
+		if done, err := f.fillNearer(ctx, fl, job); done {
+			return err
+		}
 	}
 	resp, err := job.Mirrors.Fetch(ctx, req)
 	if errors.Is(err, upstream.ErrNotModified) {
@@ -193,7 +256,7 @@ func (f *Fetcher) fill(ctx context.Context, fl *lockfree.Flight, job Job) error 
 		return err
 	}
 	defer resp.Body.Close()
-	return f.copyAndCommit(ctx, fl, job, resp)
+	return f.copyAndCommit(ctx, fl, job, resp, fromUpstream)
 }
 
 var bufPool = stdsync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
@@ -205,7 +268,7 @@ var bufPool = stdsync.Pool{New: func() any { b := make([]byte, 64<<10); return &
 // checked: a reader can never receive the final byte of a file that fails
 // verification, so a bad transfer always looks broken to the client,
 // never complete.
-func (f *Fetcher) copyAndCommit(ctx context.Context, fl *lockfree.Flight, job Job, resp *upstream.Response) error {
+func (f *Fetcher) copyAndCommit(ctx context.Context, fl *lockfree.Flight, job Job, resp *upstream.Response, src source) error {
 	var tmp *os.File
 	var err error
 	if job.Batch != nil {
@@ -289,7 +352,7 @@ func (f *Fetcher) copyAndCommit(ctx context.Context, fl *lockfree.Flight, job Jo
 	if lm.IsZero() {
 		lm = time.Now()
 	}
-	m := store.Meta{SHA256: digest, ETag: resp.ETag, LastModified: lm, FetchedAt: time.Now()}
+	m := store.Meta{SHA256: digest, ETag: resp.ETag, LastModified: lm, FetchedAt: time.Now(), Shared: src == fromShared}
 	commit := f.store.Commit
 	if job.Batch != nil {
 		commit = job.Batch.Commit
@@ -298,9 +361,19 @@ func (f *Fetcher) copyAndCommit(ctx context.Context, fl *lockfree.Flight, job Jo
 		return err
 	}
 	committed = true
-	if job.Repo != "" {
+	switch {
+	case src == fromShared:
+		f.fromStore.WithLabelValues(job.Repo).Inc()
+	case src == fromPeer:
+		f.fromPeers.WithLabelValues(job.Repo).Inc()
+	case job.Repo != "":
 		f.fetched.WithLabelValues(job.Repo).Add(float64(n))
 		f.total.Add(n)
+	}
+	// What came from upstream goes to the shared storage; what came from
+	// the owner, the owner put there.
+	if f.shared != nil && job.MaxAge == 0 && src == fromUpstream {
+		f.share(job.Rel, m, n, job.Batch == nil)
 	}
 	f.committed(job)
 	return nil

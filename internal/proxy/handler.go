@@ -16,6 +16,7 @@ import (
 	"github.com/mirrord/mirrord/config"
 	"github.com/mirrord/mirrord/internal/accesslog"
 	"github.com/mirrord/mirrord/internal/catalog"
+	"github.com/mirrord/mirrord/internal/cluster"
 	"github.com/mirrord/mirrord/internal/fastpath"
 	"github.com/mirrord/mirrord/internal/fetch"
 	"github.com/mirrord/mirrord/internal/lockfree"
@@ -37,6 +38,10 @@ type Handler struct {
 	// requests hears of the packages of proxy repos that clients get;
 	// nil: nobody listens.
 	requests Recorder
+	// presign, if set, answers hits on files in the shared storage with
+	// a redirect (see redirect.go).
+	presign       Presigner
+	presignExpiry time.Duration
 }
 
 // Recorder is told of each package file (or its .sig) of a proxy repo
@@ -58,6 +63,11 @@ type Options struct {
 	Index http.Handler
 	// Requests, if set, is told of every package of a proxy repo served.
 	Requests Recorder
+	// Redirect, if set, answers a hit on a package that is in the shared
+	// storage with 307 to a URL of it there that expires after
+	// RedirectExpiry (storage.s3.redirect).
+	Redirect       Presigner
+	RedirectExpiry time.Duration
 	// Metrics counts the requests (NewMetrics over the Fetcher's
 	// flights); nil: New registers its own on Registerer.
 	Metrics    *Metrics
@@ -89,6 +99,7 @@ func New(cat *catalog.Catalog, st *store.Store, opts Options) (*Handler, error) 
 		log:     opts.Logger,
 	}
 	h.requests = opts.Requests
+	h.presign, h.presignExpiry = opts.Redirect, opts.RedirectExpiry
 	for _, r := range cat.Repos() {
 		if r.Mirrors() != nil {
 			opts.Fetcher.Label(r.Key)
@@ -121,6 +132,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case h.revalidates(t, t.Mutable()):
 		h.serveMutable(w, r, t, ms)
+	case h.redirected(w, r, t):
 	case h.serveHit(w, r, t, resultHit):
 	case ms != nil && t.Mode != config.ModeHosted && !t.Mutable():
 		// A package not in the tree: fetch it (in mirror repos too, as a
@@ -181,9 +193,9 @@ func (h *Handler) AppendHit(dst []byte, req *fastpath.Request) (head []byte, res
 		return dst, resp, false
 	}
 	notModified, ok := req.NotModified(m.LastModified)
-	if !ok || mustBeFresh && !h.fresh(m) {
-		// A date only net/http reads, or a database serveMutable
-		// revalidates first.
+	if !ok || mustBeFresh && !h.fresh(m) || h.redirects(mutable, m) {
+		// A date only net/http reads, a database serveMutable
+		// revalidates first, or a redirect to the shared storage.
 		if f != nil {
 			f.Release()
 		}
@@ -328,7 +340,7 @@ func (h *Handler) serveMutable(w http.ResponseWriter, r *http.Request, t catalog
 		httpError(w, "not found", http.StatusNotFound)
 		return
 	}
-	f, rd, leader := h.fetcher.Join(r.Context(), fetch.JobFor(t, ms, h.cache.DBMaxAge))
+	f, rd, leader := h.fetcher.Join(r.Context(), h.jobFor(r, t, ms))
 	result := resultRevalidated
 	if !cached {
 		result = resultMiss
@@ -365,7 +377,7 @@ func (h *Handler) serveMiss(w http.ResponseWriter, r *http.Request, t catalog.Ta
 		h.serveHeadMiss(w, r, t, ms)
 		return
 	}
-	f, rd, leader := h.fetcher.Join(r.Context(), fetch.JobFor(t, ms, h.cache.DBMaxAge))
+	f, rd, leader := h.fetcher.Join(r.Context(), h.jobFor(r, t, ms))
 	result := resultMiss
 	if !leader {
 		result = resultCoalesced
@@ -498,6 +510,14 @@ func (h *Handler) failed(w http.ResponseWriter, r *http.Request, t catalog.Targe
 		h.log.Warn("fetch", "file", t.Rel, "err", err)
 		httpError(w, "upstream unavailable", http.StatusBadGateway)
 	}
+}
+
+// jobFor is the fetch of t for r: a request over the peer route is
+// fetched here, never asked of another node.
+func (h *Handler) jobFor(r *http.Request, t catalog.Target, ms *upstream.MirrorSet) fetch.Job {
+	job := fetch.JobFor(t, ms, h.cache.DBMaxAge)
+	job.FromPeer = cluster.FromPeer(r.Context())
+	return job
 }
 
 // Guard refuses requests whose path is never valid (see CheckPath) with

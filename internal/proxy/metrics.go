@@ -15,11 +15,12 @@ const (
 	resultCoalesced   = "coalesced"   // joined a fetch already in flight
 	resultRevalidated = "revalidated" // mutable file checked upstream (304 or new copy)
 	resultStale       = "stale"       // upstream failed, the old copy was served
+	resultRedirected  = "redirected"  // answered with a redirect to the shared storage
 	resultNotFound    = "not_found"
 	resultError       = "error"
 )
 
-var results = []string{resultHit, resultMiss, resultCoalesced, resultRevalidated, resultStale, resultNotFound, resultError}
+var results = []string{resultHit, resultMiss, resultCoalesced, resultRevalidated, resultStale, resultRedirected, resultNotFound, resultError}
 
 // Metrics are the tree handler's counters (mirrord_requests_total,
 // mirrord_served_bytes_total, the in-flight gauges). main makes them

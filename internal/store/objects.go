@@ -54,6 +54,9 @@ type Objects interface {
 var (
 	ErrExists       = errors.New("object exists")
 	ErrInvalidRange = errors.New("range not inside the object")
+	// ErrBadBody is a body that does not match its declared size or
+	// sha256 (CheckedReader).
+	ErrBadBody = errors.New("body does not match its metadata")
 )
 
 // ObjectMeta is what travels with an object's bytes, committed with them:
@@ -131,11 +134,11 @@ func (c *checkedReader) Read(p []byte) (int, error) {
 		c.n += int64(n)
 		c.out += int64(n)
 		if err == io.EOF {
-			c.err = fmt.Errorf("put %s: body ended after %d bytes, want %d", c.key, c.n, c.want)
+			c.err = fmt.Errorf("%s: %w: ended after %d bytes, want %d", c.key, ErrBadBody, c.n, c.want)
 			return n, c.err
 		}
 		if err != nil {
-			c.err = fmt.Errorf("put %s: read body: %w", c.key, err)
+			c.err = fmt.Errorf("%s: read body: %w", c.key, err)
 			return n, c.err
 		}
 		return n, nil
@@ -164,18 +167,18 @@ func (c *checkedReader) finish() error {
 	// One byte more than is left, so that a longer body shows.
 	n, err := io.Copy(&buf, io.LimitReader(c.r, c.want-c.n+1))
 	if err != nil {
-		return fmt.Errorf("put %s: read body: %w", c.key, err)
+		return fmt.Errorf("%s: read body: %w", c.key, err)
 	}
 	c.h.Write(buf.Bytes())
 	c.n += n
 	if c.n < c.want {
-		return fmt.Errorf("put %s: body ended after %d bytes, want %d", c.key, c.n, c.want)
+		return fmt.Errorf("%s: %w: ended after %d bytes, want %d", c.key, ErrBadBody, c.n, c.want)
 	}
 	if c.n > c.want {
-		return fmt.Errorf("put %s: body longer than %d bytes", c.key, c.want)
+		return fmt.Errorf("%s: %w: longer than %d bytes", c.key, ErrBadBody, c.want)
 	}
 	if got := hex.EncodeToString(c.h.Sum(nil)); got != c.sum {
-		return fmt.Errorf("put %s: body has sha256 %s, want %s", c.key, got, c.sum)
+		return fmt.Errorf("%s: %w: sha256 %s, want %s", c.key, ErrBadBody, got, c.sum)
 	}
 	c.last = buf.Bytes()
 	if c.last == nil {

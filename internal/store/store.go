@@ -39,6 +39,9 @@ type Meta struct {
 	LastModified time.Time `json:"last_modified,omitzero"` // upstream's, also the file's mtime
 	FetchedAt    time.Time `json:"fetched_at,omitzero"`    // last fetch or revalidation
 	LastAccess   time.Time `json:"last_access,omitzero"`
+	// Shared: the file is in the cluster's shared storage too, so this
+	// copy is a cache (see internal/fetch.Shared).
+	Shared bool `json:"shared,omitempty"`
 }
 
 // Options configures Open.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mirrord/mirrord/internal/store"
 )
@@ -45,6 +46,8 @@ type Options struct {
 	PartSize uint64
 	// Transport, if set, carries the requests (tests; a custom TLS root).
 	Transport http.RoundTripper
+	// Registerer, if set, gets the mirrord_storage_* metrics.
+	Registerer prometheus.Registerer
 }
 
 // Bucket is the S3 backend. All methods are safe for concurrent use.
@@ -53,6 +56,7 @@ type Bucket struct {
 	bucket   string
 	prefix   string // "" or ending in "/"
 	partSize uint64
+	metrics  *metrics
 }
 
 var _ store.Objects = (*Bucket)(nil)
@@ -94,7 +98,7 @@ func New(opts Options) (*Bucket, error) {
 	if partSize == 0 {
 		partSize = 16 << 20
 	}
-	return &Bucket{core: minio.Core{Client: c}, bucket: opts.Bucket, prefix: prefix, partSize: partSize}, nil
+	return &Bucket{core: minio.Core{Client: c}, bucket: opts.Bucket, prefix: prefix, partSize: partSize, metrics: newMetrics(opts.Registerer)}, nil
 }
 
 // name is key's object name in the bucket.
@@ -107,7 +111,8 @@ func (b *Bucket) name(key string) (string, error) {
 
 // Get opens the object at key: one GET, so its bytes and its metadata are
 // of the same version.
-func (b *Bucket) Get(ctx context.Context, key string) (io.ReadCloser, store.ObjectMeta, error) {
+func (b *Bucket) Get(ctx context.Context, key string) (_ io.ReadCloser, _ store.ObjectMeta, err error) {
+	defer b.metrics.observe("get", time.Now(), &err)
 	name, err := b.name(key)
 	if err != nil {
 		return nil, store.ObjectMeta{}, err
@@ -125,7 +130,8 @@ func (b *Bucket) Get(ctx context.Context, key string) (io.ReadCloser, store.Obje
 }
 
 // GetRange opens length bytes of the object at key from offset.
-func (b *Bucket) GetRange(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {
+func (b *Bucket) GetRange(ctx context.Context, key string, offset, length int64) (_ io.ReadCloser, err error) {
+	defer b.metrics.observe("get", time.Now(), &err)
 	name, err := b.name(key)
 	if err != nil {
 		return nil, err
@@ -145,7 +151,8 @@ func (b *Bucket) GetRange(ctx context.Context, key string, offset, length int64)
 }
 
 // Stat is the metadata of the object at key (a HEAD).
-func (b *Bucket) Stat(ctx context.Context, key string) (store.ObjectMeta, error) {
+func (b *Bucket) Stat(ctx context.Context, key string) (_ store.ObjectMeta, err error) {
+	defer b.metrics.observe("stat", time.Now(), &err)
 	name, err := b.name(key)
 	if err != nil {
 		return store.ObjectMeta{}, err
@@ -192,7 +199,8 @@ func (b *Bucket) PutIfAbsent(ctx context.Context, key string, r io.Reader, meta 
 	return b.put(ctx, key, r, meta, true)
 }
 
-func (b *Bucket) put(ctx context.Context, key string, r io.Reader, meta store.ObjectMeta, ifAbsent bool) error {
+func (b *Bucket) put(ctx context.Context, key string, r io.Reader, meta store.ObjectMeta, ifAbsent bool) (err error) {
+	defer b.metrics.observe("put", time.Now(), &err)
 	name, err := b.name(key)
 	if err != nil {
 		return err
@@ -237,7 +245,8 @@ func (b *Bucket) put(ctx context.Context, key string, r io.Reader, meta store.Ob
 }
 
 // List is every key under prefix, in byte order.
-func (b *Bucket) List(ctx context.Context, prefix string) ([]string, error) {
+func (b *Bucket) List(ctx context.Context, prefix string) (_ []string, err error) {
+	defer b.metrics.observe("list", time.Now(), &err)
 	if err := store.CleanPath(prefix + "x"); err != nil { // as fsobj: prefix must start only clean keys
 		return nil, fmt.Errorf("list %q: %w", prefix, err)
 	}
@@ -258,7 +267,8 @@ func (b *Bucket) List(ctx context.Context, prefix string) ([]string, error) {
 
 // Delete removes the object at key; S3 answers the same whether it was
 // there or not.
-func (b *Bucket) Delete(ctx context.Context, key string) error {
+func (b *Bucket) Delete(ctx context.Context, key string) (err error) {
+	defer b.metrics.observe("delete", time.Now(), &err)
 	name, err := b.name(key)
 	if err != nil {
 		return err
@@ -267,6 +277,23 @@ func (b *Bucket) Delete(ctx context.Context, key string) error {
 		return b.fail("delete", key, err)
 	}
 	return nil
+}
+
+// Presign is a URL that GETs the object at key without credentials
+// until expiry has passed (storage.s3.redirect: a hit answered with 307
+// to it). It is signed locally: no request, and no check that the
+// object exists.
+func (b *Bucket) Presign(ctx context.Context, key string, expiry time.Duration) (_ *url.URL, err error) {
+	defer b.metrics.observe("presign", time.Now(), &err)
+	name, err := b.name(key)
+	if err != nil {
+		return nil, err
+	}
+	u, err := b.core.Client.PresignedGetObject(ctx, b.bucket, name, expiry, nil)
+	if err != nil {
+		return nil, fmt.Errorf("presign %s: %w", key, err)
+	}
+	return u, nil
 }
 
 // fail wraps an S3 error, mapping a missing object to store.ErrNotFound
