@@ -361,3 +361,44 @@ func TestS3SecretsNotShown(t *testing.T) {
 		t.Error("printing changed the config's key")
 	}
 }
+
+// TestExampleS3Loads: the example's commented storage.s3 block, taken in
+// as it is, loads (the keys from the environment, which win over the key
+// files it names).
+func TestExampleS3Loads(t *testing.T) {
+	src, err := os.ReadFile("mirrord.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(src), "\n")
+	start := -1
+	for i, l := range lines {
+		if l == "  # s3:" {
+			start = i
+		}
+	}
+	if start < 0 {
+		t.Fatal(`example has no "  # s3:" line`)
+	}
+	block := []string{"storage:", "  backend: s3"}
+	for _, l := range lines[start:] {
+		rest, ok := strings.CutPrefix(l, "  # ")
+		if !ok || (rest != "s3:" && !strings.HasPrefix(rest, "  ")) {
+			break
+		}
+		block = append(block, "  "+rest)
+	}
+	if len(block) < 12 {
+		t.Fatalf("example's s3 block has %d lines, want every key:\n%s", len(block)-3, strings.Join(block, "\n"))
+	}
+	t.Setenv(EnvS3AccessKey, testAccessKey)
+	t.Setenv(EnvS3SecretKey, testSecretKey)
+	c, err := load(t, "data_dir: "+t.TempDir()+"\n"+strings.Join(block, "\n")+"\n")
+	if err != nil {
+		t.Fatalf("example's s3 block:\n%s\n%v", strings.Join(block, "\n"), err)
+	}
+	s := c.Storage.S3
+	if s.Endpoint == "" || s.Bucket == "" || s.AccessKeyFile == "" || s.SecretKeyFile == "" || s.RedirectExpiry != 15*time.Minute {
+		t.Errorf("example's s3 block = %+v", s)
+	}
+}
