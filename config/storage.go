@@ -240,7 +240,7 @@ func checkEndpoint(key, e string, bad func(key, format string, args ...any)) {
 // naming rules of AWS, which self-hosted stores follow).
 func bucketProblem(b string) string {
 	if len(b) < 3 || len(b) > 63 {
-		return fmt.Sprintf("is %d characters long: want 3 to 63", len(b))
+		return fmt.Sprintf("has %d characters: want 3 to 63", len(b))
 	}
 	for _, r := range b {
 		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '.' || r == '-') {
