@@ -128,12 +128,16 @@ type Hosted struct {
 	MaxFilesPerPackage int `mapstructure:"max_files_per_package" yaml:"max_files_per_package"`
 }
 
-// Storage says how the tree is kept on disk.
+// Storage says where the tree is kept, and how.
 type Storage struct {
 	// TreeMode "public" (default) keeps the tree's files 0644 and folders
 	// 0755, so that nginx or an rsync daemon running as another user can
 	// serve it; "private" keeps them to mirrord's user (0600, 0700).
 	TreeMode string `mapstructure:"tree_mode" yaml:"tree_mode"`
+	// Backend is where the tree is kept: BackendFS, on this machine's
+	// disk, or BackendS3, in the bucket S3 names.
+	Backend string `mapstructure:"backend" yaml:"backend"`
+	S3      S3     `mapstructure:"s3" yaml:"s3"`
 }
 
 // API configures the REST API.
@@ -213,6 +217,17 @@ var defaults = []struct {
 	{"hosted.max_upload", "2GiB"},
 	{"hosted.retention", "24h"},
 	{"storage.tree_mode", "public"},
+	{"storage.backend", BackendFS},
+	{"storage.s3.endpoint", ""},
+	{"storage.s3.bucket", ""},
+	{"storage.s3.prefix", ""},
+	{"storage.s3.region", ""},
+	{"storage.s3.path_style", false},
+	{"storage.s3.access_key_file", ""},
+	{"storage.s3.secret_key_file", ""},
+	{"storage.s3.redirect", false},
+	{"storage.s3.redirect_expiry", "15m"},
+	{"storage.s3.cache_size", "0"},
 	{"hosted.signing_key", ""},
 	{"hosted.sign_packages", true},
 	{"hosted.trusted_keys", ""},
@@ -264,7 +279,9 @@ func ListenFlag(fs *pflag.FlagSet) {
 
 // Load reads the configuration: defaults < file < MIRRORD_* env < flags;
 // distros come from the file alone (their names are keys, and keep their
-// case). fs may be nil. The result is validated; the error names every
+// case). With storage.backend s3 it also reads the S3 keys, from
+// EnvS3AccessKey and EnvS3SecretKey or else from the key files
+// (loadS3Keys). fs may be nil. The result is validated; the error names every
 // problem, and the config records where each value came from
 // (WriteSources).
 func Load(fs *pflag.FlagSet) (*Config, error) {
@@ -319,6 +336,7 @@ func Load(fs *pflag.FlagSet) (*Config, error) {
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("config %s:\n%w", where, c.blame(errors.Join(errs...)))
 	}
+	c.loadS3Keys()
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("config %s:\n%w", where, c.blame(err))
 	}
@@ -326,7 +344,8 @@ func Load(fs *pflag.FlagSet) (*Config, error) {
 }
 
 // Validate checks the whole configuration and returns every problem at
-// once, each naming its key.
+// once, each naming its key. With storage.backend s3 it reads again a key
+// file that Load could not use, to say why.
 func (c *Config) Validate() error {
 	var errs []error
 	bad := func(key, format string, args ...any) {
@@ -349,6 +368,7 @@ func (c *Config) Validate() error {
 	if !oneOf(c.Storage.TreeMode, "public", "private") {
 		bad("storage.tree_mode", "%q is not one of public, private", c.Storage.TreeMode)
 	}
+	c.checkStorage(bad)
 	if c.Cache.MaxSize <= 0 {
 		bad("cache.max_size", "must be positive")
 	}

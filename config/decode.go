@@ -65,7 +65,7 @@ func keyErrors(err error, prefix, top string) []error {
 			// for a section with no other error.)
 			if keys, ok := strings.CutPrefix(de.Unwrap().Error(), "has invalid keys: "); ok {
 				for _, k := range strings.Split(keys, ", ") {
-					out = append(out, &keyError{joinKey(key, k), "unknown key"})
+					out = append(out, &keyError{joinKey(key, k), unknownKey(joinKey(key, k))})
 				}
 				return
 			}
@@ -82,6 +82,18 @@ func keyErrors(err error, prefix, top string) []error {
 	}
 	walk(err)
 	return out
+}
+
+// unknownKey is the problem with a key that is none: for the keys where
+// an operator might write a secret, also where it goes instead.
+func unknownKey(key string) string {
+	switch key {
+	case "storage.s3.access_key":
+		return "unknown key: the config holds no key, only storage.s3.access_key_file, the file that holds it; or set " + EnvS3AccessKey
+	case "storage.s3.secret_key":
+		return "unknown key: the config holds no key, only storage.s3.secret_key_file, the file that holds it; or set " + EnvS3SecretKey
+	}
+	return "unknown key"
 }
 
 // problem says what is wrong with a value, showing the value: strconv's
