@@ -1,7 +1,6 @@
 package config
 
 import (
-	"errors"
 	"net/url"
 )
 
@@ -49,8 +48,10 @@ func checkProxy(key, value string, bad func(key, format string, args ...any)) {
 	}
 	u, err := url.Parse(value)
 	if err != nil {
-		// url.Error would print the value with any password in it.
-		bad(key, "not a URL: %v", errors.Unwrap(err))
+		// No detail: url.Error repeats the value, and even its inner
+		// error may quote a piece of a password (a '/' in it ends the
+		// host, so the rest is an "invalid port").
+		bad(key, "not a URL of the form scheme://[user:password@]host[:port]")
 		return
 	}
 	switch {

@@ -155,3 +155,18 @@ func TestUpstreamProxyAndUserAgent(t *testing.T) {
 		t.Errorf("Load error shows the proxy password: %v", err)
 	}
 }
+
+// A proxy password with a '/' in it breaks the URL's parse inside the
+// password: the error must not quote the piece that url.Parse saw as a port.
+func TestProxyParseErrorHidesPassword(t *testing.T) {
+	t.Setenv("MIRRORD_UPSTREAM_PROXY", "http://user:wJalrXUtn/FEMI@proxy.example:3128")
+	_, err := load(t, "")
+	if err == nil || !strings.Contains(err.Error(), "upstream.proxy: not a URL") {
+		t.Fatalf("Load = %v; want upstream.proxy: not a URL", err)
+	}
+	for _, piece := range []string{"wJalr", "FEMI", "Xutn"} {
+		if strings.Contains(err.Error(), piece) {
+			t.Errorf("Load error quotes a piece of the password (%q): %v", piece, err)
+		}
+	}
+}
