@@ -35,6 +35,7 @@ type Config struct {
 	Hosted   Hosted            `mapstructure:"hosted" yaml:"hosted"`
 	API      API               `mapstructure:"api" yaml:"api"`
 	Storage  Storage           `mapstructure:"storage" yaml:"storage"`
+	Cluster  Cluster           `mapstructure:"cluster" yaml:"cluster"`
 	Distros  map[string]Distro `mapstructure:"-" yaml:"distros"` // decoded apart, names keep their case: readFile
 
 	// File is the config file that was read, "" when running on defaults.
@@ -228,6 +229,10 @@ var defaults = []struct {
 	{"storage.s3.redirect", false},
 	{"storage.s3.redirect_expiry", "15m"},
 	{"storage.s3.cache_size", "0"},
+	{"cluster.node", ""},
+	{"cluster.advertise", ""},
+	{"cluster.peers", []string{}},
+	{"cluster.secret_file", ""},
 	{"hosted.signing_key", ""},
 	{"hosted.sign_packages", true},
 	{"hosted.trusted_keys", ""},
@@ -337,6 +342,7 @@ func Load(fs *pflag.FlagSet) (*Config, error) {
 		return nil, fmt.Errorf("config %s:\n%w", where, c.blame(errors.Join(errs...)))
 	}
 	c.loadS3Keys()
+	c.loadClusterSecret()
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("config %s:\n%w", where, c.blame(err))
 	}
@@ -369,6 +375,7 @@ func (c *Config) Validate() error {
 		bad("storage.tree_mode", "%q is not one of public, private", c.Storage.TreeMode)
 	}
 	c.checkStorage(bad)
+	c.checkCluster(bad)
 	if c.Cache.MaxSize <= 0 {
 		bad("cache.max_size", "must be positive")
 	}

@@ -88,7 +88,11 @@ func serve(flags *pflag.FlagSet) error {
 		return err
 	}
 	defer upstreams.Close() // Run closes it too; this is for a return before Run
-	evictor := evict.New(st, cat, evict.Options{MaxSize: int64(cfg.Cache.MaxSize), KeepVersions: cfg.Cache.KeepVersions,
+	maxSize := int64(cfg.Cache.MaxSize)
+	if c.bucket != nil && cfg.Storage.S3.CacheSize > 0 {
+		maxSize = int64(cfg.Storage.S3.CacheSize) // the disk is a cache of the bucket
+	}
+	evictor := evict.New(st, cat, evict.Options{MaxSize: maxSize, KeepVersions: cfg.Cache.KeepVersions,
 		Logger: log.With("component", "evict"), Registerer: reg})
 
 	pub, err := hosted.New(cat, st, hosted.Options{
@@ -111,14 +115,23 @@ func serve(flags *pflag.FlagSet) error {
 	if err != nil {
 		return err
 	}
-	tree, err := proxy.New(cat, st, proxy.Options{Fetcher: fetcher, Index: ui.Index(), Metrics: counts, Requests: c.prefetch,
-		Logger: log.With("component", "proxy"), Registerer: reg})
+	popts := proxy.Options{Fetcher: fetcher, Index: ui.Index(), Metrics: counts, Requests: c.prefetch,
+		Logger: log.With("component", "proxy"), Registerer: reg}
+	if c.bucket != nil && cfg.Storage.S3.Redirect {
+		popts.Redirect, popts.RedirectExpiry = c.bucket, cfg.Storage.S3.RedirectExpiry
+	}
+	tree, err := proxy.New(cat, st, popts)
 	if err != nil {
 		return err
 	}
 
 	ready := newReadiness()
-	mux := routes(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}), ready, apiH, ui, tree)
+	var peers http.Handler
+	if c.cluster != nil {
+		peers = c.cluster.Handler(tree)
+		log.Info("cluster", "node", cfg.Cluster.Node, "advertise", cfg.Cluster.Advertise, "peers", c.cluster.Live())
+	}
+	mux := routes(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}), ready, apiH, ui, tree, peers)
 	var access *accesslog.Logger
 	if cfg.Log.Access {
 		access = accesslog.New(os.Stderr, cfg.Log.Format)
@@ -139,6 +152,9 @@ func serve(flags *pflag.FlagSet) error {
 	g.Go(func() error { return c.prefetch.Run(ctx) })
 	g.Go(func() error { return upstreams.Run(ctx) })
 	g.Go(func() error { return pub.Run(ctx) }) // returns after its last db build
+	if c.cluster != nil {
+		g.Go(func() error { return c.cluster.Run(ctx) })
+	}
 	g.Go(func() error {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			return err

@@ -19,10 +19,12 @@ import (
 	"github.com/mirrord/mirrord/internal/accesslog"
 	"github.com/mirrord/mirrord/internal/api"
 	"github.com/mirrord/mirrord/internal/catalog"
+	"github.com/mirrord/mirrord/internal/cluster"
 	"github.com/mirrord/mirrord/internal/fastpath"
 	"github.com/mirrord/mirrord/internal/fetch"
 	"github.com/mirrord/mirrord/internal/prefetch"
 	"github.com/mirrord/mirrord/internal/store"
+	"github.com/mirrord/mirrord/internal/store/s3obj"
 	"github.com/mirrord/mirrord/internal/sync"
 	"github.com/mirrord/mirrord/internal/upstream"
 )
@@ -159,8 +161,11 @@ func (l wrapListener) Accept() (net.Conn, error) {
 
 // routes is mirrord's URL layout (README.md, "Endpoints"): its own endpoints, and the
 // tree for everything else.
-func routes(metrics, ready, api, ui, tree http.Handler) *http.ServeMux {
+func routes(metrics, ready, api, ui, tree, peers http.Handler) *http.ServeMux {
 	mux := http.NewServeMux()
+	if peers != nil {
+		mux.Handle(cluster.PeerPath, peers)
+	}
 	mux.Handle("GET /metrics", metrics)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.Handle("GET /readyz", ready)
@@ -216,6 +221,8 @@ type core struct {
 	fetcher  *fetch.Fetcher
 	sched    *sync.Scheduler
 	prefetch *prefetch.Prefetcher
+	bucket   *s3obj.Bucket    // the shared storage (storage.backend s3), or nil
+	cluster  *cluster.Cluster // the other nodes (cluster:), or nil
 }
 
 // newCore builds the core in that order; the caller closes c.up, after
@@ -230,14 +237,52 @@ func newCore(cfg *config.Config, st *store.Store, log *slog.Logger, reg promethe
 		up.Close()
 		return nil, err
 	}
-	fetcher := fetch.New(st, fetch.Options{Catalog: cat, Logger: log.With("component", "fetch"), Registerer: reg})
+	bucket, err := newBucket(cfg.Storage, reg)
+	if err != nil {
+		up.Close()
+		return nil, err
+	}
+	fopts := fetch.Options{Catalog: cat, Logger: log.With("component", "fetch"), Registerer: reg}
+	if bucket != nil {
+		fopts.Shared = bucket
+	}
+	var cl *cluster.Cluster
+	if cfg.Cluster.Enabled() {
+		cl, err = cluster.New(cluster.Options{Self: cfg.Cluster.Advertise, Peers: cfg.Cluster.Peers, Secret: cfg.Cluster.Secret,
+			Logger: log.With("component", "cluster", "node", cfg.Cluster.Node), Registerer: reg})
+		if err != nil {
+			up.Close()
+			return nil, err
+		}
+		fopts.Owners = cl
+	}
+	fetcher := fetch.New(st, fopts)
 	sched, err := sync.New(cat, st, sync.Options{Fetcher: fetcher, Logger: log.With("component", "sync"), Registerer: reg})
 	if err != nil {
 		up.Close()
 		return nil, err
 	}
 	pf := prefetch.New(cat, st, fetcher, prefetch.Options{Logger: log.With("component", "prefetch"), Registerer: reg})
-	return &core{up: up, catalog: cat, fetcher: fetcher, sched: sched, prefetch: pf}, nil
+	return &core{up: up, catalog: cat, fetcher: fetcher, sched: sched, prefetch: pf, bucket: bucket, cluster: cl}, nil
+}
+
+// newBucket is the shared storage of storage.backend s3; nil for fs. It
+// does not contact the store: a node starts, and serves its own disk,
+// while the store is down.
+func newBucket(c config.Storage, reg prometheus.Registerer) (*s3obj.Bucket, error) {
+	if c.Backend != config.BackendS3 {
+		return nil, nil
+	}
+	return s3obj.New(s3obj.Options{
+		Endpoint:   c.S3.Endpoint,
+		Bucket:     c.S3.Bucket,
+		Prefix:     c.S3.Prefix,
+		Region:     c.S3.Region,
+		PathStyle:  c.S3.PathStyle,
+		AccessKey:  c.S3.AccessKey,
+		SecretKey:  c.S3.SecretKey,
+		Registerer: reg,
+	})
 }
 
 // newUpstreamClient is the one upstream client of a process, shared by

@@ -211,7 +211,11 @@ var errShutdown = errors.New("shutting down")
 func (f *Fetcher) FetchedBytes() int64 { return f.total.Load() }
 
 // Label pre-creates the metrics of a repo at zero.
-func (f *Fetcher) Label(repo string) { f.fetched.WithLabelValues(repo) }
+func (f *Fetcher) Label(repo string) {
+	f.fetched.WithLabelValues(repo)
+	f.fromStore.WithLabelValues(repo)
+	f.fromPeers.WithLabelValues(repo)
+}
 
 // Join joins the flight for job.Rel or starts one, and returns it with a
 // reader of it (see lockfree.Group.Join): while the reader is open, nobody

@@ -44,7 +44,14 @@ func (h *Handler) redirected(w http.ResponseWriter, r *http.Request, t catalog.T
 	h.counted(r, t, resultRedirected)
 	h.requested(t, false)
 	// The URL expires: no cache may keep the redirect longer than it.
-	w.Header().Set("Cache-Control", "private, max-age=0")
-	http.Redirect(w, r, u.String(), http.StatusTemporaryRedirect)
+	// No body (http.Redirect writes a line of HTML): pacman gives curl
+	// the package's size as the largest file it takes, and curl applies
+	// it to the redirect's Content-Length too, so a small package would
+	// fail with "Maximum file size exceeded".
+	hd := w.Header()
+	hd.Set("Cache-Control", "private, max-age=0")
+	hd.Set("Location", u.String())
+	hd.Set("Content-Length", "0")
+	w.WriteHeader(http.StatusTemporaryRedirect)
 	return true
 }
