@@ -80,7 +80,7 @@ func TestCluster(t *testing.T) {
 		{"no s3", "cluster: {advertise: 'http://a:1', peers: ['http://a:1'], secret_file: " + good + "}\n", "cluster: needs storage.backend s3"},
 		{"bad node", clusterYAML(t, "node: 'a b'", "advertise: http://a:1", "peers: [http://a:1]", "secret_file: "+good), `cluster.node: "a b"`},
 		{"advertise with a path", clusterYAML(t, "advertise: http://a:1/x", "peers: [http://a:1]", "secret_file: "+good), `cluster.advertise: "http://a:1/x": want http(s)://host[:port]`},
-		{"advertise with user info", clusterYAML(t, "advertise: 'http://u:" + testClusterSecret + "@a:1'", "peers: [http://a:1]", "secret_file: "+good), "cluster.advertise:"},
+		{"advertise with user info", clusterYAML(t, "advertise: 'http://u:"+testClusterSecret+"@a:1'", "peers: [http://a:1]", "secret_file: "+good), "cluster.advertise:"},
 		{"a bad peer", clusterYAML(t, "advertise: http://a:1", "peers: [http://a:1, 'ftp://b']", "secret_file: "+good), `cluster.peers[1]: "ftp://b"`},
 		{"no peers", clusterYAML(t, "advertise: http://a:1", "secret_file: "+good), "cluster.peers: required"},
 		{"no secret", clusterYAML(t, "advertise: http://a:1", "peers: [http://a:1]"), "cluster.secret_file: required with cluster"},
