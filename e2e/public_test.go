@@ -238,7 +238,7 @@ daemon off;
 worker_processes 1;
 pid %[2]s/nginx.pid;
 error_log %[2]s/error.log warn;
-events { worker_connections 64; }
+events { worker_connections 512; }
 http {
   access_log off;
   client_body_temp_path %[2]s/body;
