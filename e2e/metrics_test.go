@@ -5,8 +5,11 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/mirrord/mirrord/internal/s3test"
 )
 
 // TestMetricsDocumented checks that every metric a running mirrord exports
@@ -25,14 +28,25 @@ distros:
       mirrored: {mode: mirror}
       custom: {mode: hosted}
 `, up.Addr()))
-	_, body, _ := d.get("/metrics")
 	exported := map[string]bool{}
-	sc := bufio.NewScanner(bytes.NewReader(body))
-	for sc.Scan() {
-		if f := strings.Fields(sc.Text()); len(f) >= 3 && f[0] == "#" && f[1] == "TYPE" && strings.HasPrefix(f[2], "mirrord_") {
-			exported[f[2]] = true
+	scrape := func(d *daemon) {
+		_, body, _ := d.get("/metrics")
+		sc := bufio.NewScanner(bytes.NewReader(body))
+		for sc.Scan() {
+			if f := strings.Fields(sc.Text()); len(f) >= 3 && f[0] == "#" && f[1] == "TYPE" && strings.HasPrefix(f[2], "mirrord_") {
+				exported[f[2]] = true
+			}
 		}
 	}
+	scrape(d)
+	// A node of a cluster over a bucket has the storage's and the peers'.
+	s3 := s3test.Start(t)
+	port := freePort(t)
+	secret := filepath.Join(t.TempDir(), "secret")
+	os.WriteFile(secret, []byte("metrics-test-secret-0123456789\n"), 0o600)
+	node := fmt.Sprintf("http://127.0.0.1:%d", port)
+	scrape(startDaemon(t, "", storageConfig(t, up, s3, "")+fmt.Sprintf("cluster: {advertise: %q, peers: [%q], secret_file: %s}\n", node, node, secret),
+		"--listen", fmt.Sprintf("127.0.0.1:%d", port)))
 	readme, err := os.ReadFile("../README.md")
 	if err != nil {
 		t.Fatal(err)
