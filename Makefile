@@ -6,7 +6,7 @@ LDFLAGS  := -s -w -X main.versionString=$(VERSION)
 PREFIX   ?= /usr
 FUZZTIME ?= 10s
 
-.PHONY: help build run test test-short bench bench-go bench-db bench-proxy bench-sync fuzz lint install clean reliability
+.PHONY: help build run test test-short bench bench-go bench-db bench-proxy bench-sync bench-cluster fuzz lint install clean reliability
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -23,7 +23,7 @@ test: ## all tests with the race detector, integration tests included (needs pac
 test-short: ## unit tests only, no race detector
 	$(GO) test -short ./...
 
-bench: bench-go bench-db bench-proxy bench-sync ## every benchmark below, with ratios against the baselines
+bench: bench-go bench-db bench-proxy bench-sync bench-cluster ## every benchmark below, with ratios against the baselines
 
 bench-go: ## Go micro-benchmarks (parsers, flights, hit path, upstream)
 	$(GO) test -run '^$$' -bench '^Benchmark(Fetch|PlainHTTP|ReadDB15k|WriteDB15k|ReadPackage|Vercmp|Flight|DoHit|ServeHit|ServeHitTCP|Hit)$$' -benchmem ./...
@@ -34,6 +34,9 @@ bench-db: ## a 1,000-package db: repo-add vs mirrord's writer; hosted publish an
 
 bench-proxy: ## hits, cold coalescing and memory: mirrord vs nginx (needs nginx, wrk, curl, jq)
 	scripts/bench-proxy.sh
+
+bench-cluster: build ## nodes over a SeaweedFS bucket: hits s3 vs fs, cold coalescing 1 vs 3 nodes, takeover (needs weed: scripts/seaweedfs.sh)
+	MIRRORD_BENCH=1 MIRRORD_E2E_BINARY=$(CURDIR)/bin/mirrord $(GO) test -count=1 -v -run '^TestBenchCluster$$' ./e2e/
 
 bench-sync: ## first sync and no-change resync of a 15,000-package repo vs wget/a plain downloader
 	$(GO) test -run '^$$' -bench '^BenchmarkSync15k$$' -benchtime 1x ./internal/sync/
