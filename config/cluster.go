@@ -2,6 +2,8 @@ package config
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"net/url"
 	"os"
 	"regexp"
@@ -74,6 +76,16 @@ func (c *Config) checkCluster(bad func(key, format string, args ...any)) {
 	}
 	if c.Storage.Backend != BackendS3 {
 		bad("cluster", "needs storage.backend s3: the nodes share one bucket")
+	}
+	// Until hosted repos keep their uploads, jobs and index in the bucket
+	// (issue 17's next step), each node would publish a db of its own:
+	// refused rather than served as several different repos.
+	for _, dn := range slices.Sorted(maps.Keys(c.Distros)) {
+		for _, rn := range slices.Sorted(maps.Keys(c.Distros[dn].Repos)) {
+			if c.Distros[dn].Repos[rn].Mode == ModeHosted {
+				bad("distros."+dn+".repos."+rn+".mode", "hosted repos do not run in a cluster yet (each node would publish its own db): serve them from one node without cluster:")
+			}
+		}
 	}
 	if !nodeName.MatchString(cl.Node) {
 		bad("cluster.node", "%q: want 1 to 63 letters, digits, '.', '_' or '-'", cl.Node)

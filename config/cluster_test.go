@@ -11,12 +11,16 @@ import (
 
 const testClusterSecret = "cluster-secret-0123456789abcdef"
 
+// proxyOnly replaces the default distros, whose hosted repo no cluster takes.
+const proxyOnly = "distros: {archlinux: {repos: {core: {mode: proxy}}}}\n"
+
 // clusterYAML is s3YAML with a cluster section: lines, each "key: value"
 // under cluster:.
 func clusterYAML(t *testing.T, lines ...string) string {
 	t.Helper()
 	var b strings.Builder
 	b.WriteString(s3YAML(t))
+	b.WriteString(proxyOnly)
 	b.WriteString("cluster:\n")
 	for _, l := range lines {
 		fmt.Fprintf(&b, "  %s\n", l)
@@ -77,7 +81,8 @@ func TestCluster(t *testing.T) {
 		name, yaml, want string
 	}{
 		{"peers without advertise", s3YAML(t) + "cluster: {peers: [http://a:1]}\n", "cluster.advertise: required with cluster.peers"},
-		{"no s3", "cluster: {advertise: 'http://a:1', peers: ['http://a:1'], secret_file: " + good + "}\n", "cluster: needs storage.backend s3"},
+		{"a hosted repo", s3YAML(t) + "cluster: {advertise: 'http://a:1', peers: ['http://a:1'], secret_file: " + good + "}\n", "distros.archlinux.repos.custom.mode: hosted repos do not run in a cluster yet"},
+		{"no s3", proxyOnly + "cluster: {advertise: 'http://a:1', peers: ['http://a:1'], secret_file: " + good + "}\n", "cluster: needs storage.backend s3"},
 		{"bad node", clusterYAML(t, "node: 'a b'", "advertise: http://a:1", "peers: [http://a:1]", "secret_file: "+good), `cluster.node: "a b"`},
 		{"advertise with a path", clusterYAML(t, "advertise: http://a:1/x", "peers: [http://a:1]", "secret_file: "+good), `cluster.advertise: "http://a:1/x": want http(s)://host[:port]`},
 		{"advertise with user info", clusterYAML(t, "advertise: 'http://u:"+testClusterSecret+"@a:1'", "peers: [http://a:1]", "secret_file: "+good), "cluster.advertise:"},
