@@ -3,10 +3,10 @@ package config
 import (
 	"fmt"
 	"maps"
-	"slices"
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 )
 

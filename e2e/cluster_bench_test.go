@@ -124,4 +124,3 @@ func wrkRate(t *testing.T, url string) float64 {
 	}
 	return rate
 }
-
