@@ -22,7 +22,7 @@ const minClusterSecret = 16
 // docs/CLUSTER.md): each file has one owner among the live nodes, and the
 // others fetch it from that owner over the peer route.
 type Cluster struct {
-	// Node names this node in logs and metrics; default the host name.
+	// Node names this node in its logs; default the host name.
 	Node string `mapstructure:"node" yaml:"node"`
 	// Advertise is this node's URL as the other nodes reach it,
 	// http(s)://host[:port]. Setting it turns the cluster on.
@@ -94,8 +94,16 @@ func (c *Config) checkCluster(bad func(key, format string, args ...any)) {
 	if len(cl.Peers) == 0 {
 		bad("cluster.peers", "required: every node's URL, the same list on every node")
 	}
+	inPeers := false
 	for i, p := range cl.Peers {
 		checkNodeURL(fmt.Sprintf("cluster.peers[%d]", i), p, bad)
+		inPeers = inPeers || sameNode(p, cl.Advertise)
+	}
+	// Every node must hash over the same list: one that is missing from
+	// its own, or spelled otherwise there, sees other owners than the
+	// rest.
+	if len(cl.Peers) > 0 && !inPeers {
+		bad("cluster.peers", "does not list cluster.advertise: give every node the same list, this node's URL among them, spelled as in advertise")
 	}
 	switch {
 	case cl.Secret != "":
@@ -123,4 +131,10 @@ func checkNodeURL(key, s string, bad func(key, format string, args ...any)) {
 	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || strings.Trim(u.Path, "/") != "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
 		bad(key, "%q: want http(s)://host[:port], nothing more", redactURL(u))
 	}
+}
+
+// sameNode reports whether two node URLs name one node: scheme and host
+// compared without case, a trailing '/' ignored.
+func sameNode(a, b string) bool {
+	return strings.EqualFold(strings.TrimSuffix(a, "/"), strings.TrimSuffix(b, "/"))
 }

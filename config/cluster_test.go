@@ -87,6 +87,7 @@ func TestCluster(t *testing.T) {
 		{"advertise with a path", clusterYAML(t, "advertise: http://a:1/x", "peers: [http://a:1]", "secret_file: "+good), `cluster.advertise: "http://a:1/x": want http(s)://host[:port]`},
 		{"advertise with user info", clusterYAML(t, "advertise: 'http://u:"+testClusterSecret+"@a:1'", "peers: [http://a:1]", "secret_file: "+good), "cluster.advertise:"},
 		{"a bad peer", clusterYAML(t, "advertise: http://a:1", "peers: [http://a:1, 'ftp://b']", "secret_file: "+good), `cluster.peers[1]: "ftp://b"`},
+		{"advertise not among the peers", clusterYAML(t, "advertise: http://a:1", "peers: [http://b:1]", "secret_file: "+good), "cluster.peers: does not list cluster.advertise"},
 		{"no peers", clusterYAML(t, "advertise: http://a:1", "secret_file: "+good), "cluster.peers: required"},
 		{"no secret", clusterYAML(t, "advertise: http://a:1", "peers: [http://a:1]"), "cluster.secret_file: required with cluster"},
 		{"missing secret file", clusterYAML(t, "advertise: http://a:1", "peers: [http://a:1]", "secret_file: /nonexistent/secret"), "cluster.secret_file: open /nonexistent/secret"},

@@ -461,7 +461,7 @@ func (c *Config) Validate() error {
 }
 
 // reserved are the first path segments that mirrord's own endpoints use.
-var reserved = []string{"api", "metrics", "healthz", "readyz", "static", "ui"}
+var reserved = []string{"api", "metrics", "healthz", "readyz", "static", "ui", "_mirrord"}
 
 func (c *Config) validateDistro(dn string, bad func(key, format string, args ...any)) {
 	d := c.Distros[dn]

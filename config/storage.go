@@ -170,6 +170,18 @@ func readKeyFile(path string) (string, error) {
 		return "", err
 	}
 	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return "", err
+	}
+	// Group-readable is allowed (root:mirrord 0640 is the usual way to
+	// hand a service its secret); readable by everyone is not.
+	switch {
+	case !info.Mode().IsRegular():
+		return "", fmt.Errorf("%s is not a regular file", path)
+	case info.Mode().Perm()&0o004 != 0:
+		return "", fmt.Errorf("%s has mode %04o: every user can read it; chmod o-r it", path, info.Mode().Perm())
+	}
 	b, err := io.ReadAll(io.LimitReader(f, maxKeyFile+1))
 	if err != nil {
 		return "", err
@@ -283,4 +295,14 @@ func prefixProblem(p string) string {
 		}
 	}
 	return ""
+}
+
+// DiskCacheSize bounds the evictable files on this machine's disk:
+// storage.s3.cache_size with the s3 backend, when set (the disk is then a
+// cache of the bucket), else cache.max_size.
+func (c *Config) DiskCacheSize() ByteSize {
+	if c.Storage.Backend == BackendS3 && c.Storage.S3.CacheSize > 0 {
+		return c.Storage.S3.CacheSize
+	}
+	return c.Cache.MaxSize
 }

@@ -247,7 +247,8 @@ func s3Rejects(t *testing.T) []struct {
 		{"no access key", s3YAML(t, "access_key_file", "-"), no, "storage.s3.access_key_file: required with storage.backend s3: a file holding the key, or the key itself in " + EnvS3AccessKey},
 		{"no secret key", s3YAML(t, "secret_key_file", "-"), no, "storage.s3.secret_key_file: required with storage.backend s3: a file holding the key, or the key itself in " + EnvS3SecretKey},
 		{"key file missing", s3YAML(t, "access_key_file", none), no, "storage.s3.access_key_file: open " + none + ": no such file or directory"},
-		{"key file a folder", s3YAML(t, "secret_key_file", dir), no, "storage.s3.secret_key_file: read " + dir + ": is a directory"},
+		{"key file a folder", s3YAML(t, "secret_key_file", dir), no, "storage.s3.secret_key_file: " + dir + " is not a regular file"},
+		{"key file readable by all", s3YAML(t, "secret_key_file", worldReadable(t)), no, "has mode 0644: every user can read it; chmod o-r it"},
 		{"key file empty", s3YAML(t, "access_key_file", empty), no, "storage.s3.access_key_file: " + empty + " is empty"},
 		{"key file a line break", s3YAML(t, "secret_key_file", newline), no, "storage.s3.secret_key_file: " + newline + " is empty"},
 		{"key file two lines", s3YAML(t, "access_key_file", twoLines), no, "storage.s3.access_key_file: " + twoLines + " holds more than one line"},
@@ -401,4 +402,15 @@ func TestExampleS3Loads(t *testing.T) {
 	if s.Endpoint == "" || s.Bucket == "" || s.AccessKeyFile == "" || s.SecretKeyFile == "" || s.RedirectExpiry != 15*time.Minute {
 		t.Errorf("example's s3 block = %+v", s)
 	}
+}
+
+// worldReadable is a key file every user may read.
+func worldReadable(t *testing.T) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(p, []byte(testSecretKey+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(p, 0o644) // whatever the umask
+	return p
 }

@@ -78,6 +78,14 @@ cluster:
     }
   }`, servers.String(), lb))
 	c.LB = fmt.Sprintf("http://127.0.0.1:%d", lb)
+	// Before any traffic, every node sees every other: else one would
+	// see other owners for a while.
+	for i, d := range c.nodes {
+		eventually(t, 20*time.Second, fmt.Sprintf("node %d counting %d live nodes", i, n), func() bool {
+			_, m, _ := d.get("/metrics")
+			return bytes.Contains(m, []byte(fmt.Sprintf("mirrord_peers_live %d", n)))
+		})
+	}
 	eventually(t, 20*time.Second, "nginx in front of the nodes answers", func() bool {
 		resp, err := http.Get(c.LB + "/healthz")
 		if err == nil {
@@ -150,18 +158,20 @@ func TestClusterColdFile(t *testing.T) {
 	if n := up.Requests("/core/os/x86_64/" + big); n != 1 {
 		t.Errorf("upstream was asked %d times for the file; want 1 for the whole cluster", n)
 	}
-	var fromPeers int
+	// Counted once each node has committed the file, which may be just
+	// after its clients have their last byte.
+	owner := ownerOf(t, c, "archlinux/core/os/x86_64/"+big)
 	for i, d := range c.nodes {
-		_, m, _ := d.get("/metrics")
-		if bytes.Contains(m, []byte(`mirrord_peer_filled_total{repo="archlinux/core"} 1`)) {
-			fromPeers++
+		if i == owner {
+			continue
 		}
-		if !bytes.Contains(m, []byte("mirrord_peers_live 3")) {
-			t.Errorf("node %d does not count 3 live nodes", i)
-		}
+		eventually(t, 30*time.Second, fmt.Sprintf("node %d counting the file as from its owner", i), func() bool {
+			_, m, _ := d.get("/metrics")
+			return bytes.Contains(m, []byte(`mirrord_peer_filled_files_total{repo="archlinux/core"} 1`))
+		})
 	}
-	if fromPeers != 2 {
-		t.Errorf("%d nodes got the file from its owner; want 2 (the owner fetched it upstream)", fromPeers)
+	if _, m, _ := c.nodes[owner].get("/metrics"); !bytes.Contains(m, []byte(`mirrord_fetched_bytes_total{repo="archlinux/core"} 1.048576e+08`)) {
+		t.Errorf("the owner, node %d, did not fetch the file's 100 MiB upstream", owner)
 	}
 
 	p := newPacmanRoot(t, c.LB+"/archlinux/$repo/os/$arch", "core")

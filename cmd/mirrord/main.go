@@ -25,6 +25,7 @@ import (
 	"github.com/mirrord/mirrord/internal/accesslog"
 	"github.com/mirrord/mirrord/internal/api"
 	"github.com/mirrord/mirrord/internal/catalog"
+	"github.com/mirrord/mirrord/internal/cluster"
 	"github.com/mirrord/mirrord/internal/evict"
 	"github.com/mirrord/mirrord/internal/hosted"
 	"github.com/mirrord/mirrord/internal/proxy"
@@ -88,11 +89,7 @@ func serve(flags *pflag.FlagSet) error {
 		return err
 	}
 	defer upstreams.Close() // Run closes it too; this is for a return before Run
-	maxSize := int64(cfg.Cache.MaxSize)
-	if c.bucket != nil && cfg.Storage.S3.CacheSize > 0 {
-		maxSize = int64(cfg.Storage.S3.CacheSize) // the disk is a cache of the bucket
-	}
-	evictor := evict.New(st, cat, evict.Options{MaxSize: maxSize, KeepVersions: cfg.Cache.KeepVersions,
+	evictor := evict.New(st, cat, evict.Options{MaxSize: int64(cfg.DiskCacheSize()), KeepVersions: cfg.Cache.KeepVersions,
 		Logger: log.With("component", "evict"), Registerer: reg})
 
 	pub, err := hosted.New(cat, st, hosted.Options{
@@ -166,6 +163,11 @@ func serve(flags *pflag.FlagSet) error {
 		ready.set(false)
 		sdNotify("STOPPING=1")
 		log.Info("shutting down")
+		if c.cluster != nil {
+			// Peers check /readyz every second: let them see the 503 and
+			// move this node's files before its listener closes.
+			time.Sleep(cluster.DrainDelay)
+		}
 		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		err := srv.Shutdown(sctx) // in-flight responses finish first

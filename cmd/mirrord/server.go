@@ -242,7 +242,7 @@ func newCore(cfg *config.Config, st *store.Store, log *slog.Logger, reg promethe
 		up.Close()
 		return nil, err
 	}
-	fopts := fetch.Options{Catalog: cat, Logger: log.With("component", "fetch"), Registerer: reg}
+	fopts := fetch.Options{Catalog: cat, StallTimeout: cfg.Upstream.StallTimeout, Logger: log.With("component", "fetch"), Registerer: reg}
 	if bucket != nil {
 		fopts.Shared = bucket
 	}

@@ -76,6 +76,9 @@ func runSync(flags *pflag.FlagSet, targets []string) error {
 		return fmt.Errorf("%w (if mirrord serve runs on this data dir, ask it instead: POST /api/v1/sync/DISTRO[/REPO])", err)
 	}
 	defer st.Close()
+	// A one-shot sync fetches what it needs itself: it runs no health
+	// checks, so a dead owner would cost a timeout per file.
+	cfg.Cluster = config.Cluster{}
 	c, err := newCore(cfg, st, log, reg)
 	if err != nil {
 		return err
@@ -107,8 +110,13 @@ func runSync(flags *pflag.FlagSet, targets []string) error {
 			errs = append(errs, err)
 		}
 	}
-	// Fills run detached from ctx: end them before the store closes.
-	fetcher.Shutdown(context.Background())
+	// Fills run detached from ctx: end them before the store closes,
+	// and give uploads to the shared storage a while to finish.
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := fetcher.Shutdown(sctx); err != nil {
+		log.Warn("uploads to the shared storage cut short: the next node to want those files fetches them upstream", "err", err)
+	}
 	return errors.Join(errs...)
 }
 

@@ -8,6 +8,7 @@ import (
 	"hash/fnv"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -19,11 +20,17 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/mirrord/mirrord/internal/store"
 	"github.com/mirrord/mirrord/internal/upstream"
 )
 
 // PeerPath is the prefix of the peer route: PeerPath + a tree path.
 const PeerPath = "/_mirrord/peer/"
+
+// DrainDelay is how long a node that shuts down answers /readyz with 503
+// before it stops listening: two checks of its peers (Interval 1s), so
+// that they count it out before its connections are refused.
+const DrainDelay = 2500 * time.Millisecond
 
 // Options configures New.
 type Options struct {
@@ -36,6 +43,9 @@ type Options struct {
 	// Interval is how often each peer's /readyz is checked; default 1s.
 	// A peer that fails two checks in a row is out until one succeeds.
 	Interval time.Duration
+	// CheckTimeout bounds one check; default 2s, so that a node busy
+	// serving is not counted out for answering late.
+	CheckTimeout time.Duration
 	// Transport, if set, carries the requests to peers.
 	Transport  http.RoundTripper
 	Logger     *slog.Logger
@@ -66,6 +76,9 @@ func New(opts Options) (*Cluster, error) {
 	if opts.Interval <= 0 {
 		opts.Interval = time.Second
 	}
+	if opts.CheckTimeout <= 0 {
+		opts.CheckTimeout = 2 * time.Second
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -94,7 +107,14 @@ func New(opts Options) (*Cluster, error) {
 	slices.SortFunc(c.nodes, func(a, b *node) int { return strings.Compare(a.url, b.url) })
 	tr := opts.Transport
 	if tr == nil {
-		tr = &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second, ResponseHeaderTimeout: time.Minute}
+		// A peer that does not answer is fetched around (the caller
+		// fetches the file itself): no long waits for a connection.
+		tr = &http.Transport{
+			DialContext:           (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			MaxIdleConnsPerHost:   64,
+			IdleConnTimeout:       90 * time.Second,
+			ResponseHeaderTimeout: time.Minute, // the owner's own fetch may take a while to start
+		}
 	}
 	// No overall timeout: a peer's body is a file that may be large and
 	// still growing upstream; the caller's context bounds it.
@@ -112,7 +132,8 @@ func nodeURL(raw string) (string, error) {
 	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || strings.Trim(u.Path, "/") != "" || u.RawQuery != "" || u.User != nil {
 		return "", fmt.Errorf("%q: want http(s)://host[:port], nothing more", raw)
 	}
-	return u.Scheme + "://" + u.Host, nil
+	// One spelling, so that every node hashes over the same names.
+	return strings.ToLower(u.Scheme + "://" + u.Host), nil
 }
 
 // Owner is the node that owns key among the live ones: the highest
@@ -181,7 +202,7 @@ func (c *Cluster) Run(ctx context.Context) error {
 
 // check asks n's /readyz, which a node answers 503 while it shuts down.
 func (c *Cluster) check(parent context.Context, n *node) {
-	ctx, cancel := context.WithTimeout(parent, c.opts.Interval)
+	ctx, cancel := context.WithTimeout(parent, c.opts.CheckTimeout)
 	defer cancel()
 	ok := false
 	if req, err := http.NewRequestWithContext(ctx, http.MethodGet, n.url+"/readyz", nil); err == nil {
@@ -278,6 +299,12 @@ func (c *Cluster) Handler(tree http.Handler) http.Handler {
 			return
 		}
 		key := strings.TrimPrefix(r.URL.Path, PeerPath)
+		if store.CleanPath(key) != nil {
+			// proxy.Guard refuses such paths before any handler; this
+			// route does not lean on it.
+			http.Error(w, "peer route: bad path", http.StatusBadRequest)
+			return
+		}
 		if _, self := c.Owner(key); !self {
 			// The asker and this node disagree on who is live (one of
 			// them is about to learn it): were this node to ask the owner

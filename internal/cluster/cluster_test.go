@@ -129,6 +129,11 @@ func TestHandler(t *testing.T) {
 	if got != "" {
 		t.Fatalf("an unauthorised request reached the tree: %s", got)
 	}
+	for _, bad := range []string{"../etc/passwd", "archlinux//core", "archlinux/./x", ""} {
+		if code := do(bad, "Bearer s3cret"); code != http.StatusBadRequest {
+			t.Errorf("path %q: %d; want 400", bad, code)
+		}
+	}
 	if code := do(theirs, "Bearer s3cret"); code != http.StatusMisdirectedRequest {
 		t.Errorf("a key another node owns: %d; want 421", code)
 	}

@@ -46,10 +46,6 @@ type Job struct {
 	// its validators. With MaxAge 0 a cached copy is final (immutable
 	// files).
 	MaxAge time.Duration
-	// FromPeer marks a job of a request that came over the cluster's
-	// peer route: this node is the file's owner in the asker's view, so
-	// the file is fetched here, never asked of another node.
-	FromPeer bool
 	// Batch, if set, commits the file through it: in the tree at once,
 	// durable and recorded only at the batch's Flush. Only the sync sets
 	// it, and only for files of mirror repos, whose sync hashes any file
@@ -99,15 +95,19 @@ type Fetcher struct {
 	// that commits, for FetchedBytes.
 	total atomic.Int64
 
-	owners     Owners            // nil: no cluster
-	shared     Shared            // nil: no shared storage
-	sharing    stdsync.WaitGroup // uploads to shared in progress (share)
-	shareSlots chan struct{}     // bounds them
-	stop       chan struct{}     // closed by Shutdown when its ctx ends: uploads give up
-	stopOnce   stdsync.Once
-	shares     prometheus.Counter     // files this node put into shared
-	fromStore  *prometheus.CounterVec // files brought from shared instead of upstream
-	fromPeers  *prometheus.CounterVec // files brought from their owner node
+	owners        Owners            // nil: no cluster
+	shared        Shared            // nil: no shared storage
+	sharing       stdsync.WaitGroup // uploads to shared in progress (share)
+	shareSlots    chan struct{}     // bounds them
+	pendingShares atomic.Int64      // uploads started and not done
+	// bg is the context of work that outlives a flight (uploads,
+	// deletes), cancelled by Shutdown when its ctx ends.
+	bg           context.Context
+	cancelBg     context.CancelFunc
+	stallTimeout time.Duration
+	shares       prometheus.Counter     // files this node put into shared
+	fromStore    *prometheus.CounterVec // files brought from shared instead of upstream
+	fromPeers    *prometheus.CounterVec // files brought from their owner node
 }
 
 // Options configures New.
@@ -117,6 +117,10 @@ type Options struct {
 	// Owners, if set, is the cluster (internal/cluster): an immutable
 	// file that another node owns is fetched from it.
 	Owners Owners
+	// StallTimeout cuts a fill from the owner or the shared storage that
+	// sends nothing for this long, as upstream.stall_timeout does an
+	// upstream's; default 8s.
+	StallTimeout time.Duration
 	// Shared, if set, is the cluster's shared storage: an immutable file
 	// missing from the tree is brought from it before any upstream is
 	// asked, and one fetched upstream is put there (see Shared).
@@ -139,17 +143,21 @@ func New(st *store.Store, opts Options) *Fetcher {
 	}, []string{"repo"})}
 	f.shared, f.owners = opts.Shared, opts.Owners
 	f.shareSlots = make(chan struct{}, shareConcurrency)
-	f.stop = make(chan struct{})
+	f.bg, f.cancelBg = context.WithCancel(context.Background())
+	f.stallTimeout = opts.StallTimeout
+	if f.stallTimeout <= 0 {
+		f.stallTimeout = 8 * time.Second
+	}
 	f.shares = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "mirrord_storage_shared_files_total",
 		Help: "Files this node fetched upstream and put into the shared storage.",
 	})
 	f.fromStore = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "mirrord_storage_filled_total",
+		Name: "mirrord_storage_filled_files_total",
 		Help: "Files brought into the tree from the shared storage instead of upstream, by repo.",
 	}, []string{"repo"})
 	f.fromPeers = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "mirrord_peer_filled_total",
+		Name: "mirrord_peer_filled_files_total",
 		Help: "Files brought into the tree from the node that owns them, by repo.",
 	}, []string{"repo"})
 	if reg != nil {
@@ -170,8 +178,10 @@ const shareConcurrency = 4
 // Flights is the registry the Fetcher starts its flights in.
 func (f *Fetcher) Flights() *lockfree.Group { return &f.flights }
 
-// Shutdown aborts every fill in progress and waits for them to end, until
-// ctx ends, so that the store can close under no writer. Call it once,
+// Shutdown aborts every fill in progress and waits for them to end, then
+// for the uploads to the shared storage, until ctx ends (then the uploads
+// are cut, and waited for), so that the store can close under no writer
+// and no reader. Call it once,
 // when no new caller comes: after the server has drained and the sync's
 // context has ended (a sync waiting on a flight then sees it fail).
 func (f *Fetcher) Shutdown(ctx context.Context) error {
@@ -185,7 +195,8 @@ func (f *Fetcher) Shutdown(ctx context.Context) error {
 		select {
 		case <-fl.Done():
 		case <-ctx.Done():
-			f.stopOnce.Do(func() { close(f.stop) })
+			f.cancelBg()
+			f.sharing.Wait() // uploads end when their context does
 			return ctx.Err()
 		}
 	}
@@ -198,7 +209,7 @@ func (f *Fetcher) Shutdown(ctx context.Context) error {
 	case <-shared:
 		return nil
 	case <-ctx.Done():
-		f.stopOnce.Do(func() { close(f.stop) })
+		f.cancelBg()
 		<-shared
 		return ctx.Err()
 	}

@@ -20,6 +20,7 @@ import (
 type Shared interface {
 	Get(ctx context.Context, key string) (io.ReadCloser, store.ObjectMeta, error)
 	PutIfAbsent(ctx context.Context, key string, r io.Reader, meta store.ObjectMeta) error
+	Stat(ctx context.Context, key string) (store.ObjectMeta, error)
 	Delete(ctx context.Context, key string) error
 }
 
@@ -45,14 +46,23 @@ const (
 
 // fillNearer fills job, a file that never changes, from its owner node
 // or the shared storage, when it can: done false leaves it to upstream.
-// A request that came from a peer is not sent on, and a failing owner or
-// store costs a warning, not the request: upstream still has the file.
+// A failing owner or store costs a warning, not the request: upstream
+// still has the file. The sync's own downloads (job.Batch) are not sent
+// to the owner: they are paced by sync.max_bandwidth, which the owner's
+// fetch would not honour.
 func (f *Fetcher) fillNearer(ctx context.Context, fl *lockfree.Flight, job Job) (done bool, err error) {
-	if f.owners != nil && !job.FromPeer {
+	if f.owners != nil && job.Batch == nil {
+		// A request that came over the peer route finds this node the
+		// owner (the route refuses others), so it is never sent on.
 		if owner, self := f.owners.Owner(job.Rel); !self {
+			ctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			stall := f.stallGuard(cancel)
+			defer stall.Stop()
 			resp, err := f.owners.Fetch(ctx, owner, job.Rel)
 			if err == nil {
 				defer resp.Body.Close()
+				resp.Body = stallReader{resp.Body, stall, f.stallTimeout}
 				return true, f.copyAndCommit(ctx, fl, job, resp, fromPeer)
 			}
 			if errors.Is(err, upstream.ErrNotFound) {
@@ -64,22 +74,67 @@ func (f *Fetcher) fillNearer(ctx context.Context, fl *lockfree.Flight, job Job) 
 	if f.shared == nil {
 		return false, nil
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stall := f.stallGuard(cancel)
+	defer stall.Stop()
 	resp, err := f.fromShared(ctx, job)
-	if err != nil {
+	switch {
+	case errors.Is(err, errNotTheFile):
+		f.dropShared(job.Rel, err)
+		return false, nil
+	case err != nil:
 		if !errors.Is(err, store.ErrNotFound) {
 			f.log.Warn("shared storage", "file", job.Rel, "err", err)
 		}
 		return false, nil
 	}
 	defer resp.Body.Close()
+	resp.Body = stallReader{resp.Body, stall, f.stallTimeout}
 	err = f.copyAndCommit(ctx, fl, job, resp, fromShared)
-	if errors.Is(err, ErrVerify) || errors.Is(err, store.ErrBadBody) {
-		// Corrupt, or not the file the database names: gone, so that
-		// the next try fetches it upstream.
-		f.log.Warn("bad copy in the shared storage: deleted", "file", job.Rel, "err", err)
-		f.shared.Delete(context.WithoutCancel(ctx), job.Rel)
+	if errors.Is(err, store.ErrBadBody) {
+		// Bytes that are not what their own metadata says: corrupt.
+		f.dropShared(job.Rel, err)
 	}
 	return true, err
+}
+
+// errNotTheFile is an object in the shared storage whose size or sha256
+// is not what the repo's database names for the file.
+var errNotTheFile = errors.New("not the file the database names")
+
+// dropShared deletes a bad copy from the shared storage, so that the file
+// is fetched upstream (and put there again) on the next try.
+func (f *Fetcher) dropShared(rel string, why error) {
+	ctx, cancel := context.WithTimeout(f.bg, 30*time.Second)
+	defer cancel()
+	if err := f.shared.Delete(ctx, rel); err != nil {
+		f.log.Warn("bad copy in the shared storage, not deleted", "file", rel, "why", why, "err", err)
+		return
+	}
+	f.log.Warn("bad copy in the shared storage: deleted", "file", rel, "why", why)
+}
+
+// stallGuard is a timer that cancels a fill from the owner or the shared
+// storage which has sent nothing for stallTimeout (upstream.stall_timeout,
+// the rule of upstream bodies): its clients do not wait for fillTimeout.
+func (f *Fetcher) stallGuard(cancel context.CancelFunc) *time.Timer {
+	return time.AfterFunc(f.stallTimeout, cancel)
+}
+
+// stallReader restarts its stall guard on every read that brings bytes.
+type stallReader struct {
+	io.ReadCloser
+	stall *time.Timer
+	d     time.Duration
+}
+
+func (s stallReader) Read(p []byte) (int, error) {
+	n, err := s.ReadCloser.Read(p)
+	if n > 0 {
+		s.stall.Reset(s.d)
+	}
+	return n, err
 }
 
 // shareTimeout bounds one upload of a file to the shared store.
@@ -88,7 +143,9 @@ const shareTimeout = 30 * time.Minute
 // fromShared opens job.Rel in the shared store as a Response, its body
 // checked against the object's own size and sha256 (store.CheckedReader
 // holds back the last byte until they match, so a corrupt object reaches
-// no client whole). ErrNotFound: the store has no copy.
+// no client whole). ErrNotFound: the store has no copy; errNotTheFile:
+// its copy is not what the database names, which its metadata shows
+// before any byte is read, so the flight can still go upstream.
 func (f *Fetcher) fromShared(ctx context.Context, job Job) (*upstream.Response, error) {
 	body, meta, err := f.shared.Get(ctx, job.Rel)
 	if err != nil {
@@ -96,9 +153,16 @@ func (f *Fetcher) fromShared(ctx context.Context, job Job) (*upstream.Response, 
 	}
 	if meta.SHA256 == "" {
 		// Put there by another tool, or unreadable metadata: nothing to
-		// check it by but the catalog, which may not know the file.
+		// check its bytes by.
 		body.Close()
 		return nil, fmt.Errorf("%s: %s has no sha256: %w", sharedSource, job.Rel, store.ErrNotFound)
+	}
+	if f.catalog != nil {
+		if want, ok := f.catalog.Expect(job.Rel); ok && (meta.Size != want.Size || want.SHA256 != "" && meta.SHA256 != want.SHA256) {
+			body.Close()
+			return nil, fmt.Errorf("%s: %s is %d bytes with sha256 %s, the database says %d and %s: %w",
+				sharedSource, job.Rel, meta.Size, meta.SHA256, want.Size, want.SHA256, errNotTheFile)
+		}
 	}
 	return &upstream.Response{
 		Status:       200,
@@ -115,6 +179,11 @@ type readCloser struct {
 	io.Closer
 }
 
+// maxPendingShares bounds the uploads waiting for a slot: a sync that
+// commits thousands of files does not make as many goroutines. A file
+// left out is fetched upstream by the next node that wants it.
+const maxPendingShares = 256
+
 // share puts a file just committed to the tree into the shared store, in
 // the background: the clients of the flight that fetched it do not wait
 // for the upload. A node that dies before it is done leaves the store
@@ -124,34 +193,29 @@ type readCloser struct {
 // It is false for a file committed through a Batch, whose record may not
 // reach badger before the Batch has synced its bytes.
 func (f *Fetcher) share(rel string, m store.Meta, size int64, record bool) {
+	if f.bg.Err() != nil {
+		return // shut down
+	}
+	if f.pendingShares.Add(1) > maxPendingShares {
+		f.pendingShares.Add(-1)
+		f.log.Debug("share with the storage: too many waiting, skipped", "file", rel)
+		return
+	}
 	f.sharing.Go(func() {
+		defer f.pendingShares.Add(-1)
 		select {
 		case f.shareSlots <- struct{}{}:
 			defer func() { <-f.shareSlots }()
-		case <-f.stop:
+		case <-f.bg.Done():
 			return
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), shareTimeout)
+		ctx, cancel := context.WithTimeout(f.bg, shareTimeout)
 		defer cancel()
-		go func() {
-			select {
-			case <-f.stop:
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
-		file, err := f.store.Open(rel)
-		if err != nil {
-			f.log.Warn("share with the storage: open", "file", rel, "err", err)
-			return
-		}
-		defer file.Close()
-		err = f.shared.PutIfAbsent(ctx, rel, file, store.ObjectMeta{Size: size, SHA256: m.SHA256, ETag: m.ETag, LastModified: m.LastModified})
-		if err != nil && !errors.Is(err, store.ErrExists) {
+		want := store.ObjectMeta{Size: size, SHA256: m.SHA256, ETag: m.ETag, LastModified: m.LastModified}
+		if err := f.putShared(ctx, rel, want); err != nil {
 			f.log.Warn("share with the storage", "file", rel, "err", err)
 			return
 		}
-		f.shares.Inc()
 		// Known to be there: its hits may be redirected there.
 		if m, err := f.store.Stat(rel); record && err == nil && !m.Shared {
 			m.Shared = true
@@ -160,4 +224,29 @@ func (f *Fetcher) share(rel string, m store.Meta, size int64, record bool) {
 			}
 		}
 	})
+}
+
+// putShared uploads the tree's rel as want, unless the storage has it. A
+// copy already there counts only if it is the same file.
+func (f *Fetcher) putShared(ctx context.Context, rel string, want store.ObjectMeta) error {
+	file, err := f.store.Open(rel)
+	if err != nil {
+		return err
+	}
+	defer file.Close()
+	err = f.shared.PutIfAbsent(ctx, rel, file, want)
+	if errors.Is(err, store.ErrExists) {
+		got, serr := f.shared.Stat(ctx, rel)
+		if serr != nil {
+			return serr
+		}
+		if got.Size != want.Size || got.SHA256 != want.SHA256 {
+			return fmt.Errorf("%s holds another copy of %s (%d bytes, sha256 %q; this node's is %d, %s)", sharedSource, rel, got.Size, got.SHA256, want.Size, want.SHA256)
+		}
+		return nil
+	}
+	if err == nil {
+		f.shares.Inc()
+	}
+	return err
 }

@@ -16,7 +16,6 @@ import (
 	"github.com/mirrord/mirrord/config"
 	"github.com/mirrord/mirrord/internal/accesslog"
 	"github.com/mirrord/mirrord/internal/catalog"
-	"github.com/mirrord/mirrord/internal/cluster"
 	"github.com/mirrord/mirrord/internal/fastpath"
 	"github.com/mirrord/mirrord/internal/fetch"
 	"github.com/mirrord/mirrord/internal/lockfree"
@@ -340,7 +339,7 @@ func (h *Handler) serveMutable(w http.ResponseWriter, r *http.Request, t catalog
 		httpError(w, "not found", http.StatusNotFound)
 		return
 	}
-	f, rd, leader := h.fetcher.Join(r.Context(), h.jobFor(r, t, ms))
+	f, rd, leader := h.fetcher.Join(r.Context(), fetch.JobFor(t, ms, h.cache.DBMaxAge))
 	result := resultRevalidated
 	if !cached {
 		result = resultMiss
@@ -377,7 +376,7 @@ func (h *Handler) serveMiss(w http.ResponseWriter, r *http.Request, t catalog.Ta
 		h.serveHeadMiss(w, r, t, ms)
 		return
 	}
-	f, rd, leader := h.fetcher.Join(r.Context(), h.jobFor(r, t, ms))
+	f, rd, leader := h.fetcher.Join(r.Context(), fetch.JobFor(t, ms, h.cache.DBMaxAge))
 	result := resultMiss
 	if !leader {
 		result = resultCoalesced
@@ -510,14 +509,6 @@ func (h *Handler) failed(w http.ResponseWriter, r *http.Request, t catalog.Targe
 		h.log.Warn("fetch", "file", t.Rel, "err", err)
 		httpError(w, "upstream unavailable", http.StatusBadGateway)
 	}
-}
-
-// jobFor is the fetch of t for r: a request over the peer route is
-// fetched here, never asked of another node.
-func (h *Handler) jobFor(r *http.Request, t catalog.Target, ms *upstream.MirrorSet) fetch.Job {
-	job := fetch.JobFor(t, ms, h.cache.DBMaxAge)
-	job.FromPeer = cluster.FromPeer(r.Context())
-	return job
 }
 
 // Guard refuses requests whose path is never valid (see CheckPath) with
