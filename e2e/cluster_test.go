@@ -174,6 +174,17 @@ func TestClusterColdFile(t *testing.T) {
 		t.Errorf("the owner, node %d, did not fetch the file's 100 MiB upstream", owner)
 	}
 
+	// A file upstream lacks: the owner asks upstream once, and the node
+	// that asked it answers 404 without asking upstream itself.
+	missing := "missing-1.0-1-x86_64.pkg.tar.zst"
+	asker := (ownerOf(t, c, "archlinux/core/os/x86_64/"+missing) + 1) % len(c.nodes)
+	if code, _, _ := c.nodes[asker].get("/archlinux/core/os/x86_64/" + missing); code != 404 {
+		t.Errorf("a file upstream lacks, through a node that does not own it: %d; want 404", code)
+	}
+	if n := up.Requests("/core/os/x86_64/" + missing); n != 1 {
+		t.Errorf("upstream was asked %d times for a file it lacks; want 1 (the owner)", n)
+	}
+
 	p := newPacmanRoot(t, c.LB+"/archlinux/$repo/os/$arch", "core")
 	p.mustRun("-Sy")
 	p.mustRun("-S", "hello")

@@ -27,6 +27,11 @@ import (
 // PeerPath is the prefix of the peer route: PeerPath + a tree path.
 const PeerPath = "/_mirrord/peer/"
 
+// NotFoundUpstream is the header of the peer route's 404 for a file that
+// upstream does not have. A 404 without it (a repo the owner does not
+// serve, during a change of config) is no answer about the file.
+const NotFoundUpstream = "Mirrord-Not-Found-Upstream"
+
 // DrainDelay is how long a node that shuts down answers /readyz with 503
 // before it stops listening: two checks of its peers (Interval 1s), so
 // that they count it out before its connections are refused.
@@ -228,9 +233,9 @@ func (c *Cluster) check(parent context.Context, n *node) {
 	}
 }
 
-// Fetch gets key from owner over the peer route. A 404 is
-// upstream.ErrNotFound (the owner asked upstream); any other failure is
-// an error, and the caller fetches the file itself.
+// Fetch gets key from owner over the peer route. A 404 marked
+// NotFoundUpstream is upstream.ErrNotFound (the owner asked upstream);
+// any other failure is an error, and the caller fetches the file itself.
 func (c *Cluster) Fetch(ctx context.Context, owner, key string) (*upstream.Response, error) {
 	start := time.Now()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, owner+PeerPath+key, nil)
@@ -247,6 +252,10 @@ func (c *Cluster) Fetch(ctx context.Context, owner, key string) (*upstream.Respo
 	case http.StatusOK:
 	case http.StatusNotFound:
 		resp.Body.Close()
+		if resp.Header.Get(NotFoundUpstream) == "" {
+			c.m.fetch("error", start)
+			return nil, fmt.Errorf("peer %s: %s: 404, not from upstream (does it serve this repo?)", owner, key)
+		}
 		c.m.fetch("not_found", start)
 		return nil, fmt.Errorf("peer %s: %s: %w", owner, key, upstream.ErrNotFound)
 	default:

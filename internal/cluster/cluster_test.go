@@ -163,7 +163,10 @@ func TestFetch(t *testing.T) {
 			w.Header().Set("Content-Length", "100000")
 			io.WriteString(w, body[:50_000])
 			panic(http.ErrAbortHandler)
-		default:
+		case "missing":
+			w.Header().Set(NotFoundUpstream, "1")
+			http.NotFound(w, r)
+		default: // a 404 of the route, not of upstream
 			http.NotFound(w, r)
 		}
 	}))
@@ -188,6 +191,9 @@ func TestFetch(t *testing.T) {
 	resp.Body.Close()
 	if _, err := c.Fetch(context.Background(), srv.URL, "missing"); !errors.Is(err, upstream.ErrNotFound) {
 		t.Errorf("missing: %v; want ErrNotFound", err)
+	}
+	if _, err := c.Fetch(context.Background(), srv.URL, "unknown-repo"); err == nil || errors.Is(err, upstream.ErrNotFound) {
+		t.Errorf("a 404 not from upstream: %v; want an error other than ErrNotFound", err)
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/mirrord/mirrord/config"
 	"github.com/mirrord/mirrord/internal/accesslog"
 	"github.com/mirrord/mirrord/internal/catalog"
+	"github.com/mirrord/mirrord/internal/cluster"
 	"github.com/mirrord/mirrord/internal/fastpath"
 	"github.com/mirrord/mirrord/internal/fetch"
 	"github.com/mirrord/mirrord/internal/lockfree"
@@ -369,7 +370,7 @@ func (h *Handler) serveMutable(w http.ResponseWriter, r *http.Request, t catalog
 func (h *Handler) serveMiss(w http.ResponseWriter, r *http.Request, t catalog.Target, ms *upstream.MirrorSet) {
 	if h.missing.has(t.Rel) {
 		h.counted(r, t, resultNotFound)
-		httpError(w, "not found", http.StatusNotFound)
+		notFoundUpstream(w, r)
 		return
 	}
 	if r.Method == http.MethodHead && h.flights.Lookup(t.Rel) == nil {
@@ -499,7 +500,7 @@ func (h *Handler) failed(w http.ResponseWriter, r *http.Request, t catalog.Targe
 		h.missing.add(t.Rel, h.cache.NegativeTTL)
 		h.counted(r, t, resultNotFound)
 		h.log.Debug("not found upstream", "file", t.Rel)
-		httpError(w, "not found", http.StatusNotFound)
+		notFoundUpstream(w, r)
 	case errors.Is(err, fetch.ErrVerify):
 		h.counted(r, t, resultError)
 		h.log.Warn("upstream sent a bad file", "file", t.Rel, "err", err)
@@ -509,6 +510,16 @@ func (h *Handler) failed(w http.ResponseWriter, r *http.Request, t catalog.Targe
 		h.log.Warn("fetch", "file", t.Rel, "err", err)
 		httpError(w, "upstream unavailable", http.StatusBadGateway)
 	}
+}
+
+// notFoundUpstream answers 404 for a file upstream does not have. A peer
+// is told so (cluster.NotFoundUpstream): any other 404 of its request,
+// such as a repo this node does not serve, makes it fetch the file itself.
+func notFoundUpstream(w http.ResponseWriter, r *http.Request) {
+	if cluster.FromPeer(r.Context()) {
+		w.Header().Set(cluster.NotFoundUpstream, "1")
+	}
+	httpError(w, "not found", http.StatusNotFound)
 }
 
 // Guard refuses requests whose path is never valid (see CheckPath) with
