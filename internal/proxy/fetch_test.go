@@ -23,6 +23,7 @@ import (
 	"github.com/mirrord/mirrord/internal/alpm"
 	"github.com/mirrord/mirrord/internal/catalog"
 	"github.com/mirrord/mirrord/internal/faultserver"
+	"github.com/mirrord/mirrord/internal/fetch"
 	"github.com/mirrord/mirrord/internal/store"
 	"github.com/mirrord/mirrord/internal/upstream"
 )
@@ -47,6 +48,13 @@ func newEnv(t *testing.T, n int, cache config.Cache) *env {
 }
 
 func newEnvWith(t *testing.T, n int, cache config.Cache, upOpts upstream.Options) *env {
+	t.Helper()
+	return newEnvShared(t, n, cache, upOpts, nil)
+}
+
+// newEnvShared is newEnvWith whose fetcher fills from and shares with
+// shared, if not nil.
+func newEnvShared(t *testing.T, n int, cache config.Cache, upOpts upstream.Options, shared fetch.Shared) *env {
 	t.Helper()
 	root := t.TempDir()
 	os.MkdirAll(filepath.Join(root, pkgDir), 0o755)
@@ -78,7 +86,11 @@ func newEnvWith(t *testing.T, n int, cache config.Cache, upOpts upstream.Options
 		t.Fatal(err)
 	}
 	e.cat = testCatalog(t, cfg, st, up)
-	e.h, err = New(e.cat, st, Options{Registerer: e.reg})
+	var f *fetch.Fetcher
+	if shared != nil {
+		f = fetch.New(st, fetch.Options{Catalog: e.cat, Shared: shared, StallTimeout: 5 * time.Second, Registerer: e.reg})
+	}
+	e.h, err = New(e.cat, st, Options{Fetcher: f, Registerer: e.reg})
 	if err != nil {
 		t.Fatal(err)
 	}
