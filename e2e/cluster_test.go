@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -172,6 +173,22 @@ func TestClusterColdFile(t *testing.T) {
 	}
 	if _, m, _ := c.nodes[owner].get("/metrics"); !bytes.Contains(m, []byte(`mirrord_fetched_bytes_total{repo="archlinux/core"} 1.048576e+08`)) {
 		t.Errorf("the owner, node %d, did not fetch the file's 100 MiB upstream", owner)
+	}
+	// Each client's request is counted once, by the node it reached; the
+	// owner's answers to its peers are the peer route's.
+	var counted float64
+	for _, d := range c.nodes {
+		_, m, _ := d.get("/metrics")
+		for _, l := range strings.Split(string(m), "\n") {
+			if v, ok := strings.CutPrefix(l, `mirrord_requests_total{repo="archlinux/core",result=`); ok {
+				_, num, _ := strings.Cut(v, " ")
+				f, _ := strconv.ParseFloat(num, 64)
+				counted += f
+			}
+		}
+	}
+	if counted != clients {
+		t.Errorf("the nodes counted %v requests of the repo; want %d, one per client", counted, clients)
 	}
 
 	// A file upstream lacks: the owner asks upstream once, and the node

@@ -305,7 +305,7 @@ func (h *Handler) serveBody(w http.ResponseWriter, r *http.Request, t catalog.Ta
 	} else {
 		http.ServeContent(cw, r, "", mod, body)
 	}
-	h.metrics.served(t, cw.n)
+	h.servedTo(r, t, cw.n)
 }
 
 // plainGet is a GET with no Range and no condition: the common case, which
@@ -467,7 +467,7 @@ func (h *Handler) serveFlight(w http.ResponseWriter, r *http.Request, t catalog.
 	} else {
 		http.ServeContent(cw, r, "", meta.ModTime, er)
 	}
-	h.metrics.served(t, cw.n)
+	h.servedTo(r, t, cw.n)
 	if er.err != nil && !errors.Is(er.err, io.EOF) && r.Context().Err() == nil {
 		// The transfer broke after the headers went out: a short body
 		// must never look complete, so the connection is cut.
@@ -489,8 +489,17 @@ func (h *Handler) requested(t catalog.Target, mutable bool) {
 // counted counts a request's result, and notes it for its access log
 // line.
 func (h *Handler) counted(r *http.Request, t catalog.Target, result string) {
-	h.metrics.request(t, result)
+	if !cluster.FromPeer(r.Context()) { // counted by the node its client asked
+		h.metrics.request(t, result)
+	}
 	accesslog.SetResult(r.Context(), result)
+}
+
+// servedTo counts n body bytes sent for r, unless to a peer (see counted).
+func (h *Handler) servedTo(r *http.Request, t catalog.Target, n int64) {
+	if !cluster.FromPeer(r.Context()) {
+		h.metrics.served(t, n)
+	}
 }
 
 // failed answers a request whose fetch failed before any byte was sent.
