@@ -100,6 +100,8 @@ type Fetcher struct {
 	sharing       stdsync.WaitGroup // uploads to shared in progress (share)
 	shareSlots    chan struct{}     // bounds them
 	pendingShares atomic.Int64      // uploads started and not done
+	sharingFiles  stdsync.Map       // tree path -> true while its upload runs
+	shareBackoff  atomic.Int64      // unix ns: no upload starts before (one failed)
 	// bg is the context of work that outlives a flight (uploads,
 	// deletes), cancelled by Shutdown when its ctx ends.
 	bg           context.Context
@@ -386,9 +388,9 @@ func (f *Fetcher) copyAndCommit(ctx context.Context, fl *lockfree.Flight, job Jo
 		f.total.Add(n)
 	}
 	// What came from upstream goes to the shared storage; what came from
-	// the owner, the owner put there.
+	// the owner, the owner put there (its hits here check: Reshare).
 	if f.shared != nil && job.MaxAge == 0 && src == fromUpstream {
-		f.share(job.Rel, m, n, job.Batch == nil)
+		f.share(job.Rel, m, n)
 	}
 	f.committed(job)
 	return nil

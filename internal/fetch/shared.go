@@ -184,25 +184,45 @@ type readCloser struct {
 // left out is fetched upstream by the next node that wants it.
 const maxPendingShares = 256
 
-// share puts a file just committed to the tree into the shared store, in
-// the background: the clients of the flight that fetched it do not wait
-// for the upload. A node that dies before it is done leaves the store
-// without the file, which the next node to want it fetches upstream.
-//
-// record marks the tree's copy as shared once it is (store.Meta.Shared).
-// It is false for a file committed through a Batch, whose record may not
-// reach badger before the Batch has synced its bytes.
-func (f *Fetcher) share(rel string, m store.Meta, size int64, record bool) {
+// Reshare is told of a hit on an immutable file that the tree does not
+// know to be in the shared storage (store.Meta.Shared false): a file
+// fetched before the node had a bucket, whose upload failed or was cut,
+// or that came from its owner. It is put there, or found there and
+// marked, in the background. Cheap when there is nothing to do: the hit
+// path calls it.
+func (f *Fetcher) Reshare(rel string, m store.Meta) {
+	if f.shared == nil || m.Shared || m.SHA256 == "" || time.Now().UnixNano() < f.shareBackoff.Load() {
+		return
+	}
+	f.share(rel, m, m.Size)
+}
+
+// shareBackoff is how long uploads wait after one failed, so that hits on
+// unshared files do not each try a storage that is down.
+const shareBackoff = 30 * time.Second
+
+// share puts a file of the tree into the shared store, in the background:
+// the clients of the flight that fetched it do not wait for the upload. A
+// node that dies before it is done leaves the store without the file;
+// the next hit on it (Reshare) tries again. Once the storage has it, the
+// tree's copy is marked (store.MarkShared; not while a Batch has yet to
+// make it durable), and its hits may be redirected there.
+func (f *Fetcher) share(rel string, m store.Meta, size int64) {
 	if f.bg.Err() != nil {
 		return // shut down
 	}
+	if _, busy := f.sharingFiles.LoadOrStore(rel, true); busy {
+		return
+	}
 	if f.pendingShares.Add(1) > maxPendingShares {
 		f.pendingShares.Add(-1)
+		f.sharingFiles.Delete(rel)
 		f.log.Debug("share with the storage: too many waiting, skipped", "file", rel)
 		return
 	}
 	f.sharing.Go(func() {
 		defer f.pendingShares.Add(-1)
+		defer f.sharingFiles.Delete(rel)
 		select {
 		case f.shareSlots <- struct{}{}:
 			defer func() { <-f.shareSlots }()
@@ -213,22 +233,34 @@ func (f *Fetcher) share(rel string, m store.Meta, size int64, record bool) {
 		defer cancel()
 		want := store.ObjectMeta{Size: size, SHA256: m.SHA256, ETag: m.ETag, LastModified: m.LastModified}
 		if err := f.putShared(ctx, rel, want); err != nil {
+			f.shareBackoff.Store(time.Now().Add(shareBackoff).UnixNano())
 			f.log.Warn("share with the storage", "file", rel, "err", err)
 			return
 		}
-		// Known to be there: its hits may be redirected there.
-		if m, err := f.store.Stat(rel); record && err == nil && !m.Shared {
-			m.Shared = true
-			if err := f.store.SetMeta(rel, m); err != nil {
-				f.log.Warn("share with the storage: record", "file", rel, "err", err)
-			}
+		if _, err := f.store.MarkShared(rel); err != nil {
+			f.log.Warn("share with the storage: record", "file", rel, "err", err)
 		}
 	})
 }
 
-// putShared uploads the tree's rel as want, unless the storage has it. A
-// copy already there counts only if it is the same file.
+// putShared uploads the tree's rel as want, unless the storage has it
+// (one HEAD first: a node that got the file from its owner finds it
+// there without sending it). A copy already there counts only if it is
+// the same file.
 func (f *Fetcher) putShared(ctx context.Context, rel string, want store.ObjectMeta) error {
+	same := func(got store.ObjectMeta) error {
+		if got.Size != want.Size || got.SHA256 != want.SHA256 {
+			return fmt.Errorf("%s holds another copy of %s (%d bytes, sha256 %q; this node's is %d, %s)", sharedSource, rel, got.Size, got.SHA256, want.Size, want.SHA256)
+		}
+		return nil
+	}
+	got, err := f.shared.Stat(ctx, rel)
+	if err == nil {
+		return same(got)
+	}
+	if !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
 	file, err := f.store.Open(rel)
 	if err != nil {
 		return err
@@ -236,14 +268,11 @@ func (f *Fetcher) putShared(ctx context.Context, rel string, want store.ObjectMe
 	defer file.Close()
 	err = f.shared.PutIfAbsent(ctx, rel, file, want)
 	if errors.Is(err, store.ErrExists) {
-		got, serr := f.shared.Stat(ctx, rel)
-		if serr != nil {
-			return serr
+		got, err := f.shared.Stat(ctx, rel)
+		if err != nil {
+			return err
 		}
-		if got.Size != want.Size || got.SHA256 != want.SHA256 {
-			return fmt.Errorf("%s holds another copy of %s (%d bytes, sha256 %q; this node's is %d, %s)", sharedSource, rel, got.Size, got.SHA256, want.Size, want.SHA256)
-		}
-		return nil
+		return same(got)
 	}
 	if err == nil {
 		f.shares.Inc()

@@ -203,6 +203,9 @@ func (h *Handler) AppendHit(dst []byte, req *fastpath.Request) (head []byte, res
 	}
 	h.metrics.request(t, resultHit) // the fast path logs its lines itself
 	h.requested(t, mutable)
+	if !mutable {
+		h.fetcher.Reshare(t.Rel, m)
+	}
 	switch {
 	case notModified:
 		if f != nil {
@@ -256,6 +259,9 @@ func (h *Handler) serveHit(w http.ResponseWriter, r *http.Request, t catalog.Tar
 	data, sf, m, ok := h.store.Hit(t.Rel)
 	if !ok {
 		return h.serveOpened(w, r, t, result)
+	}
+	if !t.Mutable() {
+		h.fetcher.Reshare(t.Rel, m)
 	}
 	var body io.ReadSeeker
 	if sf != nil {

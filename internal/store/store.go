@@ -492,6 +492,44 @@ func (s *Store) SetMeta(rel string, m Meta) error {
 	return nil
 }
 
+// MarkShared records that rel is in the cluster's shared storage too
+// (Meta.Shared). It does nothing, and says false, for a file that is not
+// indexed, whose record changed meanwhile, or whose record waits for its
+// Batch (its bytes may not be durable yet, so no record of it may reach
+// badger).
+func (s *Store) MarkShared(rel string) (bool, error) {
+	v, ok := s.index.Load(rel)
+	if !ok {
+		return false, nil
+	}
+	e := v.(*entry)
+	mp := e.meta.Load()
+	if mp.Shared {
+		return true, nil
+	}
+	if e.lazy.Load() != nil {
+		return false, nil
+	}
+	m := *mp
+	m.Shared = true
+	m.LastAccess = time.Unix(0, e.lastAccess.Load())
+	val, err := json.Marshal(m)
+	if err != nil {
+		return false, err
+	}
+	if !e.meta.CompareAndSwap(mp, &m) {
+		return false, nil // a newer record: its writer decides
+	}
+	if err := s.Put(filePrefix+rel, val); err != nil {
+		return false, fmt.Errorf("record %s: %w", rel, err)
+	}
+	if cur, ok := s.index.Load(rel); !ok || cur != v {
+		// Removed (evicted) meanwhile: no record of a file that is gone.
+		return false, s.Delete(filePrefix + rel)
+	}
+	return true, nil
+}
+
 // Stat returns what the index knows of rel. A file placed in the tree by
 // hand after start is found on disk and indexed. A symlink (a hosted
 // repo's {repo}.db) is described by its target but never indexed: its
