@@ -159,11 +159,13 @@ func checkSecret(key, fileKey, env, value, file string, bad func(key, format str
 }
 
 // maxKeyFile bounds what readKeyFile reads: an S3 key is some 20 to 40
-// characters, so anything larger is the wrong file.
+// characters and a cluster secret not much more, so anything larger is
+// the wrong file.
 const maxKeyFile = 4 << 10
 
-// readKeyFile reads an S3 key from the file at path: one line, its line
-// break trimmed. Its errors name the file, never what it holds.
+// readKeyFile reads a secret (an S3 key, the cluster's secret) from the
+// file at path: one line, its line break trimmed. Its errors name the
+// file, never what it holds.
 func readKeyFile(path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
