@@ -338,15 +338,21 @@ func testNoPartialReads(t *testing.T, newObjects func(t *testing.T) store.Object
 	}
 }
 
+// testPutIfAbsentOnce races PutIfAbsent callers on one key: small
+// objects, and large ones (which a backend may upload in parts: the
+// condition must hold for them too).
 func testPutIfAbsentOnce(t *testing.T, o store.Objects) {
 	ctx := t.Context()
-	for round := range 3 {
+	for round, size := range []int{1000, 1000, Large} {
 		key := fmt.Sprintf("jobs/%d/claim", round)
-		const n = 16
+		n := 16
+		if size == Large {
+			n = 4
+		}
 		bodies := make([][]byte, n)
 		metas := make([]store.ObjectMeta, n)
 		for i := range n {
-			bodies[i], metas[i] = body(uint64(100*round+i), 1000+i)
+			bodies[i], metas[i] = body(uint64(100*round+i), size+i)
 		}
 		start := make(chan struct{})
 		errs := make([]error, n)

@@ -18,6 +18,15 @@ import (
 	"github.com/mirrord/mirrord/internal/store"
 )
 
+// maxConditional is the largest conditional put: S3's limit of one PUT.
+// A conditional put is never a multipart upload, because not every store
+// checks the condition on the upload's completion: SeaweedFS (the
+// s3test.WeedVersion we test against) completes a multipart upload with
+// If-None-Match: * over an existing object, and one with a stale If-Match,
+// while it refuses both on a single PUT (objtest's large PutIfAbsent
+// round caught it).
+const maxConditional = 5 << 30
+
 // User metadata of an object (sent as X-Amz-Meta-Mirrord-…).
 const (
 	metaSHA256       = "Mirrord-Sha256"
@@ -192,9 +201,10 @@ func (b *Bucket) Put(ctx context.Context, key string, r io.Reader, meta store.Ob
 }
 
 // PutIfAbsent stores the object at key unless the key holds one
-// (store.ErrExists), by If-None-Match: * on the PUT (or on the multipart
-// upload's completion), which the store decides, so exactly one of
-// concurrent callers wins, whichever node they run on.
+// (store.ErrExists), by If-None-Match: * on the PUT, which the store
+// decides, so exactly one of concurrent callers wins, whichever node they
+// run on. It is always one PUT, never a multipart upload (see
+// maxConditional), so it takes at most 5 GiB.
 func (b *Bucket) PutIfAbsent(ctx context.Context, key string, r io.Reader, meta store.ObjectMeta) error {
 	return b.put(ctx, key, r, meta, true)
 }
@@ -221,7 +231,11 @@ func (b *Bucket) put(ctx context.Context, key string, r io.Reader, meta store.Ob
 		PartSize:     b.partSize,
 	}
 	if ifAbsent {
+		if meta.Size > maxConditional {
+			return fmt.Errorf("put %s if absent: %d bytes, over the %d of one conditional PUT", key, meta.Size, int64(maxConditional))
+		}
 		opts.SetMatchETagExcept("*")
+		opts.DisableMultipart = true
 	}
 	// The body is not an io.Seeker, so minio-go sends it once and never
 	// retries it: a retried conditional PUT could answer "exists" to the
