@@ -43,6 +43,7 @@ func TestLease(t *testing.T) {
 		{"RenewKeeps", testRenewKeeps},
 		{"Release", testRelease},
 		{"NotALease", testNotALease},
+		{"LostAnswer", testLostAnswer},
 		{"RunRenews", testRunRenews},
 		{"RunLosesToTakeover", testRunLosesToTakeover},
 		{"RunLosesAtExpiry", testRunLosesAtExpiry},
@@ -339,6 +340,49 @@ func testNotALease(t *testing.T, objs store.Objects) {
 		if _, err := lease.New(objs, opts); err == nil {
 			t.Errorf("New(%+v) succeeded", opts)
 		}
+	}
+}
+
+// forgetful commits a PutIfMatch but answers it with an error, once
+// armed: a store whose answer is lost after it committed.
+type forgetful struct {
+	lease.Objects
+	armed atomic.Bool
+}
+
+func (f *forgetful) PutIfMatch(ctx context.Context, key string, r io.Reader, meta store.ObjectMeta, version string) (string, error) {
+	v, err := f.Objects.PutIfMatch(ctx, key, r, meta, version)
+	if err == nil && f.armed.CompareAndSwap(true, false) {
+		return "", errors.New("timeout awaiting the answer")
+	}
+	return v, err
+}
+
+// testLostAnswer: a renewal or a release that the store committed but
+// whose answer was lost is the holder's own: the next Renew or Release
+// goes on from it instead of calling the lease lost.
+func testLostAnswer(t *testing.T, objs store.Objects) {
+	c := newClock()
+	f := &forgetful{Objects: objs}
+	a, b := newManager(t, f, c), newManager(t, objs, c)
+	la := acquire(t, a, "db/core/x86_64", "node-a")
+	f.armed.Store(true)
+	if err := la.Renew(t.Context()); err == nil || errors.Is(err, lease.ErrLost) {
+		t.Fatalf("Renew with its answer lost = %v, want an error, not ErrLost", err)
+	}
+	if err := la.Renew(t.Context()); err != nil {
+		t.Fatalf("Renew after a renewal whose answer was lost = %v", err)
+	}
+	wantHeld(t, b, "db/core/x86_64", "node-b", "node-a")
+	f.armed.Store(true)
+	if err := la.Release(t.Context()); err == nil || errors.Is(err, lease.ErrLost) {
+		t.Fatalf("Release with its answer lost = %v, want an error, not ErrLost", err)
+	}
+	if err := la.Release(t.Context()); err != nil {
+		t.Fatalf("Release after a release whose answer was lost = %v", err)
+	}
+	if l := acquire(t, b, "db/core/x86_64", "node-b"); l.Token() != 2 {
+		t.Errorf("token after the release: %d, want 2", l.Token())
 	}
 }
 
