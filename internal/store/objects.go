@@ -22,7 +22,8 @@ import (
 // an object is visible complete or not at all (a reader never sees a
 // prefix of a Put in progress, nor a mix of two Puts); a Put that fails
 // leaves the key as it was; PutIfAbsent succeeds for exactly one of any
-// number of concurrent callers; List shows exactly what was put and not
+// number of concurrent callers, and so does PutIfMatch among callers that
+// name the same version; List shows exactly what was put and not
 // deleted. Methods are safe for concurrent use.
 //
 // Nothing is wired to it yet: store.Store still writes the tree itself.
@@ -41,6 +42,16 @@ type Objects interface {
 	// PutIfAbsent is Put that fails with ErrExists, storing nothing, if
 	// the key holds an object: among concurrent callers exactly one wins.
 	PutIfAbsent(ctx context.Context, key string, r io.Reader, meta ObjectMeta) error
+	// PutIfMatch is Put that replaces the object at key only if it is
+	// still the version named (an ObjectMeta.Version from Get or Stat),
+	// and fails with ErrVersionMismatch, storing nothing, if the key
+	// holds another version or none: among concurrent callers that name
+	// the same version exactly one wins. It returns the version it
+	// stored, so that the winner can go on without reading the object
+	// back (a read could already see the next writer's). A version may
+	// come back again for the same bytes (see ObjectMeta.Version); an
+	// empty version matches nothing.
+	PutIfMatch(ctx context.Context, key string, r io.Reader, meta ObjectMeta, version string) (string, error)
 	// Stat is the object's metadata.
 	Stat(ctx context.Context, key string) (ObjectMeta, error)
 	// List is every key that starts with prefix (a plain string prefix,
@@ -52,8 +63,11 @@ type Objects interface {
 
 // Sentinels of Objects, besides ErrNotFound (Get, GetRange, Stat).
 var (
-	ErrExists       = errors.New("object exists")
-	ErrInvalidRange = errors.New("range not inside the object")
+	ErrExists = errors.New("object exists")
+	// ErrVersionMismatch is a PutIfMatch whose version is not the
+	// object's (another writer came first, or the object is gone).
+	ErrVersionMismatch = errors.New("object version does not match")
+	ErrInvalidRange    = errors.New("range not inside the object")
 	// ErrBadBody is a body that does not match its declared size or
 	// sha256 (CheckedReader).
 	ErrBadBody = errors.New("body does not match its metadata")
@@ -62,11 +76,20 @@ var (
 // ObjectMeta is what travels with an object's bytes, committed with them:
 // the facts of the file, the same on every node (not its access time or
 // when this node fetched it).
+//
+// Version is the backend's own: Get and Stat set it, and every Put ignores
+// it.
 type ObjectMeta struct {
 	Size         int64
 	SHA256       string    // lowercase hex
 	ETag         string    // upstream's validator, if it gave one
 	LastModified time.Time // upstream's, if it gave one
+	// Version names what was stored at the key by one Put, for
+	// PutIfMatch. It is opaque and not the same on two backends: S3's
+	// ETag (of one PUT, the MD5 of the bytes, so two Puts of the same
+	// bytes may share it: a caller to whom every write must count makes
+	// each body differ), fsobj's a random token per Put.
+	Version string
 }
 
 // CheckMeta refuses metadata a Put cannot honour: a negative size or a

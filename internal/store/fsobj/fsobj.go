@@ -7,12 +7,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"io/fs"
 	"os"
 	"path"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -33,6 +35,9 @@ type xattrMeta struct {
 	SHA256       string    `json:"sha256"`
 	ETag         string    `json:"etag,omitempty"`
 	LastModified time.Time `json:"last_modified,omitzero"`
+	// Version is a random token written by each Put (store.ObjectMeta's
+	// Version), so that no two Puts share one.
+	Version string `json:"version,omitempty"`
 }
 
 // Options configures Open.
@@ -44,10 +49,23 @@ type Options struct {
 }
 
 // Tree is the filesystem backend. All methods are safe for concurrent use.
+//
+// PutIfMatch's "exactly one wins" holds among the goroutines of one
+// process: a version is checked and replaced under a lock of the key
+// (keyLocks), which every commit into the tree (Put, PutIfAbsent,
+// PutIfMatch, Delete) takes. Two processes that open the same directory
+// do not share it; nothing does that (store.Open takes the directory for
+// one process).
 type Tree struct {
 	root     *os.Root // {dir}: every path goes through it, so no key leaves it
 	fileMode os.FileMode
 	dirMode  os.FileMode
+	// keyLocks serialise the commits of a key: a key takes
+	// keyLocks[fnv32a(key) % len], so two keys may share one, which costs
+	// only a wait as long as a rename. Held across the check and the
+	// rename of a PutIfMatch, and the rename, link or unlink of the
+	// others; never across a body's copy or an fsync.
+	keyLocks [64]sync.Mutex
 }
 
 var _ store.Objects = (*Tree)(nil)
@@ -139,7 +157,7 @@ func (t *Tree) open(ctx context.Context, key string) (*os.File, store.ObjectMeta
 	if errors.Is(err, syscall.ENODATA) {
 		// A file put in the tree by other means (an older mirrord, rsync
 		// without -X): its size and mtime are all there is.
-		return f, store.ObjectMeta{Size: info.Size(), LastModified: info.ModTime()}, nil
+		return f, store.ObjectMeta{Size: info.Size(), LastModified: info.ModTime(), Version: statVersion(info)}, nil
 	}
 	if err != nil {
 		f.Close()
@@ -150,7 +168,25 @@ func (t *Tree) open(ctx context.Context, key string) (*os.File, store.ObjectMeta
 		f.Close()
 		return nil, store.ObjectMeta{}, fmt.Errorf("get %s: metadata: %w", key, err)
 	}
-	return f, store.ObjectMeta{Size: info.Size(), SHA256: store.ReadSHA256(m.SHA256), ETag: m.ETag, LastModified: m.LastModified}, nil
+	version := m.Version
+	if version == "" {
+		version = statVersion(info)
+	}
+	return f, store.ObjectMeta{Size: info.Size(), SHA256: store.ReadSHA256(m.SHA256), ETag: m.ETag, LastModified: m.LastModified, Version: version}, nil
+}
+
+// statVersion is the version of a file that has no token of ours (put in
+// the tree by other means, or by a mirrord before versions): its size and
+// mtime, which a token never looks like.
+func statVersion(info fs.FileInfo) string {
+	return fmt.Sprintf("stat-%d-%d", info.Size(), info.ModTime().UnixNano())
+}
+
+// keyLock is the lock of key's commits.
+func (t *Tree) keyLock(key string) *sync.Mutex {
+	h := fnv.New32a()
+	h.Write([]byte(key))
+	return &t.keyLocks[h.Sum32()%uint32(len(t.keyLocks))]
 }
 
 // notFound maps a missing file, or a file where a folder of key should
@@ -162,82 +198,129 @@ func notFound(key string, err error) error {
 	return fmt.Errorf("get %s: %w", key, err)
 }
 
+// How put commits a file.
+type commit int
+
+const (
+	replace  commit = iota // rename over whatever is there
+	ifAbsent               // link, which refuses an existing name
+	ifMatch                // rename, if the key's version is the one given
+)
+
 // Put stores the object at key, replacing any.
 func (t *Tree) Put(ctx context.Context, key string, r io.Reader, meta store.ObjectMeta) error {
-	return t.put(ctx, key, r, meta, false)
+	_, err := t.put(ctx, key, r, meta, replace, "")
+	return err
 }
 
 // PutIfAbsent stores the object at key unless the key holds one
 // (store.ErrExists). link(2) refuses an existing name, so exactly one of
 // concurrent callers wins.
 func (t *Tree) PutIfAbsent(ctx context.Context, key string, r io.Reader, meta store.ObjectMeta) error {
-	return t.put(ctx, key, r, meta, true)
+	_, err := t.put(ctx, key, r, meta, ifAbsent, "")
+	return err
+}
+
+// PutIfMatch stores the object at key if the key's version is version
+// (store.ErrVersionMismatch otherwise). The version is read and the file
+// renamed over it under the key's lock, so exactly one of concurrent
+// callers in this process wins (see Tree).
+func (t *Tree) PutIfMatch(ctx context.Context, key string, r io.Reader, meta store.ObjectMeta, version string) (string, error) {
+	return t.put(ctx, key, r, meta, ifMatch, version)
 }
 
 // put writes a temp file, checks it, fsyncs it, and renames (or, if
-// absent, links) it into the tree, then fsyncs the folder.
-func (t *Tree) put(ctx context.Context, key string, r io.Reader, meta store.ObjectMeta, ifAbsent bool) (err error) {
+// absent, links) it into the tree, then fsyncs the folder. It returns
+// the version it stored.
+func (t *Tree) put(ctx context.Context, key string, r io.Reader, meta store.ObjectMeta, how commit, version string) (_ string, err error) {
 	if err := store.CleanPath(key); err != nil {
-		return err
+		return "", err
 	}
 	if err := store.CheckMeta(key, meta); err != nil {
-		return err
+		return "", err
 	}
 	tmp := tmpDir + "/" + tempName()
 	f, err := t.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return fmt.Errorf("put %s: %w", key, err)
+		return "", fmt.Errorf("put %s: %w", key, err)
 	}
 	defer func() {
 		f.Close()
 		// After a rename there is nothing left to remove; after a link
 		// the temp name goes either way.
-		if err != nil || ifAbsent {
+		if err != nil || how == ifAbsent {
 			t.root.Remove(tmp)
 		}
 	}()
 	if _, err := io.Copy(f, store.CheckedReader(key, contextReader{ctx, r}, meta)); err != nil {
-		return fmt.Errorf("put %s: %w", key, err)
+		return "", fmt.Errorf("put %s: %w", key, err)
 	}
-	raw, err := json.Marshal(xattrMeta{SHA256: meta.SHA256, ETag: meta.ETag, LastModified: meta.LastModified})
+	stored := newVersion()
+	raw, err := json.Marshal(xattrMeta{SHA256: meta.SHA256, ETag: meta.ETag, LastModified: meta.LastModified, Version: stored})
 	if err != nil {
-		return fmt.Errorf("put %s: %w", key, err)
+		return "", fmt.Errorf("put %s: %w", key, err)
 	}
 	if err := setXattr(f, metaXattr, raw); err != nil {
-		return fmt.Errorf("put %s: metadata: %w", key, err)
+		return "", fmt.Errorf("put %s: metadata: %w", key, err)
 	}
 	if err := f.Chmod(t.fileMode); err != nil {
-		return fmt.Errorf("put %s: %w", key, err)
+		return "", fmt.Errorf("put %s: %w", key, err)
 	}
 	if !meta.LastModified.IsZero() {
 		// The file's mtime is upstream's Last-Modified, as in the tree today.
 		if err := t.root.Chtimes(tmp, meta.LastModified, meta.LastModified); err != nil {
-			return fmt.Errorf("put %s: %w", key, err)
+			return "", fmt.Errorf("put %s: %w", key, err)
 		}
 	}
 	if err := f.Sync(); err != nil {
-		return fmt.Errorf("put %s: sync: %w", key, err)
+		return "", fmt.Errorf("put %s: sync: %w", key, err)
 	}
 	dir := path.Dir(key)
 	if err := t.mkdirs(dir); err != nil {
-		return fmt.Errorf("put %s: %w", key, err)
+		return "", fmt.Errorf("put %s: %w", key, err)
 	}
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("put %s: %w", key, err)
+		return "", fmt.Errorf("put %s: %w", key, err)
 	}
-	if ifAbsent {
+	if err := t.commit(ctx, key, tmp, how, version); err != nil {
+		return "", err
+	}
+	if err := t.syncDir(treeDir + "/" + dir); err != nil {
+		return "", fmt.Errorf("put %s: sync folder: %w", key, err)
+	}
+	return stored, nil
+}
+
+// commit puts the temp file tmp at key, under the key's lock.
+func (t *Tree) commit(ctx context.Context, key, tmp string, how commit, version string) error {
+	mu := t.keyLock(key)
+	mu.Lock()
+	defer mu.Unlock()
+	var err error
+	switch how {
+	case ifAbsent:
 		err = t.root.Link(tmp, treeDir+"/"+key)
 		if errors.Is(err, fs.ErrExist) {
 			return fmt.Errorf("put %s: %w", key, store.ErrExists)
 		}
-	} else {
+	case ifMatch:
+		f, meta, oerr := t.open(ctx, key)
+		if errors.Is(oerr, store.ErrNotFound) {
+			return fmt.Errorf("put %s if version %q: none there: %w", key, version, store.ErrVersionMismatch)
+		}
+		if oerr != nil {
+			return fmt.Errorf("put %s if version %q: %w", key, version, oerr)
+		}
+		f.Close()
+		if version == "" || meta.Version != version {
+			return fmt.Errorf("put %s if version %q: version %q there: %w", key, version, meta.Version, store.ErrVersionMismatch)
+		}
+		err = t.root.Rename(tmp, treeDir+"/"+key)
+	default:
 		err = t.root.Rename(tmp, treeDir+"/"+key)
 	}
 	if err != nil {
 		return fmt.Errorf("put %s: %w", key, err)
-	}
-	if err := t.syncDir(treeDir + "/" + dir); err != nil {
-		return fmt.Errorf("put %s: sync folder: %w", key, err)
 	}
 	return nil
 }
@@ -336,13 +419,24 @@ func (t *Tree) Delete(ctx context.Context, key string) error {
 	if info.IsDir() {
 		return fmt.Errorf("delete %s: a folder, not an object", key)
 	}
-	if err := t.root.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	mu := t.keyLock(key)
+	mu.Lock()
+	err = t.root.Remove(p)
+	mu.Unlock()
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("delete %s: %w", key, err)
 	}
 	if err := t.syncDir(path.Dir(p)); err != nil {
 		return fmt.Errorf("delete %s: sync folder: %w", key, err)
 	}
 	return nil
+}
+
+// newVersion is a fresh version token.
+func newVersion() string {
+	var b [12]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 // tempName is a fresh name for a temp file in tmp/.

@@ -32,6 +32,9 @@ func Run(t *testing.T, newObjects func(t *testing.T) store.Objects) {
 	t.Run("FailedPut", func(t *testing.T) { testFailedPut(t, newObjects) })
 	t.Run("NoPartialReads", func(t *testing.T) { testNoPartialReads(t, newObjects) })
 	t.Run("PutIfAbsentOnce", func(t *testing.T) { testPutIfAbsentOnce(t, newObjects(t)) })
+	t.Run("Version", func(t *testing.T) { testVersion(t, newObjects(t)) })
+	t.Run("PutIfMatchOnce", func(t *testing.T) { testPutIfMatchOnce(t, newObjects(t)) })
+	t.Run("PutIfMatchRefused", func(t *testing.T) { testPutIfMatchRefused(t, newObjects(t)) })
 	t.Run("List", func(t *testing.T) { testList(t, newObjects(t)) })
 	t.Run("Range", func(t *testing.T) { testRange(t, newObjects(t)) })
 	t.Run("BadKeys", func(t *testing.T) { testBadKeys(t, newObjects(t)) })
@@ -65,7 +68,8 @@ func get(ctx context.Context, o store.Objects, key string) ([]byte, store.Object
 	return b, m, err
 }
 
-// sameMeta compares metadata, times by instant.
+// sameMeta compares metadata, times by instant; not the version, which
+// the backend chooses.
 func sameMeta(a, b store.ObjectMeta) bool {
 	return a.Size == b.Size && a.SHA256 == b.SHA256 && a.ETag == b.ETag && a.LastModified.Equal(b.LastModified)
 }
@@ -189,8 +193,8 @@ func testFailedPut(t *testing.T, newObjects func(t *testing.T) store.Objects) {
 			}},
 		}
 		for _, tc := range cases {
-			for _, ifAbsent := range []bool{false, true} {
-				name := fmt.Sprintf("%s/%d/ifAbsent=%v", tc.name, size, ifAbsent)
+			for _, how := range []string{"Put", "PutIfAbsent", "PutIfMatch"} {
+				name := fmt.Sprintf("%s/%d/%s", tc.name, size, how)
 				t.Run(name, func(t *testing.T) {
 					o := newObjects(t)
 					ctx := t.Context()
@@ -198,9 +202,21 @@ func testFailedPut(t *testing.T, newObjects func(t *testing.T) store.Objects) {
 					if tc.ctx != nil {
 						putCtx = tc.ctx(ctx)
 					}
-					p := o.Put
-					if ifAbsent {
-						p = o.PutIfAbsent
+					// p puts with the method under test; PutIfMatch
+					// names the version there (so only the body fails).
+					p := func(ctx context.Context, key string, r io.Reader, m store.ObjectMeta) error {
+						switch how {
+						case "PutIfAbsent":
+							return o.PutIfAbsent(ctx, key, r, m)
+						case "PutIfMatch":
+							sm, err := o.Stat(t.Context(), key)
+							if err != nil {
+								sm.Version = "none"
+							}
+							_, err = o.PutIfMatch(ctx, key, r, m, sm.Version)
+							return err
+						}
+						return o.Put(ctx, key, r, m)
 					}
 					// Over nothing: nothing stays.
 					if err := p(putCtx, "new/file", tc.r(), tc.meta); err == nil {
@@ -216,18 +232,22 @@ func testFailedPut(t *testing.T, newObjects func(t *testing.T) store.Objects) {
 					if err := o.PutIfAbsent(ctx, "new/file", bytes.NewReader(b), m); err != nil {
 						t.Errorf("PutIfAbsent after a failed Put = %v", err)
 					}
-					if ifAbsent {
+					if how == "PutIfAbsent" {
 						return // a PutIfAbsent over an object fails for that alone
 					}
 					// Over an object: the old one stays, whole.
 					old, om := body(8, 999)
 					put(t, o, "old/file", old, om)
+					before, err := o.Stat(ctx, "old/file")
+					if err != nil {
+						t.Fatal(err)
+					}
 					if err := p(putCtx, "old/file", tc.r(), tc.meta); err == nil {
 						t.Fatal("Put over an object succeeded")
 					}
 					got, gm, err := get(ctx, o, "old/file")
-					if err != nil || !bytes.Equal(got, old) || !sameMeta(gm, om) {
-						t.Errorf("Get after a failed Put = %d bytes, %+v, %v; want the old object", len(got), gm, err)
+					if err != nil || !bytes.Equal(got, old) || !sameMeta(gm, om) || gm.Version != before.Version {
+						t.Errorf("Get after a failed Put = %d bytes, %+v, %v; want the old object, version %q", len(got), gm, err, before.Version)
 					}
 				})
 			}
@@ -338,15 +358,21 @@ func testNoPartialReads(t *testing.T, newObjects func(t *testing.T) store.Object
 	}
 }
 
+// testPutIfAbsentOnce races PutIfAbsent callers on one key: small
+// objects, and large ones (which a backend may upload in parts: the
+// condition must hold for them too).
 func testPutIfAbsentOnce(t *testing.T, o store.Objects) {
 	ctx := t.Context()
-	for round := range 3 {
+	for round, size := range []int{1000, 1000, Large} {
 		key := fmt.Sprintf("jobs/%d/claim", round)
-		const n = 16
+		n := 16
+		if size == Large {
+			n = 4
+		}
 		bodies := make([][]byte, n)
 		metas := make([]store.ObjectMeta, n)
 		for i := range n {
-			bodies[i], metas[i] = body(uint64(100*round+i), 1000+i)
+			bodies[i], metas[i] = body(uint64(100*round+i), size+i)
 		}
 		start := make(chan struct{})
 		errs := make([]error, n)
@@ -385,6 +411,149 @@ func testPutIfAbsentOnce(t *testing.T, o store.Objects) {
 		if got, _, _ := get(ctx, o, key); !bytes.Equal(got, bodies[winner]) {
 			t.Errorf("round %d: a losing PutIfAbsent changed the object", round)
 		}
+	}
+}
+
+// testVersion: Get and Stat name the same version of an object; a Put of
+// other bytes makes a new one, and so does a Delete and Put again.
+func testVersion(t *testing.T, o store.Objects) {
+	ctx := t.Context()
+	const key = "archlinux/core/os/x86_64/core.db"
+	seen := map[string]int{}
+	for i, size := range []int{100, 200, Large, 0} {
+		b, m := body(uint64(i), size)
+		if i == 3 {
+			if err := o.Delete(ctx, key); err != nil {
+				t.Fatal(err)
+			}
+		}
+		put(t, o, key, b, m)
+		sm, err := o.Stat(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, gm, err := get(ctx, o, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sm.Version == "" || gm.Version != sm.Version {
+			t.Errorf("Put %d: Stat version %q, Get version %q: want the same, not empty", i, sm.Version, gm.Version)
+		}
+		if j, ok := seen[sm.Version]; ok {
+			t.Errorf("Put %d has the version of Put %d: %q", i, j, sm.Version)
+		}
+		seen[sm.Version] = i
+	}
+}
+
+// testPutIfMatchOnce races PutIfMatch callers that read the same version:
+// exactly one wins, its object and the version it returned are the key's,
+// and the losers' changed nothing.
+func testPutIfMatchOnce(t *testing.T, o store.Objects) {
+	ctx := t.Context()
+	const key = "leases/core/x86_64"
+	b, m := body(1, 100)
+	put(t, o, key, b, m)
+	for round, size := range []int{1000, 1000, 1000, Large} {
+		cur, err := o.Stat(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 16
+		if size == Large {
+			n = 4
+		}
+		bodies := make([][]byte, n)
+		metas := make([]store.ObjectMeta, n)
+		for i := range n {
+			bodies[i], metas[i] = body(uint64(1000*(round+1)+i), size+i)
+		}
+		start := make(chan struct{})
+		errs := make([]error, n)
+		versions := make([]string, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				<-start
+				versions[i], errs[i] = o.PutIfMatch(ctx, key, bytes.NewReader(bodies[i]), metas[i], cur.Version)
+			})
+		}
+		close(start)
+		wg.Wait()
+		winner := -1
+		for i, err := range errs {
+			switch {
+			case err == nil && winner >= 0:
+				t.Errorf("round %d: PutIfMatch won by %d and %d", round, winner, i)
+			case err == nil:
+				winner = i
+			case !errors.Is(err, store.ErrVersionMismatch):
+				t.Errorf("round %d: PutIfMatch %d = %v, want nil or ErrVersionMismatch", round, i, err)
+			}
+		}
+		if winner < 0 {
+			t.Fatalf("round %d: no PutIfMatch won: %v", round, errs)
+		}
+		got, gm, err := get(ctx, o, key)
+		if err != nil || !bytes.Equal(got, bodies[winner]) || !sameMeta(gm, metas[winner]) {
+			t.Fatalf("round %d: Get = %d bytes, %+v, %v; want the winner's (%d) object", round, len(got), gm, err, winner)
+		}
+		if gm.Version != versions[winner] || gm.Version == cur.Version {
+			t.Errorf("round %d: version %q after PutIfMatch, which returned %q (was %q)", round, gm.Version, versions[winner], cur.Version)
+		}
+	}
+}
+
+// testPutIfMatchRefused: a stale version, an empty one, a key without an
+// object, and a deleted object are refused, and nothing changes.
+func testPutIfMatchRefused(t *testing.T, o store.Objects) {
+	ctx := t.Context()
+	const key = "jobs/1/claim"
+	b1, m1 := body(1, 100)
+	b2, m2 := body(2, 200)
+	b3, m3 := body(3, 300)
+	put(t, o, key, b1, m1)
+	v1, err := o.Stat(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2, err := o.PutIfMatch(ctx, key, bytes.NewReader(b2), m2, v1.Version)
+	if err != nil {
+		t.Fatalf("PutIfMatch(current version) = %v", err)
+	}
+	unchanged := func(what string) {
+		t.Helper()
+		got, gm, err := get(ctx, o, key)
+		if err != nil || !bytes.Equal(got, b2) || !sameMeta(gm, m2) || gm.Version != v2 {
+			t.Errorf("after %s: Get = %d bytes, %+v, %v; want the second object, version %q", what, len(got), gm, err, v2)
+		}
+	}
+	for _, tc := range []struct{ name, version string }{
+		{"stale version", v1.Version},
+		{"empty version", ""},
+		{"made-up version", "0123456789abcdef0123456789abcdef"},
+	} {
+		if _, err := o.PutIfMatch(ctx, key, bytes.NewReader(b3), m3, tc.version); !errors.Is(err, store.ErrVersionMismatch) {
+			t.Errorf("PutIfMatch(%s) = %v, want ErrVersionMismatch", tc.name, err)
+		}
+		unchanged(tc.name)
+	}
+	// No object: refused, and none made.
+	if _, err := o.PutIfMatch(ctx, "jobs/2/claim", bytes.NewReader(b3), m3, v2); !errors.Is(err, store.ErrVersionMismatch) {
+		t.Errorf("PutIfMatch(no object) = %v, want ErrVersionMismatch", err)
+	}
+	if err := o.Delete(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := o.PutIfMatch(ctx, key, bytes.NewReader(b3), m3, v2); !errors.Is(err, store.ErrVersionMismatch) {
+		t.Errorf("PutIfMatch(deleted object) = %v, want ErrVersionMismatch", err)
+	}
+	if keys, err := o.List(ctx, "jobs/"); err != nil || len(keys) != 0 {
+		t.Errorf("List after refused PutIfMatch = %q, %v, want nothing", keys, err)
+	}
+	// A bad key is refused before any version is looked at.
+	if _, err := o.PutIfMatch(ctx, "../x", bytes.NewReader(b3), m3, v2); err == nil || errors.Is(err, store.ErrVersionMismatch) {
+		t.Errorf("PutIfMatch(../x) = %v, want a bad-key error", err)
 	}
 }
 

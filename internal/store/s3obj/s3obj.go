@@ -18,6 +18,15 @@ import (
 	"github.com/mirrord/mirrord/internal/store"
 )
 
+// maxConditional is the largest conditional put: S3's limit of one PUT.
+// A conditional put is never a multipart upload, because not every store
+// checks the condition on the upload's completion: SeaweedFS (the
+// s3test.WeedVersion we test against) completes a multipart upload with
+// If-None-Match: * over an existing object, and one with a stale If-Match,
+// while it refuses both on a single PUT (objtest's large PutIfAbsent
+// round caught it).
+const maxConditional = 5 << 30
+
 // User metadata of an object (sent as X-Amz-Meta-Mirrord-…).
 const (
 	metaSHA256       = "Mirrord-Sha256"
@@ -169,9 +178,10 @@ func objectMeta(key string, info minio.ObjectInfo) (store.ObjectMeta, error) {
 		return store.ObjectMeta{}, fmt.Errorf("get %s: negative size %d", key, info.Size)
 	}
 	m := store.ObjectMeta{
-		Size:   info.Size,
-		SHA256: store.ReadSHA256(info.UserMetadata[metaSHA256]),
-		ETag:   info.UserMetadata[metaETag],
+		Size:    info.Size,
+		SHA256:  store.ReadSHA256(info.UserMetadata[metaSHA256]),
+		ETag:    info.UserMetadata[metaETag],
+		Version: info.ETag,
 	}
 	if v := info.UserMetadata[metaLastModified]; v != "" {
 		t, err := time.Parse(time.RFC3339Nano, v)
@@ -188,25 +198,51 @@ func objectMeta(key string, info minio.ObjectInfo) (store.ObjectMeta, error) {
 // its last byte), so the upload fails and nothing is committed; minio-go
 // aborts a failed multipart upload.
 func (b *Bucket) Put(ctx context.Context, key string, r io.Reader, meta store.ObjectMeta) error {
-	return b.put(ctx, key, r, meta, false)
+	_, err := b.put(ctx, key, r, meta, replace, "")
+	return err
 }
 
 // PutIfAbsent stores the object at key unless the key holds one
-// (store.ErrExists), by If-None-Match: * on the PUT (or on the multipart
-// upload's completion), which the store decides, so exactly one of
-// concurrent callers wins, whichever node they run on.
+// (store.ErrExists), by If-None-Match: * on the PUT, which the store
+// decides, so exactly one of concurrent callers wins, whichever node they
+// run on. It is always one PUT, never a multipart upload (see
+// maxConditional), so it takes at most 5 GiB.
 func (b *Bucket) PutIfAbsent(ctx context.Context, key string, r io.Reader, meta store.ObjectMeta) error {
-	return b.put(ctx, key, r, meta, true)
+	_, err := b.put(ctx, key, r, meta, ifAbsent, "")
+	return err
 }
 
-func (b *Bucket) put(ctx context.Context, key string, r io.Reader, meta store.ObjectMeta, ifAbsent bool) (err error) {
+// PutIfMatch stores the object at key if its ETag is version (the
+// store.ObjectMeta.Version of Get and Stat), by If-Match on the PUT, which
+// the store decides: exactly one of concurrent callers wins, whichever
+// node they run on. The store answers 412 for another ETag and 404 for
+// no object, both store.ErrVersionMismatch. One PUT, so at most 5 GiB
+// (see maxConditional).
+func (b *Bucket) PutIfMatch(ctx context.Context, key string, r io.Reader, meta store.ObjectMeta, version string) (string, error) {
+	return b.put(ctx, key, r, meta, ifMatch, version)
+}
+
+// How put commits an object.
+type condition int
+
+const (
+	replace  condition = iota
+	ifAbsent           // If-None-Match: *
+	ifMatch            // If-Match: {version}
+)
+
+// put uploads the object and returns its ETag.
+func (b *Bucket) put(ctx context.Context, key string, r io.Reader, meta store.ObjectMeta, how condition, version string) (_ string, err error) {
 	defer b.metrics.observe("put", time.Now(), &err)
 	name, err := b.name(key)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if err := store.CheckMeta(key, meta); err != nil {
-		return err
+		return "", err
+	}
+	if how == ifMatch && version == "" {
+		return "", fmt.Errorf("put %s if version \"\": %w", key, store.ErrVersionMismatch)
 	}
 	user := map[string]string{metaSHA256: meta.SHA256}
 	if meta.ETag != "" {
@@ -220,8 +256,16 @@ func (b *Bucket) put(ctx context.Context, key string, r io.Reader, meta store.Ob
 		ContentType:  "application/octet-stream",
 		PartSize:     b.partSize,
 	}
-	if ifAbsent {
+	if how != replace && meta.Size > maxConditional {
+		return "", fmt.Errorf("put %s conditionally: %d bytes, over the %d of one conditional PUT", key, meta.Size, int64(maxConditional))
+	}
+	switch how {
+	case ifAbsent:
 		opts.SetMatchETagExcept("*")
+		opts.DisableMultipart = true
+	case ifMatch:
+		opts.SetMatchETag(version)
+		opts.DisableMultipart = true
 	}
 	// The body is not an io.Seeker, so minio-go sends it once and never
 	// retries it: a retried conditional PUT could answer "exists" to the
@@ -231,17 +275,27 @@ func (b *Bucket) put(ctx context.Context, key string, r io.Reader, meta store.Ob
 		// No last byte to hold back: check the (empty) body before the
 		// request, which then sends nothing.
 		if _, err := io.Copy(io.Discard, body); err != nil {
-			return err
+			return "", err
 		}
 		body = eof{}
 	}
-	if _, err := b.core.Client.PutObject(ctx, b.bucket, name, body, meta.Size, opts); err != nil {
-		if ifAbsent && minio.ToErrorResponse(err).StatusCode == http.StatusPreconditionFailed {
-			return fmt.Errorf("put %s: %w", key, store.ErrExists)
+	info, err := b.core.Client.PutObject(ctx, b.bucket, name, body, meta.Size, opts)
+	if err != nil {
+		status := minio.ToErrorResponse(err).StatusCode
+		switch {
+		case how == ifAbsent && status == http.StatusPreconditionFailed:
+			return "", fmt.Errorf("put %s: %w", key, store.ErrExists)
+		case how == ifMatch && status == http.StatusPreconditionFailed:
+			return "", fmt.Errorf("put %s if version %q: %w", key, version, store.ErrVersionMismatch)
+		case how == ifMatch && status == http.StatusNotFound && minio.ToErrorResponse(err).Code != minio.NoSuchBucket:
+			return "", fmt.Errorf("put %s if version %q: none there: %w", key, version, store.ErrVersionMismatch)
 		}
-		return b.fail("put", key, err)
+		// Among others, AWS's 409 ConditionalRequestConflict (a
+		// conditional write racing another): not a mismatch, since the
+		// other may have failed too; the caller tries again.
+		return "", b.fail("put", key, err)
 	}
-	return nil
+	return info.ETag, nil
 }
 
 // List is every key under prefix, in byte order.

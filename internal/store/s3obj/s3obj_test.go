@@ -132,3 +132,18 @@ func TestNewRefuses(t *testing.T) {
 		}
 	}
 }
+
+// TestConditionalPutLimit: a conditional put over one PUT's 5 GiB is
+// refused before any request (a multipart upload would not be
+// conditional on every store).
+func TestConditionalPutLimit(t *testing.T) {
+	b, err := s3obj.New(s3obj.Options{Endpoint: "http://127.0.0.1:1", Bucket: "b", PathStyle: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta := store.ObjectMeta{Size: 5<<30 + 1, SHA256: strings.Repeat("0", 64)}
+	err = b.PutIfAbsent(t.Context(), "big", strings.NewReader(""), meta)
+	if err == nil || !strings.Contains(err.Error(), "over the") {
+		t.Errorf("PutIfAbsent(5 GiB + 1) = %v, want refused for its size", err)
+	}
+}
