@@ -35,6 +35,12 @@ type testCluster struct {
 
 func startCluster(t *testing.T, up *faultserver.Server, s3 *s3test.Server, n int) *testCluster {
 	t.Helper()
+	return startClusterMode(t, up, s3, n, "proxy")
+}
+
+// startClusterMode is startCluster with core in mode (proxy or mirror).
+func startClusterMode(t *testing.T, up *faultserver.Server, s3 *s3test.Server, n int, mode string) *testCluster {
+	t.Helper()
 	c := &testCluster{t: t}
 	ports := make([]int, n)
 	for i := range n {
@@ -44,7 +50,7 @@ func startCluster(t *testing.T, up *faultserver.Server, s3 *s3test.Server, n int
 	secret := filepath.Join(t.TempDir(), "cluster-secret")
 	os.WriteFile(secret, []byte("the-clusters-secret-0123456789\n"), 0o600)
 	for i := range n {
-		cfg := storageConfig(t, up, s3, "") + fmt.Sprintf(`
+		cfg := strings.Replace(storageConfig(t, up, s3, ""), "core: {mode: proxy}", "core: {mode: "+mode+"}", 1) + fmt.Sprintf(`
 cluster:
   node: node%d
   advertise: %s
@@ -280,4 +286,56 @@ func ownerOf(t *testing.T, c *testCluster, key string) int {
 	}
 	owner, _ := view.Owner(key)
 	return slices.Index(c.urls, owner)
+}
+
+// TestClusterMirrorSync: three nodes start with a mirror repo. Their syncs
+// take turns under a lease in the bucket, so each package is fetched from
+// upstream once in the whole cluster: the first sync puts each file in the
+// bucket before it moves on, and the others bring it from there, checked
+// against their own db. Every node then serves the repo.
+func TestClusterMirrorSync(t *testing.T) {
+	requireTool(t, "repo-add", "bsdtar", "nginx")
+	var pkgs []testPackage
+	for i := range 12 {
+		pkgs = append(pkgs, testPackage{Name: fmt.Sprintf("m%02d", i), Version: "1.0-1", Size: 40_000 + i*1000})
+	}
+	up, upDir := mirrorUpstream(t, pkgs)
+	s3 := s3test.Start(t)
+	c := startClusterMode(t, up, s3, 3, "mirror")
+	for i, d := range c.nodes {
+		eventually(t, 2*time.Minute, fmt.Sprintf("node %d's first sync done", i), func() bool {
+			st := syncState(t, d, "archlinux/core")
+			ok, _ := st["last_success"].(string)
+			return ok != "" && !strings.HasPrefix(ok, "0001-")
+		})
+	}
+	files := treeFiles(t, upDir)
+	for f := range files {
+		if !strings.Contains(f, ".pkg.tar") {
+			continue
+		}
+		if n := up.Requests("/core/os/x86_64/" + f); n != 1 {
+			t.Errorf("upstream served %s %d times to three nodes' syncs; want 1", f, n)
+		}
+	}
+	for i, d := range c.nodes {
+		for f, want := range files {
+			code, body, _ := d.get("/archlinux/core/os/x86_64/" + f)
+			if code != 200 || !bytes.Equal(body, want) {
+				t.Errorf("node %d: %s = %d, %d bytes; want the upstream's %d", i, f, code, len(body), len(want))
+			}
+		}
+	}
+	var fromBucket int
+	for _, d := range c.nodes {
+		if strings.Contains(d.Log(), "sync started") && strings.Contains(d.Log(), `msg="sync done"`) {
+			_, m, _ := d.get("/metrics")
+			if bytes.Contains(m, []byte(`mirrord_storage_filled_files_total{repo="archlinux/core"} 12`)) {
+				fromBucket++
+			}
+		}
+	}
+	if fromBucket != 2 {
+		t.Errorf("%d nodes brought the 12 packages from the bucket; want 2 (the first fetched them upstream)", fromBucket)
+	}
 }

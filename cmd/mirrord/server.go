@@ -22,6 +22,7 @@ import (
 	"github.com/mirrord/mirrord/internal/cluster"
 	"github.com/mirrord/mirrord/internal/fastpath"
 	"github.com/mirrord/mirrord/internal/fetch"
+	"github.com/mirrord/mirrord/internal/lease"
 	"github.com/mirrord/mirrord/internal/prefetch"
 	"github.com/mirrord/mirrord/internal/store"
 	"github.com/mirrord/mirrord/internal/store/s3obj"
@@ -257,13 +258,42 @@ func newCore(cfg *config.Config, st *store.Store, log *slog.Logger, reg promethe
 		fopts.Owners = cl
 	}
 	fetcher := fetch.New(st, fopts)
-	sched, err := sync.New(cat, st, sync.Options{Fetcher: fetcher, Logger: log.With("component", "sync"), Registerer: reg})
+	sopts := sync.Options{Fetcher: fetcher, Logger: log.With("component", "sync"), Registerer: reg}
+	if bucket != nil {
+		sopts.Exclusive, err = inTurn(bucket, cfg.Cluster.Node)
+		if err != nil {
+			up.Close()
+			return nil, err
+		}
+	}
+	sched, err := sync.New(cat, st, sopts)
 	if err != nil {
 		up.Close()
 		return nil, err
 	}
 	pf := prefetch.New(cat, st, fetcher, prefetch.Options{Logger: log.With("component", "prefetch"), Registerer: reg})
 	return &core{up: up, catalog: cat, fetcher: fetcher, sched: sched, prefetch: pf, bucket: bucket, cluster: cl}, nil
+}
+
+// leasePrefix is where the leases live in the bucket, beside the tree
+// (a distro may not be named _mirrord).
+const leasePrefix = "_mirrord/leases/"
+
+// inTurn runs a named piece of work on one node at a time, under a lease
+// in the bucket: the nodes' syncs of a repo take turns. The holder is
+// this process, named for the logs by node (or host) and pid.
+func inTurn(bucket *s3obj.Bucket, node string) (func(context.Context, string, func(context.Context) error) error, error) {
+	leases, err := lease.New(bucket, lease.Options{Prefix: leasePrefix})
+	if err != nil {
+		return nil, err
+	}
+	if node == "" {
+		node, _ = os.Hostname()
+	}
+	holder := fmt.Sprintf("%s/%d", node, os.Getpid())
+	return func(ctx context.Context, name string, fn func(context.Context) error) error {
+		return leases.RunInTurn(ctx, name, holder, 30*time.Second, time.Second, func(ctx context.Context, _ uint64) error { return fn(ctx) })
+	}, nil
 }
 
 // newBucket is the shared storage of storage.backend s3; nil for fs. It

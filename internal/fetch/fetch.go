@@ -389,7 +389,19 @@ func (f *Fetcher) copyAndCommit(ctx context.Context, fl *lockfree.Flight, job Jo
 	}
 	// What came from upstream goes to the shared storage; what came from
 	// the owner, the owner put there (its hits here check: Reshare).
-	if f.shared != nil && job.MaxAge == 0 && src == fromUpstream {
+	switch {
+	case f.shared == nil || job.MaxAge != 0 || src != fromUpstream:
+	case job.Batch != nil:
+		// The sync's: put there before the sync moves on, so that the
+		// next node to sync the repo (in turn, Options.Exclusive of
+		// internal/sync) finds it there.
+		ctx, cancel := context.WithTimeout(f.bg, shareTimeout)
+		err := f.putShared(ctx, job.Rel, store.ObjectMeta{Size: n, SHA256: m.SHA256, ETag: m.ETag, LastModified: m.LastModified})
+		cancel()
+		if err != nil {
+			f.log.Warn("share with the storage", "file", job.Rel, "err", err)
+		}
+	default:
 		f.share(job.Rel, m, n)
 	}
 	f.committed(job)

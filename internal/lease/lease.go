@@ -431,3 +431,20 @@ func (l *Lease) keep(ctx context.Context, stop <-chan struct{}, lost context.Can
 		}
 	}
 }
+
+// RunInTurn is Run that waits its turn: while another holder has the
+// lease it asks again every poll (a bucket has no way to say when a lease
+// is released), until ctx ends.
+func (m *Manager) RunInTurn(ctx context.Context, name, holder string, ttl, poll time.Duration, fn func(ctx context.Context, token uint64) error) error {
+	for {
+		err := m.Run(ctx, name, holder, ttl, fn)
+		if !errors.Is(err, ErrHeld) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(poll):
+		}
+	}
+}

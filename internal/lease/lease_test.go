@@ -48,6 +48,7 @@ func TestLease(t *testing.T) {
 		{"RunLosesToTakeover", testRunLosesToTakeover},
 		{"RunLosesAtExpiry", testRunLosesAtExpiry},
 		{"RunHeld", testRunHeld},
+		{"RunInTurn", testRunInTurn},
 	}
 	t.Run("fs", func(t *testing.T) {
 		for _, tc := range tests {
@@ -563,5 +564,36 @@ func testRunHeld(t *testing.T, objs store.Objects) {
 	})
 	if !errors.Is(err, lease.ErrHeld) {
 		t.Errorf("Run = %v, want ErrHeld", err)
+	}
+}
+
+// testRunInTurn: four holders run in turn under one lease: every one
+// runs, never two at once.
+func testRunInTurn(t *testing.T, objs store.Objects) {
+	m := newManager(t, objs, nil)
+	var running, most, ran atomic.Int32
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Go(func() {
+			err := m.RunInTurn(t.Context(), "turns", fmt.Sprintf("h%d", i), 10*time.Second, 10*time.Millisecond, func(ctx context.Context, _ uint64) error {
+				n := running.Add(1)
+				for {
+					if old := most.Load(); n <= old || most.CompareAndSwap(old, n) {
+						break
+					}
+				}
+				time.Sleep(20 * time.Millisecond) // work that takes a while, for the others to find the lease held
+				running.Add(-1)
+				ran.Add(1)
+				return nil
+			})
+			if err != nil {
+				t.Errorf("RunInTurn h%d: %v", i, err)
+			}
+		})
+	}
+	wg.Wait()
+	if ran.Load() != 4 || most.Load() != 1 {
+		t.Errorf("%d of 4 ran, at most %d at once; want 4, 1", ran.Load(), most.Load())
 	}
 }

@@ -54,6 +54,13 @@ type Options struct {
 	// Now is the clock for timestamps and pruning; default time.Now. Tests
 	// inject one to prune without sleeping.
 	Now func() time.Time
+	// Exclusive, if set, runs fn while no other node runs a fn of the
+	// same name, waiting its turn (a lease in the cluster's shared
+	// storage): each sync of a repo is one, named "sync/{distro}/{repo}",
+	// so that the nodes of a cluster sync it one after the other and
+	// each after the first finds the files in the shared storage. Nil
+	// runs fn at once.
+	Exclusive func(ctx context.Context, name string, fn func(context.Context) error) error
 }
 
 // Scheduler runs the syncs of every mirror-mode repo: periodically from
@@ -67,9 +74,11 @@ type Scheduler struct {
 	log     *slog.Logger
 	now     func() time.Time
 	metrics *metrics
-	limit   *rate.Limiter    // sync.max_bandwidth, shared by every sync; nil: no cap
-	repos   map[string]*repo // "distro/repo" -> repo; fixed after New
-	order   []string         // keys of repos, sorted
+	limit   *rate.Limiter // sync.max_bandwidth, shared by every sync; nil: no cap
+	// exclusiveRun is Options.Exclusive.
+	exclusiveRun func(ctx context.Context, name string, fn func(context.Context) error) error
+	repos        map[string]*repo // "distro/repo" -> repo; fixed after New
+	order        []string         // keys of repos, sorted
 
 	// afterSync, if set (tests only), runs after every scheduled sync.
 	afterSync func(key string, err error)
@@ -134,7 +143,7 @@ func New(cat *catalog.Catalog, st *store.Store, opts Options) (*Scheduler, error
 	}
 	cfg := cat.Config()
 	s := &Scheduler{cfg: cfg, catalog: cat, store: st, fetcher: opts.Fetcher,
-		log: opts.Logger, now: opts.Now, repos: map[string]*repo{}}
+		log: opts.Logger, now: opts.Now, exclusiveRun: opts.Exclusive, repos: map[string]*repo{}}
 	if bw := int64(cfg.Sync.MaxBandwidth); bw > 0 {
 		// A burst of a tenth of a second, at least one read buffer.
 		s.limit = rate.NewLimiter(rate.Limit(bw), int(max(bw/10, 64<<10)))
@@ -353,7 +362,12 @@ func (s *Scheduler) syncRepo(ctx context.Context, r *repo) error {
 	s.log.Info("sync started", "repo", r.Key)
 
 	run := &run{s: s, r: r, prev: prev, ms: r.Mirrors()}
-	lastupdate, err := run.do(ctx)
+	var lastupdate string
+	err := s.exclusive(ctx, "sync/"+r.Key, func(ctx context.Context) error {
+		var err error
+		lastupdate, err = run.do(ctx)
+		return err
+	})
 	took := time.Since(start)
 
 	r.mu.Lock()
@@ -387,6 +401,14 @@ func (s *Scheduler) syncRepo(ctx context.Context, r *repo) error {
 	s.log.Info("sync done", "repo", r.Key, "files", run.files.Load(), "bytes", run.bytes.Load(),
 		"duration_seconds", took.Seconds(), "unchanged", run.unchanged)
 	return nil
+}
+
+// exclusive runs fn under Options.Exclusive, or at once without one.
+func (s *Scheduler) exclusive(ctx context.Context, name string, fn func(context.Context) error) error {
+	if s.exclusiveRun == nil {
+		return fn(ctx)
+	}
+	return s.exclusiveRun(ctx, name, fn)
 }
 
 func (s *Scheduler) saveState(r *repo) {
