@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -42,10 +43,13 @@ func startCluster(t *testing.T, up *faultserver.Server, s3 *s3test.Server, n int
 func startClusterMode(t *testing.T, up *faultserver.Server, s3 *s3test.Server, n int, mode string) *testCluster {
 	t.Helper()
 	c := &testCluster{t: t}
-	ports := make([]int, n)
+	// Each node on a loopback address of its own: a port found free is
+	// bound a moment later, and on 127.0.0.1 an outgoing connection of
+	// another test could take it meanwhile; nothing else uses these.
+	addrs := make([]string, n)
 	for i := range n {
-		ports[i] = freePort(t)
-		c.urls = append(c.urls, fmt.Sprintf("http://127.0.0.1:%d", ports[i]))
+		addrs[i] = freeAddr(t)
+		c.urls = append(c.urls, "http://"+addrs[i])
 	}
 	secret := filepath.Join(t.TempDir(), "cluster-secret")
 	os.WriteFile(secret, []byte("the-clusters-secret-0123456789\n"), 0o600)
@@ -58,13 +62,13 @@ cluster:
   secret_file: %s
 `, i, c.urls[i], strings.Join(c.urls, ", "), secret)
 		c.configs = append(c.configs, cfg)
-		c.nodes = append(c.nodes, startDaemon(t, "", cfg, "--listen", fmt.Sprintf("127.0.0.1:%d", ports[i])))
+		c.nodes = append(c.nodes, startDaemon(t, "", cfg, "--listen", addrs[i]))
 	}
 	var servers strings.Builder
-	for _, p := range ports {
-		fmt.Fprintf(&servers, "server 127.0.0.1:%d max_fails=0;\n", p)
+	for _, a := range addrs {
+		fmt.Fprintf(&servers, "server %s max_fails=0;\n", a)
 	}
-	lb := freePort(t)
+	lb := freeAddr(t)
 	user := ""
 	if os.Geteuid() == 0 {
 		user = "root"
@@ -75,7 +79,7 @@ cluster:
     %s
   }
   server {
-    listen 127.0.0.1:%d;
+    listen %s;
     location / {
       proxy_pass http://mirrords;
       proxy_http_version 1.1;
@@ -84,7 +88,7 @@ cluster:
       proxy_next_upstream off;
     }
   }`, servers.String(), lb))
-	c.LB = fmt.Sprintf("http://127.0.0.1:%d", lb)
+	c.LB = "http://" + lb
 	// Before any traffic, every node sees every other: else one would
 	// see other owners for a while.
 	for i, d := range c.nodes {
@@ -338,4 +342,19 @@ func TestClusterMirrorSync(t *testing.T) {
 	if fromBucket != 2 {
 		t.Errorf("%d nodes brought the 12 packages from the bucket; want 2 (the first fetched them upstream)", fromBucket)
 	}
+}
+
+// freeAddr is a free port on a random loopback address other than
+// 127.0.0.1 (127.0.0.0/8 is all loopback on Linux), as host:port.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	var b [2]byte
+	rand.Read(b[:])
+	ip := fmt.Sprintf("127.%d.%d.%d", 1+b[0]%250, b[1], 2+b[0]%200)
+	ln, err := net.Listen("tcp", ip+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }

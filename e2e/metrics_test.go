@@ -41,12 +41,12 @@ distros:
 	scrape(d)
 	// A node of a cluster over a bucket has the storage's and the peers'.
 	s3 := s3test.Start(t)
-	port := freePort(t)
+	addr := freeAddr(t)
 	secret := filepath.Join(t.TempDir(), "secret")
 	os.WriteFile(secret, []byte("metrics-test-secret-0123456789\n"), 0o600)
-	node := fmt.Sprintf("http://127.0.0.1:%d", port)
+	node := "http://" + addr
 	scrape(startDaemon(t, "", storageConfig(t, up, s3, "")+fmt.Sprintf("cluster: {advertise: %q, peers: [%q], secret_file: %s}\n", node, node, secret),
-		"--listen", fmt.Sprintf("127.0.0.1:%d", port)))
+		"--listen", addr))
 	readme, err := os.ReadFile("../README.md")
 	if err != nil {
 		t.Fatal(err)
