@@ -93,12 +93,17 @@ func (s *Server) start(t testing.TB, bin string) error {
 	if err := os.WriteFile(cfgPath, cfg, 0o600); err != nil {
 		return err
 	}
-	ports, err := freePorts(8)
+	// A loopback address of its own (127.0.0.0/8 is all loopback on
+	// Linux): the eight ports are found free here and bound by weed later.
+	var b [3]byte
+	rand.Read(b[:])
+	ip := fmt.Sprintf("127.%d.%d.%d", 1+b[0]%250, b[1], 2+b[2]%250)
+	ports, err := freePorts(ip, 8)
 	if err != nil {
 		return err
 	}
 	p := func(i int) string { return strconv.Itoa(ports[i]) }
-	s.Endpoint = "http://127.0.0.1:" + p(0)
+	s.Endpoint = "http://" + ip + ":" + p(0)
 	data := filepath.Join(dir, "data")
 	if err := os.Mkdir(data, 0o700); err != nil {
 		return err
@@ -108,7 +113,7 @@ func (s *Server) start(t testing.TB, bin string) error {
 		"-dir="+data,
 		"-bucket="+s.Bucket,
 		"-s3.config="+cfgPath,
-		"-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+		"-ip="+ip, "-ip.bind="+ip,
 		"-s3.port="+p(0), "-s3.port.grpc="+p(1),
 		"-master.port="+p(2), "-master.port.grpc="+p(3),
 		"-volume.port="+p(4), "-volume.port.grpc="+p(5),
@@ -183,10 +188,13 @@ func (s *Server) waitReady(exited <-chan error) error {
 }
 
 // freePorts are n loopback ports free a moment ago.
-func freePorts(n int) ([]int, error) {
+// freePorts is n free ports on ip. weed binds them a moment later: on
+// an address of its own (see start) no other test's connection takes one
+// meanwhile.
+func freePorts(ip string, n int) ([]int, error) {
 	var ports []int
 	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		l, err := net.Listen("tcp", ip+":0")
 		if err != nil {
 			return nil, err
 		}
