@@ -4,9 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
-	"testing"
 )
 
 // fixturePKGINFO returns a varied but deterministic package i: epochs,
@@ -78,24 +75,4 @@ func fixtureFiles(i int) []PackageFile {
 		files = append(files, PackageFile{Name: fmt.Sprintf("etc/pkg%d.conf", i), Body: []byte("a=1\n")})
 	}
 	return files
-}
-
-// writeFixturePackages writes n packages into dir and returns their paths.
-func writeFixturePackages(t testing.TB, dir string, n int, c Compression) []string {
-	t.Helper()
-	var paths []string
-	for i := 0; i < n; i++ {
-		pi := fixturePKGINFO(i)
-		var buf bytes.Buffer
-		if err := WritePackage(&buf, pi, fixtureFiles(i), c); err != nil {
-			t.Fatal(err)
-		}
-		fn := FileName{Name: pi.Name, Version: pi.Version, Arch: pi.Arch, Ext: ".pkg.tar" + c.Ext()}
-		path := filepath.Join(dir, fn.String())
-		if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		paths = append(paths, path)
-	}
-	return paths
 }

@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
 	stdsync "sync"
 	"testing"
 	"time"
@@ -208,15 +207,6 @@ func listFiles(t testing.TB, dir string, skip func(name string) bool) map[string
 		return nil
 	})
 	return out
-}
-
-func keys(m map[string]string) []string {
-	var ks []string
-	for k := range m {
-		ks = append(ks, k)
-	}
-	sort.Strings(ks)
-	return ks
 }
 
 // sameTree fails unless got and want hold the same files with the same bytes.
