@@ -20,6 +20,7 @@ import (
 	"github.com/mirrord/mirrord/internal/s3test"
 	"github.com/mirrord/mirrord/internal/store"
 	"github.com/mirrord/mirrord/internal/store/fsobj"
+	"github.com/mirrord/mirrord/internal/store/objtest"
 	"github.com/mirrord/mirrord/internal/store/s3obj"
 )
 
@@ -212,20 +213,7 @@ func testExclusionByTakeover(t *testing.T, objs store.Objects) {
 		}
 		close(start)
 		wg.Wait()
-		winner := -1
-		for i, err := range errs {
-			switch {
-			case err == nil && winner >= 0:
-				t.Fatalf("round %d: nodes %d and %d both took the lease", round, winner, i)
-			case err == nil:
-				winner = i
-			case !errors.Is(err, lease.ErrHeld):
-				t.Fatalf("round %d: node %d: Acquire = %v, want nil or ErrHeld", round, i, err)
-			}
-		}
-		if winner < 0 {
-			t.Fatalf("round %d: no node took the lease: %v", round, errs)
-		}
+		winner := objtest.Winner(t, fmt.Sprintf("round %d: Acquire", round), errs, lease.ErrHeld)
 		if tok := got[winner].Token(); tok != uint64(round+1) {
 			t.Errorf("round %d: token %d, want %d", round, tok, round+1)
 		}

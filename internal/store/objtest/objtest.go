@@ -40,6 +40,28 @@ func Run(t *testing.T, newObjects func(t *testing.T) store.Objects) {
 	t.Run("BadKeys", func(t *testing.T) { testBadKeys(t, newObjects(t)) })
 }
 
+// Winner checks the outcome of a race of conditional writes, what: errs
+// of the racers, exactly one nil and every other lose. It returns the
+// winner's index.
+func Winner(t testing.TB, what string, errs []error, lose error) int {
+	t.Helper()
+	winner := -1
+	for i, err := range errs {
+		switch {
+		case err == nil && winner >= 0:
+			t.Fatalf("%s: won by %d and %d", what, winner, i)
+		case err == nil:
+			winner = i
+		case !errors.Is(err, lose):
+			t.Fatalf("%s: %d = %v, want nil or %v", what, i, err, lose)
+		}
+	}
+	if winner < 0 {
+		t.Fatalf("%s: nobody won: %v", what, errs)
+	}
+	return winner
+}
+
 // body is n bytes of seeded noise and their metadata.
 func body(seed uint64, n int) ([]byte, store.ObjectMeta) {
 	b := make([]byte, n)
@@ -385,20 +407,7 @@ func testPutIfAbsentOnce(t *testing.T, o store.Objects) {
 		}
 		close(start)
 		wg.Wait()
-		winner := -1
-		for i, err := range errs {
-			switch {
-			case err == nil && winner >= 0:
-				t.Errorf("round %d: PutIfAbsent won by %d and %d", round, winner, i)
-			case err == nil:
-				winner = i
-			case !errors.Is(err, store.ErrExists):
-				t.Errorf("round %d: PutIfAbsent %d = %v, want nil or ErrExists", round, i, err)
-			}
-		}
-		if winner < 0 {
-			t.Fatalf("round %d: no PutIfAbsent won: %v", round, errs)
-		}
+		winner := Winner(t, fmt.Sprintf("round %d: PutIfAbsent", round), errs, store.ErrExists)
 		got, gm, err := get(ctx, o, key)
 		if err != nil || !bytes.Equal(got, bodies[winner]) || !sameMeta(gm, metas[winner]) {
 			t.Errorf("round %d: Get = %d bytes, %+v, %v; want the winner's (%d) object", round, len(got), gm, err, winner)
@@ -480,20 +489,7 @@ func testPutIfMatchOnce(t *testing.T, o store.Objects) {
 		}
 		close(start)
 		wg.Wait()
-		winner := -1
-		for i, err := range errs {
-			switch {
-			case err == nil && winner >= 0:
-				t.Errorf("round %d: PutIfMatch won by %d and %d", round, winner, i)
-			case err == nil:
-				winner = i
-			case !errors.Is(err, store.ErrVersionMismatch):
-				t.Errorf("round %d: PutIfMatch %d = %v, want nil or ErrVersionMismatch", round, i, err)
-			}
-		}
-		if winner < 0 {
-			t.Fatalf("round %d: no PutIfMatch won: %v", round, errs)
-		}
+		winner := Winner(t, fmt.Sprintf("round %d: PutIfMatch", round), errs, store.ErrVersionMismatch)
 		got, gm, err := get(ctx, o, key)
 		if err != nil || !bytes.Equal(got, bodies[winner]) || !sameMeta(gm, metas[winner]) {
 			t.Fatalf("round %d: Get = %d bytes, %+v, %v; want the winner's (%d) object", round, len(got), gm, err, winner)
