@@ -69,12 +69,7 @@ func TestLayout(t *testing.T) {
 // TestFileWithoutMetadata: a file that reached the tree without Put (an
 // older mirrord, rsync without -X) is an object with its size and mtime.
 func TestFileWithoutMetadata(t *testing.T) {
-	dir := t.TempDir()
-	tr, err := fsobj.Open(dir, fsobj.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tr.Close()
+	tr, dir := openTree(t)
 	p := filepath.Join(dir, "tree", "old.db")
 	if err := os.WriteFile(p, []byte("abc"), 0o644); err != nil {
 		t.Fatal(err)
@@ -92,12 +87,7 @@ func TestFileWithoutMetadata(t *testing.T) {
 // TestFailedPutLeavesNoTemp: a Put that fails, or a PutIfAbsent that
 // loses, takes its temp file away.
 func TestFailedPutLeavesNoTemp(t *testing.T) {
-	dir := t.TempDir()
-	tr, err := fsobj.Open(dir, fsobj.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tr.Close()
+	tr, dir := openTree(t)
 	b := []byte("hello")
 	sum := sha256.Sum256(b)
 	m := store.ObjectMeta{Size: 5, SHA256: hex.EncodeToString(sum[:])}
@@ -119,12 +109,7 @@ func TestFailedPutLeavesNoTemp(t *testing.T) {
 // that is no sha256 is none, and an oversized attribute is an error, not
 // an ever larger buffer.
 func TestForeignMetadata(t *testing.T) {
-	dir := t.TempDir()
-	tr, err := fsobj.Open(dir, fsobj.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tr.Close()
+	tr, dir := openTree(t)
 	p := filepath.Join(dir, "tree", "foreign.db")
 	if err := os.WriteFile(p, []byte("abc"), 0o644); err != nil {
 		t.Fatal(err)
@@ -142,4 +127,16 @@ func TestForeignMetadata(t *testing.T) {
 	if _, err := tr.Stat(t.Context(), "foreign.db"); err == nil {
 		t.Error("Stat read a 32 KiB metadata attribute")
 	}
+}
+
+// openTree is a tree in a temp dir, and the dir.
+func openTree(t *testing.T) (*fsobj.Tree, string) {
+	t.Helper()
+	dir := t.TempDir()
+	tr, err := fsobj.Open(dir, fsobj.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tr.Close() })
+	return tr, dir
 }
