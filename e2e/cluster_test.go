@@ -22,6 +22,7 @@ import (
 	"github.com/mirrord/mirrord/internal/cluster"
 	"github.com/mirrord/mirrord/internal/faultserver"
 	"github.com/mirrord/mirrord/internal/s3test"
+	"github.com/mirrord/mirrord/internal/store/s3obj"
 )
 
 // testCluster is three mirrord nodes over one bucket, behind nginx
@@ -36,11 +37,12 @@ type testCluster struct {
 
 func startCluster(t *testing.T, up *faultserver.Server, s3 *s3test.Server, n int) *testCluster {
 	t.Helper()
-	return startClusterMode(t, up, s3, n, "proxy")
+	return startClusterMode(t, up, s3, n, "proxy", "")
 }
 
-// startClusterMode is startCluster with core in mode (proxy or mirror).
-func startClusterMode(t *testing.T, up *faultserver.Server, s3 *s3test.Server, n int, mode string) *testCluster {
+// startClusterMode is startCluster with core in mode (proxy or mirror),
+// and extra top-level config.
+func startClusterMode(t *testing.T, up *faultserver.Server, s3 *s3test.Server, n int, mode, extra string) *testCluster {
 	t.Helper()
 	c := &testCluster{t: t}
 	// Each node on a loopback address of its own: a port found free is
@@ -54,7 +56,7 @@ func startClusterMode(t *testing.T, up *faultserver.Server, s3 *s3test.Server, n
 	secret := filepath.Join(t.TempDir(), "cluster-secret")
 	os.WriteFile(secret, []byte("the-clusters-secret-0123456789\n"), 0o600)
 	for i := range n {
-		cfg := strings.Replace(storageConfig(t, up, s3, ""), "core: {mode: proxy}", "core: {mode: "+mode+"}", 1) + fmt.Sprintf(`
+		cfg := strings.Replace(storageConfig(t, up, s3, extra), "core: {mode: proxy}", "core: {mode: "+mode+"}", 1) + fmt.Sprintf(`
 cluster:
   node: node%d
   advertise: %s
@@ -305,7 +307,8 @@ func TestClusterMirrorSync(t *testing.T) {
 	}
 	up, upDir := mirrorUpstream(t, pkgs)
 	s3 := s3test.Start(t)
-	c := startClusterMode(t, up, s3, 3, "mirror")
+	// db_max_age: how often a node looks at the manifest in the bucket.
+	c := startClusterMode(t, up, s3, 3, "mirror", "cache: {db_max_age: 1s}")
 	for i, d := range c.nodes {
 		eventually(t, 2*time.Minute, fmt.Sprintf("node %d's first sync done", i), func() bool {
 			st := syncState(t, d, "archlinux/core")
@@ -341,6 +344,51 @@ func TestClusterMirrorSync(t *testing.T) {
 	}
 	if fromBucket != 2 {
 		t.Errorf("%d nodes brought the 12 packages from the bucket; want 2 (the first fetched them upstream)", fromBucket)
+	}
+	for _, db := range []string{"core.db", "core.files"} {
+		if n := up.Requests("/core/os/x86_64/" + db); n != 1 {
+			t.Errorf("upstream served %s %d times to three nodes' syncs; want 1 (the others take the first's from the bucket)", db, n)
+		}
+	}
+
+	// Upstream moves on; a sync asked of one node (which asks upstream)
+	// reaches the others through the bucket's manifest, and upstream is
+	// asked once more for the db and once for the new package.
+	newPkg := buildPackage(t, upDir, testPackage{Name: "m12", Version: "1.0-1", Size: 52_000})
+	repoAdd(t, upDir, "core", newPkg)
+	os.WriteFile(filepath.Join(up.Root(), "lastupdate"), []byte("1700000100\n"), 0o644)
+	files = treeFiles(t, upDir)
+	if code := post(t, "POST", c.nodes[0].URL+"/api/v1/sync/archlinux/core", nil, "Authorization", "Bearer "+c.nodes[0].adminToken()); code != http.StatusAccepted {
+		t.Fatalf("POST sync = %d, want 202", code)
+	}
+	for i, d := range c.nodes {
+		eventually(t, time.Minute, fmt.Sprintf("node %d serves the new core.db", i), func() bool {
+			code, body, _ := d.get("/archlinux/core/os/x86_64/core.db")
+			return code == 200 && bytes.Equal(body, files["core.db"])
+		})
+		if code, body, _ := d.get("/archlinux/core/os/x86_64/" + newPkg); code != 200 || !bytes.Equal(body, files[newPkg]) {
+			t.Errorf("node %d: %s = %d, %d bytes; want the upstream's", i, newPkg, code, len(body))
+		}
+	}
+	if n := up.Requests("/core/os/x86_64/core.db"); n != 2 {
+		t.Errorf("upstream served core.db %d times for two states; want 2", n)
+	}
+	if n := up.Requests("/core/os/x86_64/" + newPkg); n != 1 {
+		t.Errorf("upstream served %s %d times; want 1", newPkg, n)
+	}
+	// The bucket's tree is a mirror of the repo's current state too.
+	bucket, err := s3obj.New(s3obj.Options{Endpoint: s3.Endpoint, Bucket: s3.Bucket, Prefix: "tree", PathStyle: true, AccessKey: s3.AccessKey, SecretKey: s3.SecretKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, _, err := bucket.Get(t.Context(), "archlinux/core/os/x86_64/core.db")
+	if err != nil {
+		t.Fatalf("the bucket's core.db: %v", err)
+	}
+	got, _ := io.ReadAll(rc)
+	rc.Close()
+	if !bytes.Equal(got, files["core.db"]) {
+		t.Errorf("the bucket's core.db: %d bytes, not upstream's current %d", len(got), len(files["core.db"]))
 	}
 }
 

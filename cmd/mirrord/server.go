@@ -260,6 +260,7 @@ func newCore(cfg *config.Config, st *store.Store, log *slog.Logger, reg promethe
 	fetcher := fetch.New(st, fopts)
 	sopts := sync.Options{Fetcher: fetcher, Logger: log.With("component", "sync"), Registerer: reg}
 	if bucket != nil {
+		sopts.Bucket = bucket
 		sopts.Exclusive, err = inTurn(bucket, cfg.Cluster.Node)
 		if err != nil {
 			up.Close()

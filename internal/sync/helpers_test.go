@@ -135,6 +135,7 @@ type env struct {
 	sched   *Scheduler
 	clock   *clock
 	reg     *prometheus.Registry
+	bucket  Bucket // shared with other envs: a cluster's nodes; nil: none
 }
 
 // mirrorConfig is a config with one distro of mirror repos.
@@ -170,7 +171,7 @@ func (e *env) open() {
 		e.t.Fatal(err)
 	}
 	e.fetcher = fetch.New(e.store, fetch.Options{Catalog: e.cat})
-	if e.sched, err = New(e.cat, e.store, Options{Fetcher: e.fetcher, Registerer: e.reg, Now: e.clock.Now}); err != nil {
+	if e.sched, err = New(e.cat, e.store, Options{Fetcher: e.fetcher, Registerer: e.reg, Now: e.clock.Now, Bucket: e.bucket}); err != nil {
 		e.t.Fatal(err)
 	}
 	e.t.Cleanup(e.close)

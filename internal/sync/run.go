@@ -42,6 +42,9 @@ type run struct {
 	// ms is the repo's mirror set as the attempt began: a new
 	// upstreams_file applies from the next attempt on.
 	ms *upstream.MirrorSet
+	// follow is the manifest in the bucket this run takes the databases
+	// from, instead of upstream; nil: from upstream.
+	follow *manifest
 
 	files, bytes atomic.Int64 // brought into the tree by this run
 	unchanged    bool         // upstream's lastupdate had not moved
@@ -60,7 +63,12 @@ type run struct {
 // read before anything else, so that a change upstream during the sync is
 // seen by the next one.
 func (rn *run) do(ctx context.Context) (string, error) {
-	lu := rn.lastupdate(ctx)
+	lu := ""
+	if rn.follow != nil {
+		lu = rn.follow.LastUpdate
+	} else {
+		lu = rn.lastupdate(ctx)
+	}
 	if lu != "" && lu == rn.prev.LastUpdate && !rn.prev.LastSuccess.IsZero() && rn.dbsPresent() {
 		rn.unchanged = true
 		return lu, rn.prune()
@@ -190,6 +198,9 @@ func (rn *run) syncArch(ctx context.Context, arch string) error {
 // this sync published, so an unchanged db costs one 304. With parse set it
 // must read as a database, or it counts as bad bytes.
 func (rn *run) stage(ctx context.Context, arch, rel string, parse bool) (*staged, error) {
+	if rn.follow != nil {
+		return rn.stageShared(ctx, rel, parse)
+	}
 	file := rel[strings.LastIndexByte(rel, '/')+1:]
 	req := upstream.Request{Repo: rn.r.Name, Arch: arch, File: file}
 	if m, err := rn.s.store.Stat(rel); err == nil && rn.published(rel, m) {
@@ -211,46 +222,81 @@ func (rn *run) stage(ctx context.Context, arch, rel string, parse bool) (*staged
 			return err
 		}
 		defer resp.Body.Close()
-		if st.tmp, err = rn.s.store.CreateTemp("sync-*"); err != nil {
-			return err
-		}
-		sum := sha256.New()
-		n, err := io.Copy(io.MultiWriter(st.tmp, sum), resp.Body)
-		if err != nil {
-			return fmt.Errorf("fetch %s: %w", rel, err)
-		}
-		if resp.Size >= 0 && n != resp.Size {
-			return fmt.Errorf("%w: %s from %s: %d bytes, Content-Length %d", errBadBytes, rel, resp.Mirror, n, resp.Size)
-		}
-		st.meta = store.Meta{SHA256: hex.EncodeToString(sum.Sum(nil)), ETag: resp.ETag, LastModified: resp.LastModified}
-		if parse {
-			if _, err := st.tmp.Seek(0, io.SeekStart); err != nil {
-				return err
-			}
-			// Only the .db's packages are downloaded; the .files db is
-			// parsed to check it, without keeping its file lists.
-			r := bufio.NewReaderSize(st.tmp, 64<<10)
-			if strings.HasSuffix(rel, ".db") {
-				db, err := alpm.ReadDB(r)
-				if err != nil {
-					return fmt.Errorf("%w: %s from %s: %v", errBadBytes, rel, resp.Mirror, err)
-				}
-				st.db = slim(db)
-			} else {
-				comp, _, err := alpm.CheckDB(r)
-				if err != nil {
-					return fmt.Errorf("%w: %s from %s: %v", errBadBytes, rel, resp.Mirror, err)
-				}
-				st.db = &parsedDB{compression: comp}
-			}
-		}
-		return nil
+		return rn.take(st, resp.Body, resp.Size, store.Meta{ETag: resp.ETag, LastModified: resp.LastModified}, resp.Mirror, parse)
 	})
 	if err != nil {
 		st.discard()
 		return nil, err
 	}
 	return st, nil
+}
+
+// stageShared stages rel as the manifest the sync follows names it: from
+// the bucket, unless the tree holds that copy already.
+func (rn *run) stageShared(ctx context.Context, rel string, parse bool) (*staged, error) {
+	st := &staged{rel: rel}
+	f, ok := rn.follow.Files[rel]
+	if !ok {
+		st.absent = true // as a 404 from upstream: the sync that asked it got one
+		return st, nil
+	}
+	if m, err := rn.s.store.Stat(rel); err == nil && rn.published(rel, m) && m.SHA256 == f.SHA256 {
+		st.unchanged = true
+		return st, nil
+	}
+	body, err := rn.s.fetchShared(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	defer body.Close()
+	if err := rn.take(st, body, f.Size, store.Meta{ETag: f.ETag, LastModified: f.LastModified}, "the bucket", parse); err != nil {
+		st.discard()
+		return nil, err
+	}
+	return st, nil
+}
+
+// take reads a fetched db or signature into tmp/ as st's new copy: size
+// bytes (-1: unknown), hashed, and with parse set read as a database.
+// meta has the validators; from names the source for errors.
+func (rn *run) take(st *staged, body io.Reader, size int64, meta store.Meta, from string, parse bool) error {
+	var err error
+	if st.tmp, err = rn.s.store.CreateTemp("sync-*"); err != nil {
+		return err
+	}
+	sum := sha256.New()
+	n, err := io.Copy(io.MultiWriter(st.tmp, sum), body)
+	if err != nil {
+		return fmt.Errorf("fetch %s: %w", st.rel, err)
+	}
+	if size >= 0 && n != size {
+		return fmt.Errorf("%w: %s from %s: %d bytes, Content-Length %d", errBadBytes, st.rel, from, n, size)
+	}
+	meta.SHA256 = hex.EncodeToString(sum.Sum(nil))
+	st.meta = meta
+	if !parse {
+		return nil
+	}
+	if _, err := st.tmp.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	// Only the .db's packages are downloaded; the .files db is parsed to
+	// check it, without keeping its file lists.
+	r := bufio.NewReaderSize(st.tmp, 64<<10)
+	if strings.HasSuffix(st.rel, ".db") {
+		db, err := alpm.ReadDB(r)
+		if err != nil {
+			return fmt.Errorf("%w: %s from %s: %v", errBadBytes, st.rel, from, err)
+		}
+		st.db = slim(db)
+		return nil
+	}
+	comp, _, err := alpm.CheckDB(r)
+	if err != nil {
+		return fmt.Errorf("%w: %s from %s: %v", errBadBytes, st.rel, from, err)
+	}
+	st.db = &parsedDB{compression: comp}
+	return nil
 }
 
 // parsedDB is what a sync keeps of a database while its packages

@@ -61,6 +61,10 @@ type Options struct {
 	// each after the first finds the files in the shared storage. Nil
 	// runs fn at once.
 	Exclusive func(ctx context.Context, name string, fn func(context.Context) error) error
+	// Bucket, if set, is the storage a cluster's nodes share: a sync that
+	// asked upstream leaves its databases there, and a scheduled sync
+	// within sync_interval of it takes them from there (see Bucket).
+	Bucket Bucket
 }
 
 // Scheduler runs the syncs of every mirror-mode repo: periodically from
@@ -77,6 +81,7 @@ type Scheduler struct {
 	limit   *rate.Limiter // sync.max_bandwidth, shared by every sync; nil: no cap
 	// exclusiveRun is Options.Exclusive.
 	exclusiveRun func(ctx context.Context, name string, fn func(context.Context) error) error
+	bucket       Bucket           // Options.Bucket
 	repos        map[string]*repo // "distro/repo" -> repo; fixed after New
 	order        []string         // keys of repos, sorted
 
@@ -93,7 +98,8 @@ type repo struct {
 	interval time.Duration
 
 	sem     chan struct{} // holds one token while a sync runs
-	trigger chan struct{} // cap 1: a pending on-demand sync
+	trigger chan struct{} // cap 1: a pending on-demand sync, which asks upstream
+	follow  chan struct{} // cap 1: a pending sync to the bucket's manifest (watch)
 
 	mu    stdsync.Mutex // guards state; never held across I/O
 	state State
@@ -143,7 +149,7 @@ func New(cat *catalog.Catalog, st *store.Store, opts Options) (*Scheduler, error
 	}
 	cfg := cat.Config()
 	s := &Scheduler{cfg: cfg, catalog: cat, store: st, fetcher: opts.Fetcher,
-		log: opts.Logger, now: opts.Now, exclusiveRun: opts.Exclusive, repos: map[string]*repo{}}
+		log: opts.Logger, now: opts.Now, exclusiveRun: opts.Exclusive, bucket: opts.Bucket, repos: map[string]*repo{}}
 	if bw := int64(cfg.Sync.MaxBandwidth); bw > 0 {
 		// A burst of a tenth of a second, at least one read buffer.
 		s.limit = rate.NewLimiter(rate.Limit(bw), int(max(bw/10, 64<<10)))
@@ -156,7 +162,7 @@ func New(cat *catalog.Catalog, st *store.Store, opts Options) (*Scheduler, error
 			return nil, fmt.Errorf("sync: the catalog has no mirrors for %s", cr.Key)
 		}
 		r := &repo{Repo: cr, interval: cfg.Distros[cr.Distro].Repos[cr.Name].SyncInterval,
-			sem: make(chan struct{}, 1), trigger: make(chan struct{}, 1)}
+			sem: make(chan struct{}, 1), trigger: make(chan struct{}, 1), follow: make(chan struct{}, 1)}
 		if r.interval <= 0 {
 			r.interval = DefaultInterval
 		}
@@ -230,6 +236,9 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		r := s.repos[k]
 		wg.Go(func() { s.loop(ctx, r) })
 	}
+	if s.bucket != nil {
+		wg.Go(func() { s.watch(ctx) })
+	}
 	wg.Wait()
 	return nil
 }
@@ -247,14 +256,18 @@ func (s *Scheduler) loop(ctx context.Context, r *repo) {
 	timer := time.NewTimer(first)
 	defer timer.Stop()
 	for {
+		mayFollow := true
 		select {
 		case <-ctx.Done():
 			return
 		case <-timer.C:
 		case <-r.trigger:
 			timer.Stop()
+			mayFollow = false
+		case <-r.follow:
+			timer.Stop()
 		}
-		err := s.syncRepo(ctx, r)
+		err := s.syncRepo(ctx, r, mayFollow)
 		if err != nil && ctx.Err() == nil {
 			s.log.Warn("sync failed; serving the previous state", "repo", r.Key, "err", err)
 		}
@@ -285,7 +298,7 @@ func (s *Scheduler) Sync(ctx context.Context, distro, repo string) error {
 	}
 	var errs []error
 	for _, k := range keys {
-		if err := s.syncRepo(ctx, s.repos[k]); err != nil {
+		if err := s.syncRepo(ctx, s.repos[k], false); err != nil {
 			errs = append(errs, fmt.Errorf("sync %s: %w", k, err))
 		}
 		if ctx.Err() != nil {
@@ -335,8 +348,11 @@ func (s *Scheduler) partial(r *repo) int64 {
 }
 
 // syncRepo runs one sync of r, after any running one, and records its
-// outcome in the state, the KV and the metrics.
-func (s *Scheduler) syncRepo(ctx context.Context, r *repo) error {
+// outcome in the state, the KV and the metrics. With mayFollow (a
+// scheduled sync, not one asked for) and a bucket, it takes the
+// databases of a sync another node ran less than sync_interval ago from
+// the bucket; one that asked upstream leaves its own there.
+func (s *Scheduler) syncRepo(ctx context.Context, r *repo, mayFollow bool) error {
 	select {
 	case r.sem <- struct{}{}:
 	case <-ctx.Done():
@@ -344,8 +360,14 @@ func (s *Scheduler) syncRepo(ctx context.Context, r *repo) error {
 	}
 	defer func() { <-r.sem }()
 
+	if !mayFollow {
+		select {
+		case <-r.trigger: // this sync answers a trigger that arrived meanwhile
+		default:
+		}
+	}
 	select {
-	case <-r.trigger: // this sync answers a trigger that arrived meanwhile
+	case <-r.follow: // and so does any sync a manifest's change
 	default:
 	}
 	r.filesDone.Store(0)
@@ -361,11 +383,25 @@ func (s *Scheduler) syncRepo(ctx context.Context, r *repo) error {
 	s.saveState(r)
 	s.log.Info("sync started", "repo", r.Key)
 
-	run := &run{s: s, r: r, prev: prev, ms: r.Mirrors()}
+	rn := &run{s: s, r: r, prev: prev, ms: r.Mirrors()}
 	var lastupdate string
 	err := s.exclusive(ctx, "sync/"+r.Key, func(ctx context.Context) error {
+		if mayFollow {
+			rn.follow = s.followable(ctx, r)
+		}
 		var err error
-		lastupdate, err = run.do(ctx)
+		lastupdate, err = rn.do(ctx)
+		if err != nil && rn.follow != nil && ctx.Err() == nil {
+			s.log.Warn("sync from the bucket failed; asking upstream", "repo", r.Key, "err", err)
+			rn = &run{s: s, r: r, prev: prev, ms: r.Mirrors()}
+			lastupdate, err = rn.do(ctx)
+		}
+		if err == nil && rn.follow == nil && s.bucket != nil {
+			if err := s.share(ctx, r, lastupdate); err != nil {
+				// The nodes after this one ask upstream themselves.
+				s.log.Warn("share the synced databases", "repo", r.Key, "err", err)
+			}
+		}
 		return err
 	})
 	took := time.Since(start)
@@ -374,7 +410,7 @@ func (s *Scheduler) syncRepo(ctx context.Context, r *repo) error {
 	st := &r.state
 	st.Running = false
 	st.DurationSeconds = took.Seconds()
-	st.Files, st.Bytes = run.files.Load(), run.bytes.Load()
+	st.Files, st.Bytes = rn.files.Load(), rn.bytes.Load()
 	if err == nil {
 		st.LastSuccess, st.LastError, st.Failures = s.now(), "", 0
 		st.LastUpdate = lastupdate
@@ -388,8 +424,8 @@ func (s *Scheduler) syncRepo(ctx context.Context, r *repo) error {
 
 	m := s.metrics
 	m.duration.WithLabelValues(r.Key).Set(took.Seconds())
-	m.files.WithLabelValues(r.Key).Add(float64(run.files.Load()))
-	m.bytes.WithLabelValues(r.Key).Add(float64(run.bytes.Load()))
+	m.files.WithLabelValues(r.Key).Add(float64(rn.files.Load()))
+	m.bytes.WithLabelValues(r.Key).Add(float64(rn.bytes.Load()))
 	if err != nil {
 		m.failures.WithLabelValues(r.Key).Inc()
 		return err
@@ -398,8 +434,8 @@ func (s *Scheduler) syncRepo(ctx context.Context, r *repo) error {
 	if err := s.writeStamps(r.Distro); err != nil {
 		return err
 	}
-	s.log.Info("sync done", "repo", r.Key, "files", run.files.Load(), "bytes", run.bytes.Load(),
-		"duration_seconds", took.Seconds(), "unchanged", run.unchanged)
+	s.log.Info("sync done", "repo", r.Key, "files", rn.files.Load(), "bytes", rn.bytes.Load(),
+		"duration_seconds", took.Seconds(), "unchanged", rn.unchanged, "from", rn.from())
 	return nil
 }
 

@@ -1,0 +1,308 @@
+package sync
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/mirrord/mirrord/internal/store"
+)
+
+// Bucket is the storage the nodes of a cluster share (a store.Objects):
+// the sync of a mirror repo that asked upstream leaves there the
+// databases it published, named by a manifest, and the other nodes'
+// syncs take them from there instead of asking upstream again, so that
+// every node serves the same state of the repo and upstream is asked once.
+type Bucket interface {
+	Get(ctx context.Context, key string) (io.ReadCloser, store.ObjectMeta, error)
+	Put(ctx context.Context, key string, r io.Reader, meta store.ObjectMeta) error
+	PutIfAbsent(ctx context.Context, key string, r io.Reader, meta store.ObjectMeta) error
+	Stat(ctx context.Context, key string) (store.ObjectMeta, error)
+	Delete(ctx context.Context, key string) error
+}
+
+// Keys in the bucket, beside the tree (a distro may not be named
+// _mirrord). A database's bytes are kept under their sha256, never
+// overwritten, so that a manifest names complete files whatever a later
+// sync writes; the manifest of a repo is replaced whole by each sync.
+const (
+	sharedPrefix   = "_mirrord/sync/"
+	sharedObjects  = sharedPrefix + "sha256/"    // + sha256 of a db or its .sig
+	sharedManifest = sharedPrefix + "manifests/" // + distro/repo
+	// maxManifest bounds what is read of a manifest: a repo of a few
+	// arches names a few dozen files.
+	maxManifest = 1 << 20
+)
+
+// manifest is the state of a mirror repo that one node's sync published:
+// its databases and their signatures, by tree path, with what the
+// published files were.
+type manifest struct {
+	LastUpdate string                  `json:"lastupdate,omitempty"` // upstream's, as that sync read it
+	SyncedAt   time.Time               `json:"synced_at"`
+	Files      map[string]manifestFile `json:"files"`
+	// Previous is the sha256s the manifest before this one named: a node
+	// may still be reading them, so only those of the one before that are
+	// deleted.
+	Previous []string `json:"previous,omitempty"`
+}
+
+type manifestFile struct {
+	Size         int64     `json:"size"`
+	SHA256       string    `json:"sha256"`
+	ETag         string    `json:"etag,omitempty"`
+	LastModified time.Time `json:"last_modified,omitzero"`
+}
+
+// sharedFiles are the tree paths of r's databases and signatures that a
+// manifest may name, each signature before its database (the order they
+// are put in the bucket's tree).
+func sharedFiles(r *repo) []string {
+	var rels []string
+	for _, arch := range r.Arches {
+		dir := r.Dir(arch) + "/" + r.Name
+		rels = append(rels, dir+".files.sig", dir+".files", dir+".db.sig", dir+".db")
+	}
+	return rels
+}
+
+// readManifest returns r's manifest in the bucket: nil if there is none,
+// or one that does not read as a manifest of r (which the next sync that
+// asks upstream replaces).
+func (s *Scheduler) readManifest(ctx context.Context, r *repo) (*manifest, error) {
+	body, _, err := s.bucket.Get(ctx, sharedManifest+r.Key)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read the manifest of %s: %w", r.Key, err)
+	}
+	defer body.Close()
+	data, err := io.ReadAll(io.LimitReader(body, maxManifest+1))
+	if err != nil {
+		return nil, fmt.Errorf("read the manifest of %s: %w", r.Key, err)
+	}
+	m := &manifest{}
+	if len(data) > maxManifest || json.Unmarshal(data, m) != nil || !m.valid(r) {
+		s.log.Warn("ignoring an unreadable sync manifest in the bucket", "repo", r.Key)
+		return nil, nil
+	}
+	return m, nil
+}
+
+// valid reports whether m names only r's databases, each with a sha256:
+// whoever can write the bucket must not make a node write elsewhere.
+func (m *manifest) valid(r *repo) bool {
+	if m.Files == nil || m.SyncedAt.IsZero() {
+		return false
+	}
+	for rel, f := range m.Files {
+		if !slices.Contains(sharedFiles(r), rel) || f.Size < 0 || store.ReadSHA256(f.SHA256) == "" {
+			return false
+		}
+	}
+	for _, sum := range m.Previous {
+		if store.ReadSHA256(sum) == "" {
+			return false
+		}
+	}
+	return true
+}
+
+// followable returns r's manifest when this sync may take it instead of
+// asking upstream: a sync of another node published it less than the
+// repo's sync_interval ago.
+func (s *Scheduler) followable(ctx context.Context, r *repo) *manifest {
+	if s.bucket == nil {
+		return nil
+	}
+	m, err := s.readManifest(ctx, r)
+	if err != nil {
+		s.log.Warn("sync from upstream: no manifest", "repo", r.Key, "err", err)
+		return nil
+	}
+	if m == nil || s.now().Sub(m.SyncedAt) >= r.interval {
+		return nil
+	}
+	return m
+}
+
+// behind reports whether m names a database this node has not published.
+func (s *Scheduler) behind(m *manifest) bool {
+	for rel, f := range m.Files {
+		if strings.HasSuffix(rel, ".sig") {
+			continue
+		}
+		v, err := s.store.Get(keyDB + rel)
+		if err != nil || string(v) != f.SHA256 {
+			return true
+		}
+	}
+	return false
+}
+
+// share puts what the sync of r published into the bucket: each database
+// and signature under its sha256 and at its tree path, then the manifest
+// that names them, and deletes the files of the manifest before the last.
+func (s *Scheduler) share(ctx context.Context, r *repo, lastupdate string) error {
+	old, err := s.readManifest(ctx, r)
+	if err != nil {
+		return err
+	}
+	m := &manifest{LastUpdate: lastupdate, SyncedAt: s.now(), Files: map[string]manifestFile{}}
+	for _, rel := range sharedFiles(r) {
+		meta, err := s.store.Stat(rel)
+		if errors.Is(err, store.ErrNotFound) {
+			continue // an unsigned db, or no .files upstream
+		}
+		if err != nil {
+			return err
+		}
+		if meta.SHA256 == "" {
+			return fmt.Errorf("share %s: no sha256 recorded", rel)
+		}
+		om := store.ObjectMeta{Size: meta.Size, SHA256: meta.SHA256, ETag: meta.ETag, LastModified: meta.LastModified}
+		if err := s.upload(ctx, sharedObjects+meta.SHA256, rel, om, true); err != nil {
+			return err
+		}
+		// The bucket's tree is a mirror too: its own copy, after the
+		// packages (which this sync put there first).
+		if err := s.upload(ctx, rel, rel, om, false); err != nil {
+			return err
+		}
+		m.Files[rel] = manifestFile{Size: meta.Size, SHA256: meta.SHA256, ETag: meta.ETag, LastModified: meta.LastModified}
+	}
+	if old != nil {
+		for _, f := range old.Files {
+			m.Previous = append(m.Previous, f.SHA256)
+		}
+		slices.Sort(m.Previous)
+		m.Previous = slices.Compact(m.Previous)
+	}
+	data, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	sum := sha256.Sum256(data)
+	err = s.bucket.Put(ctx, sharedManifest+r.Key, bytes.NewReader(data), store.ObjectMeta{Size: int64(len(data)), SHA256: hex.EncodeToString(sum[:])})
+	if err != nil {
+		return fmt.Errorf("share %s: manifest: %w", r.Key, err)
+	}
+	if old != nil {
+		keep := map[string]bool{}
+		for _, f := range m.Files {
+			keep[f.SHA256] = true
+		}
+		for _, sum := range m.Previous {
+			keep[sum] = true
+		}
+		for _, sum := range old.Previous {
+			if !keep[sum] {
+				if err := s.bucket.Delete(ctx, sharedObjects+sum); err != nil {
+					s.log.Warn("delete an old shared database", "repo", r.Key, "sha256", sum, "err", err)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// upload puts the tree's rel into the bucket at key; once only, if
+// immutable says key names these bytes whoever writes it.
+func (s *Scheduler) upload(ctx context.Context, key, rel string, meta store.ObjectMeta, immutable bool) error {
+	if immutable {
+		if cur, err := s.bucket.Stat(ctx, key); err == nil && cur.Size == meta.Size && cur.SHA256 == meta.SHA256 {
+			return nil
+		}
+	}
+	f, err := s.store.Open(rel)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if immutable {
+		err = s.bucket.PutIfAbsent(ctx, key, f, meta)
+		if errors.Is(err, store.ErrExists) {
+			err = nil // the same bytes, by their name: another node's
+		}
+	} else {
+		err = s.bucket.Put(ctx, key, f, meta)
+	}
+	if err != nil {
+		return fmt.Errorf("share %s: %w", rel, err)
+	}
+	return nil
+}
+
+// fetchShared opens the bucket's copy of a database the manifest names,
+// checked against the manifest as it is read (the last byte held back
+// until the size and sha256 match).
+func (s *Scheduler) fetchShared(ctx context.Context, f manifestFile) (io.ReadCloser, error) {
+	key := sharedObjects + f.SHA256
+	body, _, err := s.bucket.Get(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("shared database %s: %w", f.SHA256, err)
+	}
+	om := store.ObjectMeta{Size: f.Size, SHA256: f.SHA256}
+	return struct {
+		io.Reader
+		io.Closer
+	}{store.CheckedReader(key, body, om), body}, nil
+}
+
+// watch, in a cluster, looks at each mirror repo's manifest every
+// cache.db_max_age (at least a second) and starts a sync of a repo whose
+// manifest names databases this node has not published, so that the
+// nodes serve the same state soon after one of them synced; until ctx
+// ends.
+func (s *Scheduler) watch(ctx context.Context) {
+	every := max(s.cfg.Cache.DBMaxAge, time.Second)
+	seen := map[string]string{} // repo -> the manifest version last looked at
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for _, k := range slices.Sorted(maps.Keys(s.repos)) {
+			r := s.repos[k]
+			meta, err := s.bucket.Stat(ctx, sharedManifest+k)
+			if err != nil || meta.Version == seen[k] {
+				continue
+			}
+			m, err := s.readManifest(ctx, r)
+			if err != nil || m == nil {
+				continue
+			}
+			if !s.behind(m) {
+				seen[k] = meta.Version
+				continue
+			}
+			// Not marked seen: asked again at the next look, until a
+			// sync took it (or a newer one).
+			select {
+			case r.follow <- struct{}{}:
+			default: // one is pending already
+			}
+		}
+	}
+}
+
+// from names where the run took the databases, for the log.
+func (rn *run) from() string {
+	if rn.follow != nil {
+		return "bucket"
+	}
+	return "upstream"
+}

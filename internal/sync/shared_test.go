@@ -1,0 +1,172 @@
+package sync
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mirrord/mirrord/internal/faultserver"
+	"github.com/mirrord/mirrord/internal/store/fsobj"
+)
+
+// nodes is two envs over one upstream and one bucket (a filesystem tree
+// standing in for S3), as two nodes of a cluster.
+func nodes(t *testing.T, up *faultserver.Server) (a, b *env, bucket *fsobj.Tree, bucketDir string) {
+	t.Helper()
+	bucketDir = t.TempDir()
+	bucket, err := fsobj.Open(bucketDir, fsobj.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := func() *env {
+		e := &env{t: t, cfg: archConfig(t, up), clock: &clock{t: time.Unix(1_800_000_000, 0)}, bucket: bucket}
+		e.dataDir = e.cfg.DataDir
+		e.open()
+		return e
+	}
+	return open(), open(), bucket, bucketDir
+}
+
+// followSync is a scheduled sync of core, which may follow the bucket.
+func followSync(t *testing.T, e *env) {
+	t.Helper()
+	if err := e.sched.syncRepo(t.Context(), e.sched.repos["archlinux/core"], true); err != nil {
+		t.Fatalf("sync = %v", err)
+	}
+}
+
+const coreDB = "archlinux/" + archDir + "/core.db"
+
+// readManifest is core's manifest in the bucket.
+func readManifestFile(t *testing.T, bucketDir string) manifest {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(bucketDir, "tree", sharedManifest+"archlinux/core"))
+	if err != nil {
+		t.Fatalf("no manifest: %v", err)
+	}
+	var m manifest
+	if err := json.Unmarshal(data, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// A sync that asked upstream leaves its dbs and a manifest in the bucket;
+// a scheduled sync of another node within sync_interval takes them from
+// there, so both serve the same db and upstream is asked once; the
+// bucket's tree holds the db too. A sync asked for (Sync) asks upstream.
+func TestFollowsTheBucket(t *testing.T) {
+	up, u := coreUpstream(t, true, "alpha", "beta")
+	os.WriteFile(filepath.Join(up.Root(), archDir, "core.db.sig"), []byte("signature of core.db"), 0o644)
+	a, b, _, bucketDir := nodes(t, up)
+	mustSync(t, a)
+	m := readManifestFile(t, bucketDir)
+	if m.LastUpdate != "1000" || len(m.Files) != 3 {
+		t.Fatalf("manifest = %+v; want lastupdate 1000, the db, its signature and the files db", m)
+	}
+	want, _ := os.ReadFile(filepath.Join(up.Root(), archDir, "core.db"))
+	if got, _ := os.ReadFile(filepath.Join(bucketDir, "tree", coreDB)); !bytes.Equal(got, want) {
+		t.Errorf("the bucket's tree has a core.db of %d bytes; want upstream's %d", len(got), len(want))
+	}
+
+	followSync(t, b)
+	if n := up.Requests("/" + archDir + "/core.db"); n != 1 {
+		t.Errorf("upstream served core.db %d times to two nodes; want 1", n)
+	}
+	if got, _ := os.ReadFile(filepath.Join(b.tree(), coreDB)); !bytes.Equal(got, want) {
+		t.Errorf("the follower's core.db is %d bytes; want upstream's %d", len(got), len(want))
+	}
+	sameTree(t, listFiles(t, filepath.Join(b.tree(), "archlinux", archDir), nil), listFiles(t, filepath.Join(up.Root(), archDir), nil))
+	if st := b.sched.States()[0]; st.LastUpdate != "1000" || st.LastError != "" {
+		t.Errorf("follower's state = %+v; want lastupdate 1000, no error", st)
+	}
+
+	// Past sync_interval, a scheduled sync asks upstream again; so does
+	// one asked for at once.
+	u.add("gamma", "1.0-1", 3000)
+	u.write()
+	setLastupdate(t, up.Root(), 2000)
+	b.clock.Add(DefaultInterval)
+	followSync(t, b)
+	if n := up.Requests("/" + archDir + "/core.db"); n != 2 {
+		t.Errorf("upstream served core.db %d times; want 2 (the manifest was older than sync_interval)", n)
+	}
+	if m := readManifestFile(t, bucketDir); m.LastUpdate != "2000" {
+		t.Errorf("manifest lastupdate = %q after the follower asked upstream; want 2000", m.LastUpdate)
+	}
+	mustSync(t, a)
+	if n := up.Requests("/" + archDir + "/core.db"); n != 3 {
+		t.Errorf("upstream served core.db %d times; want 3 (Sync asks upstream)", n)
+	}
+}
+
+// What the bucket holds is checked: a shared db whose bytes are not what
+// the manifest says, or a manifest naming a file outside the repo, is
+// never published; the sync asks upstream instead.
+func TestBadBucketFallsBackToUpstream(t *testing.T) {
+	up, _ := coreUpstream(t, false, "alpha")
+	a, b, _, bucketDir := nodes(t, up)
+	mustSync(t, a)
+	m := readManifestFile(t, bucketDir)
+	obj := filepath.Join(bucketDir, "tree", sharedObjects+m.Files[coreDB].SHA256)
+	data, err := os.ReadFile(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)/2] ^= 1
+	os.WriteFile(obj, data, 0o644)
+	followSync(t, b)
+	want, _ := os.ReadFile(filepath.Join(up.Root(), archDir, "core.db"))
+	if got, _ := os.ReadFile(filepath.Join(b.tree(), coreDB)); !bytes.Equal(got, want) {
+		t.Errorf("core.db after a bad shared copy: %d bytes; want upstream's %d", len(got), len(want))
+	}
+	if n := up.Requests("/" + archDir + "/core.db"); n != 2 {
+		t.Errorf("upstream served core.db %d times; want 2 (the follower asked it after the bad copy)", n)
+	}
+
+	// A manifest naming a path outside the repo is not one.
+	m = readManifestFile(t, bucketDir)
+	m.Files["archlinux/extra/os/x86_64/extra.db"] = m.Files[coreDB]
+	data, _ = json.Marshal(m)
+	os.WriteFile(filepath.Join(bucketDir, "tree", sharedManifest+"archlinux/core"), data, 0o644)
+	if got := b.sched.followable(t.Context(), b.sched.repos["archlinux/core"]); got != nil {
+		t.Errorf("followable = %+v for a manifest naming another repo's db; want nil", got)
+	}
+}
+
+// Each manifest keeps the files of the one before it (a node may be
+// reading them) and deletes those of the one before that.
+func TestSharedDBsAreCollected(t *testing.T) {
+	up, u := coreUpstream(t, false, "alpha")
+	a, _, bucket, bucketDir := nodes(t, up)
+	var firsts []string
+	for i, name := range []string{"beta", "gamma", "delta"} {
+		mustSync(t, a)
+		firsts = append(firsts, readManifestFile(t, bucketDir).Files[coreDB].SHA256)
+		u.add(name, "1.0-1", 2000)
+		u.write()
+		setLastupdate(t, up.Root(), int64(2000+i))
+	}
+	keys, err := bucket.List(t.Context(), sharedObjects)
+	if err != nil {
+		t.Fatal(err)
+	}
+	has := func(sum string) bool {
+		for _, k := range keys {
+			if strings.HasSuffix(k, sum) {
+				return true
+			}
+		}
+		return false
+	}
+	if has(firsts[0]) || !has(firsts[1]) || !has(firsts[2]) {
+		t.Errorf("shared dbs after three states: %v; want the first state's core.db (%s) gone, the last two kept", keys, firsts[0])
+	}
+	if _, err := bucket.Stat(t.Context(), sharedManifest+"archlinux/core"); err != nil {
+		t.Errorf("manifest: %v", err)
+	}
+}
