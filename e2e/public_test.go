@@ -15,17 +15,6 @@ import (
 	"time"
 )
 
-// freePort is a loopback port nobody listens on at the moment.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // publicDir is a folder that other users can reach (t.TempDir's are
 // private to root), removed at the end of the test.
 func publicDir(t *testing.T) string {
@@ -130,11 +119,11 @@ distros:
 	if err != nil {
 		t.Fatal(err)
 	}
-	mport, pport := freePort(t), freePort(t)
-	siteConf := strings.NewReplacer("listen 80;", fmt.Sprintf("listen 127.0.0.1:%d;", mport), "/var/lib/mirrord/tree", tree,
+	maddr, paddr := freeAddr(t), freeAddr(t)
+	siteConf := strings.NewReplacer("listen 80;", fmt.Sprintf("listen %s;", maddr), "/var/lib/mirrord/tree", tree,
 		"http://127.0.0.1:8080", d.URL, "(core|extra|multilib)", "(core)").Replace(string(site))
-	startNginx(t, "nobody nogroup", fmt.Sprintf("server { listen 127.0.0.1:%d; root %s; }\n%s", pport, tree, siteConf))
-	plain := fmt.Sprintf("http://127.0.0.1:%d/", pport)
+	startNginx(t, "nobody nogroup", fmt.Sprintf("server { listen %s; root %s; }\n%s", paddr, tree, siteConf))
+	plain := fmt.Sprintf("http://%s/", paddr)
 	eventually(t, 20*time.Second, "nginx answers", func() bool {
 		resp, err := http.Get(plain + "archlinux/lastupdate")
 		if err == nil {
@@ -148,7 +137,7 @@ distros:
 			t.Errorf("nginx as nobody: GET /%s = %d, %d bytes; want 200 and the tree's %d", rel, code, len(got), len(body))
 		}
 	}
-	site1 := fmt.Sprintf("http://127.0.0.1:%d/", mport)
+	site1 := fmt.Sprintf("http://%s/", maddr)
 	for _, rel := range []string{"archlinux/core/os/x86_64/core.db", "archlinux/core/os/x86_64/pub3-1.0-1-x86_64.pkg.tar.zst", "archlinux/lastupdate",
 		"archlinux/myrepo/os/x86_64/myrepo.db", "proxied/core/os/x86_64/pub1-1.0-1-x86_64.pkg.tar.zst"} {
 		code, got := httpGet(t, site1+rel)
@@ -164,12 +153,12 @@ distros:
 	if err != nil {
 		t.Fatal(err)
 	}
-	rport := freePort(t)
+	rhost, rport, _ := net.SplitHostPort(freeAddr(t))
 	rc := strings.NewReplacer("/var/lib/mirrord/tree", tree, "/run/rsyncd.pid", filepath.Join(rdir, "rsyncd.pid")).Replace(string(rconf))
 	os.WriteFile(filepath.Join(rdir, "rsyncd.conf"), []byte(rc), 0o644)
-	startTool(t, "rsync", "--daemon", "--no-detach", "--config", filepath.Join(rdir, "rsyncd.conf"), "--port", fmt.Sprint(rport),
-		"--address", "127.0.0.1", "--log-file", filepath.Join(rdir, "rsyncd.log"))
-	src := fmt.Sprintf("rsync://127.0.0.1:%d/mirrord/", rport)
+	startTool(t, "rsync", "--daemon", "--no-detach", "--config", filepath.Join(rdir, "rsyncd.conf"), "--port", rport,
+		"--address", rhost, "--log-file", filepath.Join(rdir, "rsyncd.log"))
+	src := fmt.Sprintf("rsync://%s/mirrord/", net.JoinHostPort(rhost, rport))
 	dest := t.TempDir()
 	pull := func() string {
 		var out []byte

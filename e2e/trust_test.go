@@ -54,17 +54,17 @@ func post(t *testing.T, method, url string, body []byte, header ...string) int {
 func reverseProxy(t *testing.T, addr string) string {
 	t.Helper()
 	requireTool(t, "nginx")
-	port := freePort(t)
+	lb := freeAddr(t)
 	user := ""
 	if os.Geteuid() == 0 {
 		user = "root"
 	}
 	startNginx(t, user, fmt.Sprintf(`server {
-    listen 127.0.0.1:%d;
+    listen %s;
     client_max_body_size 0;
     location / { proxy_pass http://%s; }
-  }`, port, addr))
-	url := fmt.Sprintf("http://127.0.0.1:%d", port)
+  }`, lb, addr))
+	url := "http://" + lb
 	eventually(t, 20*time.Second, "nginx answers", func() bool {
 		resp, err := http.Get(url + "/healthz")
 		if err == nil {
