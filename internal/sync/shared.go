@@ -26,6 +26,7 @@ type Bucket interface {
 	Get(ctx context.Context, key string) (io.ReadCloser, store.ObjectMeta, error)
 	Put(ctx context.Context, key string, r io.Reader, meta store.ObjectMeta) error
 	PutIfAbsent(ctx context.Context, key string, r io.Reader, meta store.ObjectMeta) error
+	PutIfMatch(ctx context.Context, key string, r io.Reader, meta store.ObjectMeta, version string) (string, error)
 	Stat(ctx context.Context, key string) (store.ObjectMeta, error)
 	Delete(ctx context.Context, key string) error
 }
@@ -75,28 +76,28 @@ func sharedFiles(r *repo) []string {
 	return rels
 }
 
-// readManifest returns r's manifest in the bucket: nil if there is none,
-// or one that does not read as a manifest of r (which the next sync that
-// asks upstream replaces).
-func (s *Scheduler) readManifest(ctx context.Context, r *repo) (*manifest, error) {
-	body, _, err := s.bucket.Get(ctx, sharedManifest+r.Key)
+// readManifest returns r's manifest in the bucket and its version: nil
+// if there is none, or one that does not read as a manifest of r (which
+// the next sync that asks upstream replaces); version "" if there is none.
+func (s *Scheduler) readManifest(ctx context.Context, r *repo) (*manifest, string, error) {
+	body, meta, err := s.bucket.Get(ctx, sharedManifest+r.Key)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, nil
+		return nil, "", nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read the manifest of %s: %w", r.Key, err)
+		return nil, "", fmt.Errorf("read the manifest of %s: %w", r.Key, err)
 	}
 	defer body.Close()
 	data, err := io.ReadAll(io.LimitReader(body, maxManifest+1))
 	if err != nil {
-		return nil, fmt.Errorf("read the manifest of %s: %w", r.Key, err)
+		return nil, "", fmt.Errorf("read the manifest of %s: %w", r.Key, err)
 	}
 	m := &manifest{}
 	if len(data) > maxManifest || json.Unmarshal(data, m) != nil || !m.valid(r) {
 		s.log.Warn("ignoring an unreadable sync manifest in the bucket", "repo", r.Key)
-		return nil, nil
+		return nil, meta.Version, nil
 	}
-	return m, nil
+	return m, meta.Version, nil
 }
 
 // valid reports whether m names only r's databases, each with a sha256:
@@ -125,7 +126,7 @@ func (s *Scheduler) followable(ctx context.Context, r *repo) *manifest {
 	if s.bucket == nil {
 		return nil
 	}
-	m, err := s.readManifest(ctx, r)
+	m, _, err := s.readManifest(ctx, r)
 	if err != nil {
 		s.log.Warn("sync from upstream: no manifest", "repo", r.Key, "err", err)
 		return nil
@@ -153,8 +154,12 @@ func (s *Scheduler) behind(m *manifest) bool {
 // share puts what the sync of r published into the bucket: each database
 // and signature under its sha256 and at its tree path, then the manifest
 // that names them, and deletes the files of the manifest before the last.
+//
+// The manifest replaces the one read at the start only if it is still
+// that one: the syncs take turns under a lease, but a node paused past
+// its lease's expiry must not put back an older state over a newer.
 func (s *Scheduler) share(ctx context.Context, r *repo, lastupdate string) error {
-	old, err := s.readManifest(ctx, r)
+	old, version, err := s.readManifest(ctx, r)
 	if err != nil {
 		return err
 	}
@@ -192,8 +197,12 @@ func (s *Scheduler) share(ctx context.Context, r *repo, lastupdate string) error
 	if err != nil {
 		return err
 	}
-	sum := sha256.Sum256(data)
-	err = s.bucket.Put(ctx, sharedManifest+r.Key, bytes.NewReader(data), store.ObjectMeta{Size: int64(len(data)), SHA256: hex.EncodeToString(sum[:])})
+	meta := bytesMeta(data)
+	if version == "" {
+		err = s.bucket.PutIfAbsent(ctx, sharedManifest+r.Key, bytes.NewReader(data), meta)
+	} else {
+		_, err = s.bucket.PutIfMatch(ctx, sharedManifest+r.Key, bytes.NewReader(data), meta, version)
+	}
 	if err != nil {
 		return fmt.Errorf("share %s: manifest: %w", r.Key, err)
 	}
@@ -216,13 +225,13 @@ func (s *Scheduler) share(ctx context.Context, r *repo, lastupdate string) error
 	return nil
 }
 
-// upload puts the tree's rel into the bucket at key; once only, if
-// immutable says key names these bytes whoever writes it.
+// upload puts the tree's rel into the bucket at key, unless key holds
+// these bytes already (a sync that found upstream unchanged uploads
+// nothing); with PutIfAbsent if immutable says key names these bytes
+// whoever writes it.
 func (s *Scheduler) upload(ctx context.Context, key, rel string, meta store.ObjectMeta, immutable bool) error {
-	if immutable {
-		if cur, err := s.bucket.Stat(ctx, key); err == nil && cur.Size == meta.Size && cur.SHA256 == meta.SHA256 {
-			return nil
-		}
+	if cur, err := s.bucket.Stat(ctx, key); err == nil && cur.Size == meta.Size && cur.SHA256 == meta.SHA256 {
+		return nil
 	}
 	f, err := s.store.Open(rel)
 	if err != nil {
@@ -281,11 +290,11 @@ func (s *Scheduler) watch(ctx context.Context) {
 			if err != nil || meta.Version == seen[k] {
 				continue
 			}
-			m, err := s.readManifest(ctx, r)
-			if err != nil || m == nil {
+			m, _, err := s.readManifest(ctx, r)
+			if err != nil {
 				continue
 			}
-			if !s.behind(m) {
+			if m == nil || !s.behind(m) { // nothing to take: unreadable (warned once), or taken
 				seen[k] = meta.Version
 				continue
 			}
@@ -305,4 +314,10 @@ func (rn *run) from() string {
 		return "bucket"
 	}
 	return "upstream"
+}
+
+// bytesMeta is the metadata of an object of data's bytes.
+func bytesMeta(data []byte) store.ObjectMeta {
+	sum := sha256.Sum256(data)
+	return store.ObjectMeta{Size: int64(len(data)), SHA256: hex.EncodeToString(sum[:])}
 }

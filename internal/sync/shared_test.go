@@ -2,14 +2,19 @@ package sync
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/mirrord/mirrord/internal/faultserver"
+	"github.com/mirrord/mirrord/internal/store"
 	"github.com/mirrord/mirrord/internal/store/fsobj"
 )
 
@@ -168,5 +173,86 @@ func TestSharedDBsAreCollected(t *testing.T) {
 	}
 	if _, err := bucket.Stat(t.Context(), sharedManifest+"archlinux/core"); err != nil {
 		t.Errorf("manifest: %v", err)
+	}
+}
+
+// countingBucket counts the Puts that reach a bucket.
+type countingBucket struct {
+	Bucket
+	puts   atomic.Int64
+	before func() // if set, runs once before the next PutIfMatch
+}
+
+func (b *countingBucket) Put(ctx context.Context, key string, r io.Reader, meta store.ObjectMeta) error {
+	b.puts.Add(1)
+	return b.Bucket.Put(ctx, key, r, meta)
+}
+
+func (b *countingBucket) PutIfAbsent(ctx context.Context, key string, r io.Reader, meta store.ObjectMeta) error {
+	b.puts.Add(1)
+	return b.Bucket.PutIfAbsent(ctx, key, r, meta)
+}
+
+func (b *countingBucket) PutIfMatch(ctx context.Context, key string, r io.Reader, meta store.ObjectMeta, version string) (string, error) {
+	b.puts.Add(1)
+	if b.before != nil {
+		b.before()
+		b.before = nil
+	}
+	return b.Bucket.PutIfMatch(ctx, key, r, meta, version)
+}
+
+// A sync that finds upstream unchanged puts nothing into the bucket but
+// the manifest, which says when it asked.
+func TestUnchangedSyncUploadsOnlyTheManifest(t *testing.T) {
+	up, _ := coreUpstream(t, false, "alpha")
+	tree, err := fsobj.Open(t.TempDir(), fsobj.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bucket := &countingBucket{Bucket: tree}
+	e := &env{t: t, cfg: archConfig(t, up), clock: &clock{t: time.Unix(1_800_000_000, 0)}, bucket: bucket}
+	e.dataDir = e.cfg.DataDir
+	e.open()
+	mustSync(t, e)
+	first := bucket.puts.Load()
+	if first != 5 { // core.db and core.files, each under its sha256 and at its path, and the manifest
+		t.Errorf("first sync: %d puts; want 5", first)
+	}
+	e.clock.Add(time.Minute)
+	mustSync(t, e)
+	if n := bucket.puts.Load() - first; n != 1 {
+		t.Errorf("unchanged sync: %d puts; want 1 (the manifest)", n)
+	}
+}
+
+// A node that lost its turn (paused past its lease) does not put its
+// manifest over one written meanwhile.
+func TestStaleManifestIsNotPutBack(t *testing.T) {
+	up, _ := coreUpstream(t, false, "alpha")
+	dir := t.TempDir()
+	tree, err := fsobj.Open(dir, fsobj.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bucket := &countingBucket{Bucket: tree}
+	e := &env{t: t, cfg: archConfig(t, up), clock: &clock{t: time.Unix(1_800_000_000, 0)}, bucket: bucket}
+	e.dataDir = e.cfg.DataDir
+	e.open()
+	mustSync(t, e)
+	newer := readManifestFile(t, dir)
+	newer.LastUpdate = "9999"
+	data, _ := json.Marshal(newer)
+	bucket.before = func() {
+		if err := tree.Put(t.Context(), sharedManifest+"archlinux/core", bytes.NewReader(data), bytesMeta(data)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err = e.sched.share(t.Context(), e.sched.repos["archlinux/core"], "1000")
+	if !errors.Is(err, store.ErrVersionMismatch) {
+		t.Errorf("share over a manifest written meanwhile = %v; want ErrVersionMismatch", err)
+	}
+	if got := readManifestFile(t, dir); got.LastUpdate != "9999" {
+		t.Errorf("manifest lastupdate = %q; want the newer 9999 kept", got.LastUpdate)
 	}
 }
