@@ -256,3 +256,41 @@ func TestStaleManifestIsNotPutBack(t *testing.T) {
 		t.Errorf("manifest lastupdate = %q; want the newer 9999 kept", got.LastUpdate)
 	}
 }
+
+// A follower publishes the manifest's dbs before it copies their
+// packages (the bucket has them, and a miss is filled from there): a node
+// with an empty disk serves the cluster's state at once.
+func TestFollowerPublishesBeforeCopying(t *testing.T) {
+	up, u := coreUpstream(t, false, "alpha")
+	gamma := u.add("gamma", "1.0-1", 3000)
+	u.write()
+	a, b, _, _ := nodes(t, up)
+	mustSync(t, a)
+	gate := make(chan struct{})
+	up.SetFault("/"+archDir+"/"+gamma, faultserver.Fault{Gate: gate})
+	done := make(chan error, 1)
+	go func() { done <- b.sched.syncRepo(t.Context(), b.sched.repos["archlinux/core"], true) }()
+	select {
+	case <-up.Seen("/"+archDir+"/"+gamma, 2): // a's fetch, then b's, held
+	case err := <-done:
+		close(gate)
+		t.Fatalf("follower's sync ended (%v) before fetching %s", err, gamma)
+	}
+	want, _ := os.ReadFile(filepath.Join(up.Root(), archDir, "core.db"))
+	got, _ := os.ReadFile(filepath.Join(b.tree(), coreDB))
+	close(gate)
+	if !bytes.Equal(got, want) {
+		t.Errorf("while its packages copy, the follower's core.db is %d bytes; want the manifest's %d", len(got), len(want))
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("follower's sync = %v", err)
+	}
+	sameTree(t, listFiles(t, filepath.Join(b.tree(), "archlinux", archDir), nil), listFiles(t, filepath.Join(up.Root(), archDir), nil))
+	// Upstream signs no package: the leader's probes found out, and the
+	// manifest told the follower, which asked for no signature.
+	for _, p := range u.pkgs {
+		if n := up.Requests("/" + archDir + "/" + p.Filename + ".sig"); n != 1 {
+			t.Errorf("upstream was asked for %s.sig %d times; want 1 (the leader's probe)", p.Filename, n)
+		}
+	}
+}
