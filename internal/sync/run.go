@@ -173,43 +173,25 @@ func (rn *run) syncArch(ctx context.Context, arch string) error {
 		defer filesSig.discard()
 	}
 	changed := db.tmp != nil
-	// Publish: each db after its signature, the .db last, so that a crash
-	// anywhere leaves the old .db in place and the next sync redoes it.
-	publish := func() error {
-		for _, p := range [][2]*staged{{files, filesSig}, {db, dbSig}} {
-			if err := rn.publish(p[0], p[1]); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	if !changed {
-		return publish()
-	}
-	if rn.follow != nil {
-		// The bucket holds every package these dbs name (the sync that
-		// asked upstream put each there before its manifest), and a
-		// miss on one is filled from there: publish first, so that a
-		// node with an empty disk serves the cluster's state at once,
-		// then copy the packages.
-		if err := publish(); err != nil {
-			return err
-		}
+	if changed {
+		// Until the new db is published, whoever fetches one of its
+		// packages (this sync, or a proxy client) checks it against it.
+		defer rn.s.catalog.Expecting(dir, db.db.expectations())()
 		if err := rn.download(ctx, arch, dir, db.db); err != nil {
 			return err
 		}
+	}
+	// Publish: each db after its signature, the .db last, so that a crash
+	// anywhere leaves the old .db in place and the next sync redoes it.
+	for _, p := range [][2]*staged{{files, filesSig}, {db, dbSig}} {
+		if err := rn.publish(p[0], p[1]); err != nil {
+			return err
+		}
+	}
+	if changed {
 		return rn.markUnreferenced(dir, db.db)
 	}
-	// Until the new db is published, whoever fetches one of its packages
-	// (this sync, or a proxy client) checks it against it.
-	defer rn.s.catalog.Expecting(dir, db.db.expectations())()
-	if err := rn.download(ctx, arch, dir, db.db); err != nil {
-		return err
-	}
-	if err := publish(); err != nil {
-		return err
-	}
-	return rn.markUnreferenced(dir, db.db)
+	return nil
 }
 
 // stage fetches rel into tmp/: conditionally when the tree holds the copy
@@ -539,23 +521,6 @@ func (rn *run) probeSigs(ctx context.Context, arch, dir string, fresh, old []str
 	_, err := rn.s.store.Get(keyUnsigned + dir)
 	marked := err == nil
 	all := slices.Concat(fresh, old)
-	if rn.follow != nil {
-		// The sync that asked upstream decided: no signatures, or every
-		// one, which it put in the bucket.
-		unsigned := slices.Contains(rn.follow.Unsigned, dir)
-		switch {
-		case unsigned && !marked:
-			rn.batch.Put(keyUnsigned+dir, []byte("1"))
-		case !unsigned && marked:
-			if err := rn.s.store.Delete(keyUnsigned + dir); err != nil {
-				return nil, err
-			}
-		}
-		if unsigned {
-			return nil, nil
-		}
-		return all, nil
-	}
 	candidates := all
 	if marked {
 		candidates = fresh

@@ -51,10 +51,6 @@ type manifest struct {
 	LastUpdate string                  `json:"lastupdate,omitempty"` // upstream's, as that sync read it
 	SyncedAt   time.Time               `json:"synced_at"`
 	Files      map[string]manifestFile `json:"files"`
-	// Unsigned is the repo's folders whose upstream publishes no package
-	// signatures (see probeSigs): a node that takes the manifest asks
-	// for none there, and for all of them elsewhere.
-	Unsigned []string `json:"unsigned,omitempty"`
 	// Previous is the sha256s the manifest before this one named: a node
 	// may still be reading them, so only those of the one before that are
 	// deleted.
@@ -117,11 +113,6 @@ func (m *manifest) valid(r *repo) bool {
 	}
 	for _, sum := range m.Previous {
 		if store.ReadSHA256(sum) == "" {
-			return false
-		}
-	}
-	for _, dir := range m.Unsigned {
-		if !slices.ContainsFunc(r.Arches, func(a string) bool { return r.Dir(a) == dir }) {
 			return false
 		}
 	}
@@ -194,11 +185,6 @@ func (s *Scheduler) share(ctx context.Context, r *repo, lastupdate string) error
 			return err
 		}
 		m.Files[rel] = manifestFile{Size: meta.Size, SHA256: meta.SHA256, ETag: meta.ETag, LastModified: meta.LastModified}
-	}
-	for _, arch := range r.Arches {
-		if _, err := s.store.Get(keyUnsigned + r.Dir(arch)); err == nil {
-			m.Unsigned = append(m.Unsigned, r.Dir(arch))
-		}
 	}
 	if old != nil {
 		for _, f := range old.Files {
