@@ -65,11 +65,13 @@ type run struct {
 func (rn *run) do(ctx context.Context) (string, error) {
 	lu := ""
 	if rn.follow != nil {
+		// No shortcut on lastupdate: the manifest names its dbs by
+		// sha256, and stageShared finds an unchanged one at no cost.
 		lu = rn.follow.LastUpdate
 	} else {
 		lu = rn.lastupdate(ctx)
 	}
-	if lu != "" && lu == rn.prev.LastUpdate && !rn.prev.LastSuccess.IsZero() && rn.dbsPresent() {
+	if rn.follow == nil && lu != "" && lu == rn.prev.LastUpdate && !rn.prev.LastSuccess.IsZero() && rn.dbsPresent() {
 		rn.unchanged = true
 		return lu, rn.prune()
 	}
@@ -244,7 +246,7 @@ func (rn *run) stageShared(ctx context.Context, rel string, parse bool) (*staged
 		st.unchanged = true
 		return st, nil
 	}
-	body, err := rn.s.fetchShared(ctx, f)
+	body, err := rn.s.fetchShared(ctx, rn.r, f)
 	if err != nil {
 		return nil, err
 	}

@@ -37,7 +37,7 @@ type Bucket interface {
 // sync writes; the manifest of a repo is replaced whole by each sync.
 const (
 	sharedPrefix   = "_mirrord/sync/"
-	sharedObjects  = sharedPrefix + "sha256/"    // + sha256 of a db or its .sig
+	sharedObjects  = sharedPrefix + "sha256/"    // + distro/repo/sha256 of a db or its .sig
 	sharedManifest = sharedPrefix + "manifests/" // + distro/repo
 	// maxManifest bounds what is read of a manifest: a repo of a few
 	// arches names a few dozen files.
@@ -176,7 +176,7 @@ func (s *Scheduler) share(ctx context.Context, r *repo, lastupdate string) error
 			return fmt.Errorf("share %s: no sha256 recorded", rel)
 		}
 		om := store.ObjectMeta{Size: meta.Size, SHA256: meta.SHA256, ETag: meta.ETag, LastModified: meta.LastModified}
-		if err := s.upload(ctx, sharedObjects+meta.SHA256, rel, om, true); err != nil {
+		if err := s.upload(ctx, sharedObject(r, meta.SHA256), rel, om, true); err != nil {
 			return err
 		}
 		// The bucket's tree is a mirror too: its own copy, after the
@@ -216,7 +216,7 @@ func (s *Scheduler) share(ctx context.Context, r *repo, lastupdate string) error
 		}
 		for _, sum := range old.Previous {
 			if !keep[sum] {
-				if err := s.bucket.Delete(ctx, sharedObjects+sum); err != nil {
+				if err := s.bucket.Delete(ctx, sharedObject(r, sum)); err != nil {
 					s.log.Warn("delete an old shared database", "repo", r.Key, "sha256", sum, "err", err)
 				}
 			}
@@ -255,8 +255,8 @@ func (s *Scheduler) upload(ctx context.Context, key, rel string, meta store.Obje
 // fetchShared opens the bucket's copy of a database the manifest names,
 // checked against the manifest as it is read (the last byte held back
 // until the size and sha256 match).
-func (s *Scheduler) fetchShared(ctx context.Context, f manifestFile) (io.ReadCloser, error) {
-	key := sharedObjects + f.SHA256
+func (s *Scheduler) fetchShared(ctx context.Context, r *repo, f manifestFile) (io.ReadCloser, error) {
+	key := sharedObject(r, f.SHA256)
 	body, _, err := s.bucket.Get(ctx, key)
 	if err != nil {
 		return nil, fmt.Errorf("shared database %s: %w", f.SHA256, err)
@@ -321,3 +321,7 @@ func bytesMeta(data []byte) store.ObjectMeta {
 	sum := sha256.Sum256(data)
 	return store.ObjectMeta{Size: int64(len(data)), SHA256: hex.EncodeToString(sum[:])}
 }
+
+// sharedObject is the key of a db file of r by its sha256: per repo, as
+// each repo collects its own (two repos may have the same bytes).
+func sharedObject(r *repo, sum string) string { return sharedObjects + r.Key + "/" + sum }

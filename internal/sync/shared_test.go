@@ -46,7 +46,7 @@ func followSync(t *testing.T, e *env) {
 
 const coreDB = "archlinux/" + archDir + "/core.db"
 
-// readManifest is core's manifest in the bucket.
+// readManifestFile is core's manifest in the bucket.
 func readManifestFile(t *testing.T, bucketDir string) manifest {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join(bucketDir, "tree", sharedManifest+"archlinux/core"))
@@ -117,7 +117,7 @@ func TestBadBucketFallsBackToUpstream(t *testing.T) {
 	a, b, _, bucketDir := nodes(t, up)
 	mustSync(t, a)
 	m := readManifestFile(t, bucketDir)
-	obj := filepath.Join(bucketDir, "tree", sharedObjects+m.Files[coreDB].SHA256)
+	obj := filepath.Join(bucketDir, "tree", sharedObjects+"archlinux/core/"+m.Files[coreDB].SHA256)
 	data, err := os.ReadFile(obj)
 	if err != nil {
 		t.Fatal(err)
