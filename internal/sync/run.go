@@ -103,11 +103,15 @@ func (rn *run) lastupdate(ctx context.Context) string {
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 64))
 	v := strings.TrimSpace(string(b))
-	if err != nil || v == "" || strings.Trim(v, "0123456789") != "" {
+	if err != nil || !validLastUpdate(v) {
 		return ""
 	}
 	return v
 }
+
+// validLastUpdate reports whether v reads as a lastupdate: a unix time,
+// digits only.
+func validLastUpdate(v string) bool { return v != "" && strings.Trim(v, "0123456789") == "" }
 
 func (rn *run) dir(arch string) string { return rn.r.Dir(arch) }
 

@@ -42,6 +42,9 @@ const (
 	// maxManifest bounds what is read of a manifest: a repo of a few
 	// arches names a few dozen files.
 	maxManifest = 1 << 20
+	// maxSkew is how far ahead of this node's clock a manifest may be
+	// dated: the nodes' clocks agree within the leases' margin.
+	maxSkew = time.Minute
 )
 
 // manifest is the state of a mirror repo that one node's sync published:
@@ -93,17 +96,22 @@ func (s *Scheduler) readManifest(ctx context.Context, r *repo) (*manifest, strin
 		return nil, "", fmt.Errorf("read the manifest of %s: %w", r.Key, err)
 	}
 	m := &manifest{}
-	if len(data) > maxManifest || json.Unmarshal(data, m) != nil || !m.valid(r) {
+	if len(data) > maxManifest || json.Unmarshal(data, m) != nil || !m.valid(r, s.now()) {
 		s.log.Warn("ignoring an unreadable sync manifest in the bucket", "repo", r.Key)
 		return nil, meta.Version, nil
 	}
 	return m, meta.Version, nil
 }
 
-// valid reports whether m names only r's databases, each with a sha256:
-// whoever can write the bucket must not make a node write elsewhere.
-func (m *manifest) valid(r *repo) bool {
-	if m.Files == nil || m.SyncedAt.IsZero() {
+// valid reports whether m names only r's databases, each with a sha256,
+// and says when it was written and upstream's lastupdate as a sync reads
+// them: whoever can write the bucket must not make a node write
+// elsewhere, nor keep a manifest fresh by dating it ahead.
+func (m *manifest) valid(r *repo, now time.Time) bool {
+	if m.Files == nil || m.SyncedAt.IsZero() || m.SyncedAt.After(now.Add(maxSkew)) {
+		return false
+	}
+	if m.LastUpdate != "" && !validLastUpdate(m.LastUpdate) {
 		return false
 	}
 	for rel, f := range m.Files {
@@ -128,7 +136,7 @@ func (s *Scheduler) followable(ctx context.Context, r *repo) *manifest {
 	}
 	m, _, err := s.readManifest(ctx, r)
 	if err != nil {
-		s.log.Warn("sync from upstream: no manifest", "repo", r.Key, "err", err)
+		s.log.Warn("asking upstream: the bucket's manifest cannot be read", "repo", r.Key, "err", err)
 		return nil
 	}
 	if m == nil || s.now().Sub(m.SyncedAt) >= r.interval {
@@ -175,13 +183,7 @@ func (s *Scheduler) share(ctx context.Context, r *repo, lastupdate string) error
 		if meta.SHA256 == "" {
 			return fmt.Errorf("share %s: no sha256 recorded", rel)
 		}
-		om := store.ObjectMeta{Size: meta.Size, SHA256: meta.SHA256, ETag: meta.ETag, LastModified: meta.LastModified}
-		if err := s.upload(ctx, sharedObject(r, meta.SHA256), rel, om, true); err != nil {
-			return err
-		}
-		// The bucket's tree is a mirror too: its own copy, after the
-		// packages (which this sync put there first).
-		if err := s.upload(ctx, rel, rel, om, false); err != nil {
+		if err := s.upload(ctx, sharedObject(r, meta.SHA256), rel, objectMeta(meta), true); err != nil {
 			return err
 		}
 		m.Files[rel] = manifestFile{Size: meta.Size, SHA256: meta.SHA256, ETag: meta.ETag, LastModified: meta.LastModified}
@@ -205,6 +207,22 @@ func (s *Scheduler) share(ctx context.Context, r *repo, lastupdate string) error
 	}
 	if err != nil {
 		return fmt.Errorf("share %s: manifest: %w", r.Key, err)
+	}
+	// The bucket's tree is a mirror too: its own copies, after the
+	// packages (which this sync put there first) and only once the
+	// manifest says this state is the current one; each signature before
+	// its db, and one the new state lacks removed.
+	for _, rel := range sharedFiles(r) {
+		f, ok := m.Files[rel]
+		if !ok {
+			if err := s.bucket.Delete(ctx, rel); err != nil {
+				return fmt.Errorf("share %s: %w", rel, err)
+			}
+			continue
+		}
+		if err := s.upload(ctx, rel, rel, store.ObjectMeta{Size: f.Size, SHA256: f.SHA256, ETag: f.ETag, LastModified: f.LastModified}, false); err != nil {
+			return err
+		}
 	}
 	if old != nil {
 		keep := map[string]bool{}
@@ -285,27 +303,35 @@ func (s *Scheduler) watch(ctx context.Context) {
 		case <-t.C:
 		}
 		for _, k := range slices.Sorted(maps.Keys(s.repos)) {
-			r := s.repos[k]
-			meta, err := s.bucket.Stat(ctx, sharedManifest+k)
-			if err != nil || meta.Version == seen[k] {
-				continue
-			}
-			m, _, err := s.readManifest(ctx, r)
-			if err != nil {
-				continue
-			}
-			if m == nil || !s.behind(m) { // nothing to take: unreadable (warned once), or taken
-				seen[k] = meta.Version
-				continue
-			}
-			// Not marked seen: asked again at the next look, until a
-			// sync took it (or a newer one).
-			select {
-			case r.follow <- struct{}{}:
-			default: // one is pending already
+			if err := s.look(ctx, s.repos[k], seen); err != nil && !errors.Is(err, store.ErrNotFound) {
+				s.log.Debug("look at the bucket's manifest", "repo", k, "err", err)
 			}
 		}
 	}
+}
+
+// look starts a sync of r if its manifest changed since seen[r.Key] and
+// names a database this node has not published.
+func (s *Scheduler) look(ctx context.Context, r *repo, seen map[string]string) error {
+	meta, err := s.bucket.Stat(ctx, sharedManifest+r.Key)
+	if err != nil || meta.Version == seen[r.Key] {
+		return err
+	}
+	m, _, err := s.readManifest(ctx, r)
+	if err != nil {
+		return err
+	}
+	if m != nil && s.behind(m) {
+		// Not marked seen: asked again at the next look, until a sync
+		// took it (or a newer one).
+		select {
+		case r.follow <- struct{}{}:
+		default: // one is pending already
+		}
+		return nil
+	}
+	seen[r.Key] = meta.Version // nothing to take: unreadable (warned once), or taken
+	return nil
 }
 
 // from names where the run took the databases, for the log.
@@ -325,3 +351,8 @@ func bytesMeta(data []byte) store.ObjectMeta {
 // sharedObject is the key of a db file of r by its sha256: per repo, as
 // each repo collects its own (two repos may have the same bytes).
 func sharedObject(r *repo, sum string) string { return sharedObjects + r.Key + "/" + sum }
+
+// objectMeta is what travels with a tree file's copy in the bucket.
+func objectMeta(m store.Meta) store.ObjectMeta {
+	return store.ObjectMeta{Size: m.Size, SHA256: m.SHA256, ETag: m.ETag, LastModified: m.LastModified}
+}

@@ -27,13 +27,16 @@ func nodes(t *testing.T, up *faultserver.Server) (a, b *env, bucket *fsobj.Tree,
 	if err != nil {
 		t.Fatal(err)
 	}
-	open := func() *env {
-		e := &env{t: t, cfg: archConfig(t, up), clock: &clock{t: time.Unix(1_800_000_000, 0)}, bucket: bucket}
-		e.dataDir = e.cfg.DataDir
-		e.open()
-		return e
-	}
-	return open(), open(), bucket, bucketDir
+	return node(t, up, bucket), node(t, up, bucket), bucket, bucketDir
+}
+
+// node is an env of its own over up and bucket: one node of a cluster.
+func node(t *testing.T, up *faultserver.Server, bucket Bucket) *env {
+	t.Helper()
+	e := &env{t: t, cfg: archConfig(t, up), clock: &clock{t: time.Unix(1_800_000_000, 0)}, bucket: bucket}
+	e.dataDir = e.cfg.DataDir
+	e.open()
+	return e
 }
 
 // followSync is a scheduled sync of core, which may follow the bucket.
@@ -107,6 +110,17 @@ func TestFollowsTheBucket(t *testing.T) {
 	if n := up.Requests("/" + archDir + "/core.db"); n != 3 {
 		t.Errorf("upstream served core.db %d times; want 3 (Sync asks upstream)", n)
 	}
+
+	// A db upstream no longer signs: the bucket's tree loses its old
+	// signature with it.
+	os.Remove(filepath.Join(up.Root(), archDir, "core.db.sig"))
+	u.add("delta", "1.0-1", 3000)
+	u.write()
+	setLastupdate(t, up.Root(), 3000)
+	mustSync(t, a)
+	if _, err := os.Stat(filepath.Join(bucketDir, "tree", coreDB+".sig")); !os.IsNotExist(err) {
+		t.Errorf("the bucket's tree keeps core.db.sig of an older db (%v); want it removed", err)
+	}
 }
 
 // What the bucket holds is checked: a shared db whose bytes are not what
@@ -140,6 +154,21 @@ func TestBadBucketFallsBackToUpstream(t *testing.T) {
 	os.WriteFile(filepath.Join(bucketDir, "tree", sharedManifest+"archlinux/core"), data, 0o644)
 	if got := b.sched.followable(t.Context(), b.sched.repos["archlinux/core"]); got != nil {
 		t.Errorf("followable = %+v for a manifest naming another repo's db; want nil", got)
+	}
+	// Nor one with a lastupdate no upstream gives, or dated ahead (to
+	// stay fresh).
+	for _, bad := range []func(m *manifest){
+		func(m *manifest) { m.LastUpdate = "1000; rm" },
+		func(m *manifest) { m.SyncedAt = b.clock.Now().Add(time.Hour) },
+	} {
+		m := readManifestFile(t, bucketDir)
+		delete(m.Files, "archlinux/extra/os/x86_64/extra.db")
+		bad(&m)
+		data, _ = json.Marshal(m)
+		os.WriteFile(filepath.Join(bucketDir, "tree", sharedManifest+"archlinux/core"), data, 0o644)
+		if got := b.sched.followable(t.Context(), b.sched.repos["archlinux/core"]); got != nil {
+			t.Errorf("followable = %+v; want nil", got)
+		}
 	}
 }
 
@@ -211,9 +240,7 @@ func TestUnchangedSyncUploadsOnlyTheManifest(t *testing.T) {
 		t.Fatal(err)
 	}
 	bucket := &countingBucket{Bucket: tree}
-	e := &env{t: t, cfg: archConfig(t, up), clock: &clock{t: time.Unix(1_800_000_000, 0)}, bucket: bucket}
-	e.dataDir = e.cfg.DataDir
-	e.open()
+	e := node(t, up, bucket)
 	mustSync(t, e)
 	first := bucket.puts.Load()
 	if first != 5 { // core.db and core.files, each under its sha256 and at its path, and the manifest
@@ -236,9 +263,7 @@ func TestStaleManifestIsNotPutBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	bucket := &countingBucket{Bucket: tree}
-	e := &env{t: t, cfg: archConfig(t, up), clock: &clock{t: time.Unix(1_800_000_000, 0)}, bucket: bucket}
-	e.dataDir = e.cfg.DataDir
-	e.open()
+	e := node(t, up, bucket)
 	mustSync(t, e)
 	newer := readManifestFile(t, dir)
 	newer.LastUpdate = "9999"
@@ -248,9 +273,15 @@ func TestStaleManifestIsNotPutBack(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	if err := tree.Delete(t.Context(), coreDB); err != nil {
+		t.Fatal(err)
+	}
 	err = e.sched.share(t.Context(), e.sched.repos["archlinux/core"], "1000")
 	if !errors.Is(err, store.ErrVersionMismatch) {
 		t.Errorf("share over a manifest written meanwhile = %v; want ErrVersionMismatch", err)
+	}
+	if _, err := tree.Stat(t.Context(), coreDB); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("the bucket's tree copy of core.db after a refused share: %v; want none written", err)
 	}
 	if got := readManifestFile(t, dir); got.LastUpdate != "9999" {
 		t.Errorf("manifest lastupdate = %q; want the newer 9999 kept", got.LastUpdate)
