@@ -390,6 +390,37 @@ func TestClusterMirrorSync(t *testing.T) {
 	if !bytes.Equal(got, files["core.db"]) {
 		t.Errorf("the bucket's core.db: %d bytes, not upstream's current %d", len(got), len(files["core.db"]))
 	}
+
+	// Node 2 loses its disk and starts again: its first sync takes the
+	// bucket's state (the db published before its packages are copied,
+	// which come from the other nodes or the bucket), and upstream is
+	// asked nothing, not even for a package signature: the manifest says
+	// that upstream publishes none.
+	before := up.Total()
+	c.nodes[2].Kill()
+	os.RemoveAll(c.nodes[2].DataDir)
+	d := startDaemon(t, c.nodes[2].DataDir, c.configs[2], "--listen", strings.TrimPrefix(c.urls[2], "http://"))
+	c.nodes[2] = d
+	eventually(t, time.Minute, "the restarted node serves core.db", func() bool {
+		code, body, _ := d.get("/archlinux/core/os/x86_64/core.db")
+		return code == 200 && bytes.Equal(body, files["core.db"])
+	})
+	for f, want := range files {
+		if code, body, _ := d.get("/archlinux/core/os/x86_64/" + f); code != 200 || !bytes.Equal(body, want) {
+			t.Errorf("restarted node: %s = %d, %d bytes; want the upstream's %d", f, code, len(body), len(want))
+		}
+	}
+	eventually(t, time.Minute, "the restarted node's sync done", func() bool {
+		return strings.Contains(d.Log(), `msg="sync done"`)
+	})
+	if n := up.Total() - before; n != 0 {
+		t.Errorf("upstream was asked %d times for a node restarted on an empty disk; want 0", n)
+		if log := up.Log(); before < len(log) {
+			for _, e := range log[before:] {
+				t.Log(e)
+			}
+		}
+	}
 }
 
 // freeAddr is a free port on a random loopback address other than

@@ -71,7 +71,7 @@ func (rn *run) do(ctx context.Context) (string, error) {
 	} else {
 		lu = rn.lastupdate(ctx)
 	}
-	if rn.follow == nil && lu != "" && lu == rn.prev.LastUpdate && !rn.prev.LastSuccess.IsZero() && rn.dbsPresent() {
+	if rn.follow == nil && lu != "" && lu == rn.prev.LastUpdate && !rn.prev.LastSuccess.IsZero() && rn.dbsPresent() && !rn.copying() {
 		rn.unchanged = true
 		return lu, rn.prune()
 	}
@@ -178,26 +178,93 @@ func (rn *run) syncArch(ctx context.Context, arch string) error {
 		}
 		defer filesSig.discard()
 	}
-	changed := db.tmp != nil
-	if changed {
-		// Until the new db is published, whoever fetches one of its
-		// packages (this sync, or a proxy client) checks it against it.
-		defer rn.s.catalog.Expecting(dir, db.db.expectations())()
-		if err := rn.download(ctx, arch, dir, db.db); err != nil {
-			return err
-		}
-	}
 	// Publish: each db after its signature, the .db last, so that a crash
 	// anywhere leaves the old .db in place and the next sync redoes it.
-	for _, p := range [][2]*staged{{files, filesSig}, {db, dbSig}} {
-		if err := rn.publish(p[0], p[1]); err != nil {
+	publish := func() error {
+		for _, p := range [][2]*staged{{files, filesSig}, {db, dbSig}} {
+			if err := rn.publish(p[0], p[1]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if db.tmp == nil {
+		if err := publish(); err != nil {
 			return err
 		}
+		return rn.copyPending(ctx, arch, dir, db.rel)
 	}
-	if changed {
-		return rn.markUnreferenced(dir, db.db)
+	if rn.follow != nil {
+		// The bucket holds every package these dbs name (the sync that
+		// asked upstream put each there before its manifest), and a miss
+		// on one is filled from there: publish first, so that a node
+		// with an empty disk serves the cluster's state at once, then
+		// copy the packages. The mark, put before the db, makes every
+		// later sync finish a copy that failed or was cut.
+		if err := rn.s.store.Put(keyCopying+dir, []byte(db.meta.SHA256)); err != nil {
+			return fmt.Errorf("mark %s copying: %w", dir, err)
+		}
+		if err := publish(); err != nil {
+			return err
+		}
+		if err := rn.markUnreferenced(dir, db.db); err != nil {
+			return err
+		}
+		return rn.copied(ctx, arch, dir, db.db)
 	}
-	return nil
+	// Until the new db is published, whoever fetches one of its packages
+	// (this sync, or a proxy client) checks it against it.
+	defer rn.s.catalog.Expecting(dir, db.db.expectations())()
+	if err := rn.download(ctx, arch, dir, db.db); err != nil {
+		return err
+	}
+	if err := publish(); err != nil {
+		return err
+	}
+	if err := rn.markUnreferenced(dir, db.db); err != nil {
+		return err
+	}
+	return rn.s.store.Delete(keyCopying + dir)
+}
+
+// copied downloads the packages of the published db and then clears
+// dir's copying mark.
+func (rn *run) copied(ctx context.Context, arch, dir string, db *parsedDB) error {
+	if err := rn.download(ctx, arch, dir, db); err != nil {
+		return fmt.Errorf("copy the packages of the published db: %w", err)
+	}
+	return rn.s.store.Delete(keyCopying + dir)
+}
+
+// copyPending finishes the copy of the packages of the tree's db of dir,
+// published before its packages by a sync that failed or was cut since
+// (the copying mark says so); with no mark it has nothing to do.
+func (rn *run) copyPending(ctx context.Context, arch, dir, rel string) error {
+	if _, err := rn.s.store.Get(keyCopying + dir); err != nil {
+		return nil
+	}
+	f, err := rn.s.store.Open(rel)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	db, err := alpm.ReadDB(bufio.NewReaderSize(f, 64<<10))
+	if err != nil {
+		return fmt.Errorf("read the published %s: %w", rel, err)
+	}
+	rn.s.log.Info("copying the packages of a db published before them", "repo", rn.r.Key, "folder", dir)
+	return rn.copied(ctx, arch, dir, slim(db))
+}
+
+// copying reports whether a folder of the repo has a db published before
+// its packages were all copied.
+func (rn *run) copying() bool {
+	for _, arch := range rn.r.Arches {
+		if _, err := rn.s.store.Get(keyCopying + rn.dir(arch)); err == nil {
+			return true
+		}
+	}
+	return false
 }
 
 // stage fetches rel into tmp/: conditionally when the tree holds the copy
@@ -527,6 +594,23 @@ func (rn *run) probeSigs(ctx context.Context, arch, dir string, fresh, old []str
 	_, err := rn.s.store.Get(keyUnsigned + dir)
 	marked := err == nil
 	all := slices.Concat(fresh, old)
+	if rn.follow != nil {
+		// The sync that asked upstream found out, and put every
+		// signature there is in the bucket: ask for none, or for all.
+		unsigned := slices.Contains(rn.follow.Unsigned, dir)
+		switch {
+		case unsigned && !marked:
+			rn.batch.Put(keyUnsigned+dir, []byte("1"))
+		case !unsigned && marked:
+			if err := rn.s.store.Delete(keyUnsigned + dir); err != nil {
+				return nil, err
+			}
+		}
+		if unsigned {
+			return nil, nil
+		}
+		return all, nil
+	}
 	candidates := all
 	if marked {
 		candidates = fresh
@@ -609,6 +693,15 @@ func (rn *run) get(ctx context.Context, arch, dir string, w want) error {
 		select {
 		case <-fl.Done():
 		case <-ctx.Done():
+			if leader {
+				// The flight commits through this run's batch, which
+				// closes once the download returns: it must end first,
+				// or a later sync that joins it gets "batch closed".
+				// Unread, it is abandoned (cache.fill_on_abort false);
+				// else it lands, bounded as any fill is.
+				rd.Close()
+				<-fl.Done()
+			}
 			return ctx.Err()
 		}
 		if err := fl.Err(); err != nil {

@@ -41,6 +41,9 @@ const (
 	// + tree path of a repo folder whose upstream publishes no package
 	// signatures (see probeSigs)
 	keyUnsigned = "sync/unsigned/"
+	// + tree path of a repo folder whose db was published before its
+	// packages were copied (a node following the bucket), until they are
+	keyCopying = "sync/copying/"
 )
 
 // Options configures New.

@@ -58,6 +58,10 @@ type manifest struct {
 	// may still be reading them, so only those of the one before that are
 	// deleted.
 	Previous []string `json:"previous,omitempty"`
+	// Unsigned is the repo's folders whose upstream publishes no package
+	// signatures (see probeSigs): a node that takes the manifest asks
+	// for none there, and for every one elsewhere.
+	Unsigned []string `json:"unsigned,omitempty"`
 }
 
 type manifestFile struct {
@@ -124,6 +128,11 @@ func (m *manifest) valid(r *repo, now time.Time) bool {
 			return false
 		}
 	}
+	for _, dir := range m.Unsigned {
+		if !slices.ContainsFunc(r.Arches, func(a string) bool { return r.Dir(a) == dir }) {
+			return false
+		}
+	}
 	return true
 }
 
@@ -187,6 +196,11 @@ func (s *Scheduler) share(ctx context.Context, r *repo, lastupdate string) error
 			return err
 		}
 		m.Files[rel] = manifestFile{Size: meta.Size, SHA256: meta.SHA256, ETag: meta.ETag, LastModified: meta.LastModified}
+	}
+	for _, arch := range r.Arches {
+		if _, err := s.store.Get(keyUnsigned + r.Dir(arch)); err == nil {
+			m.Unsigned = append(m.Unsigned, r.Dir(arch))
+		}
 	}
 	if old != nil {
 		for _, f := range old.Files {

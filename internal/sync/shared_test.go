@@ -287,3 +287,87 @@ func TestStaleManifestIsNotPutBack(t *testing.T) {
 		t.Errorf("manifest lastupdate = %q; want the newer 9999 kept", got.LastUpdate)
 	}
 }
+
+// A follower publishes the manifest's dbs before it copies their
+// packages (the bucket has them, and a miss is filled from there): a node
+// with an empty disk serves the cluster's state at once. Upstream signs
+// no package: the leader's probes found out, and the manifest tells the
+// follower, which asks for no signature.
+func TestFollowerPublishesBeforeCopying(t *testing.T) {
+	up, u := coreUpstream(t, false, "alpha")
+	gamma := u.add("gamma", "1.0-1", 3000)
+	u.write()
+	a, b, _, _ := nodes(t, up)
+	mustSync(t, a)
+	gate := make(chan struct{})
+	up.SetFault("/"+archDir+"/"+gamma, faultserver.Fault{Gate: gate})
+	done := make(chan error, 1)
+	go func() { done <- b.sched.syncRepo(t.Context(), b.sched.repos["archlinux/core"], true) }()
+	select {
+	case <-up.Seen("/"+archDir+"/"+gamma, 2): // a's fetch, then b's, held
+	case err := <-done:
+		close(gate)
+		t.Fatalf("follower's sync ended (%v) before fetching %s", err, gamma)
+	}
+	want, _ := os.ReadFile(filepath.Join(up.Root(), archDir, "core.db"))
+	got, _ := os.ReadFile(filepath.Join(b.tree(), coreDB))
+	close(gate)
+	if !bytes.Equal(got, want) {
+		t.Errorf("while its packages copy, the follower's core.db is %d bytes; want the manifest's %d", len(got), len(want))
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("follower's sync = %v", err)
+	}
+	sameTree(t, listFiles(t, filepath.Join(b.tree(), "archlinux", archDir), nil), listFiles(t, filepath.Join(up.Root(), archDir), nil))
+	for _, p := range u.pkgs {
+		if n := up.Requests("/" + archDir + "/" + p.Filename + ".sig"); n != 1 {
+			t.Errorf("upstream was asked for %s.sig %d times; want 1 (the leader's probe)", p.Filename, n)
+		}
+	}
+}
+
+// A follower whose copy of the packages fails after it published the db
+// reports the sync failed, and the next sync, which finds the db
+// current, finishes the copy.
+func TestFailedCopyIsFinished(t *testing.T) {
+	up, u := coreUpstream(t, false, "alpha")
+	gamma := u.add("gamma", "1.0-1", 3000)
+	u.write()
+	a, b, _, _ := nodes(t, up)
+	mustSync(t, a)
+	up.SetFault("/"+archDir+"/"+gamma, faultserver.Fault{Status: 404})
+	err := b.sched.syncRepo(t.Context(), b.sched.repos["archlinux/core"], true)
+	if err == nil {
+		t.Fatal("follower's sync succeeded with a package missing")
+	}
+	if _, err := os.Stat(filepath.Join(b.tree(), coreDB)); err != nil {
+		t.Fatalf("the follower did not publish the db before copying: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(b.tree(), "archlinux", archDir, gamma)); err == nil {
+		t.Fatalf("%s copied through a 404", gamma)
+	}
+	up.ClearFaults()
+	followSync(t, b)
+	// The failed sync asked upstream in the same turn, which found the
+	// db current (304) and failed on the same package; upstream never
+	// sent the db but to a.
+	sent := 0
+	for _, e := range up.Log() {
+		if e.Path == "/"+archDir+"/core.db" && e.Status == 200 {
+			sent++
+		}
+	}
+	if sent != 1 {
+		t.Errorf("upstream sent core.db %d times; want 1 (to the first node only)", sent)
+	}
+	sameTree(t, listFiles(t, filepath.Join(b.tree(), "archlinux", archDir), nil), listFiles(t, filepath.Join(up.Root(), archDir), nil))
+	if st := b.sched.States()[0]; st.LastError != "" {
+		t.Errorf("follower's state = %+v; want no error", st)
+	}
+	// Copied: the next sync has nothing left to do.
+	before := up.Total()
+	followSync(t, b)
+	if n := up.Total() - before; n != 0 {
+		t.Errorf("a sync after the copy asked upstream %d times; want 0", n)
+	}
+}
