@@ -2,6 +2,8 @@ package sync
 
 import (
 	"context"
+	crand "crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -85,6 +87,7 @@ type Scheduler struct {
 	// exclusiveRun is Options.Exclusive.
 	exclusiveRun func(ctx context.Context, name string, fn func(context.Context) error) error
 	bucket       Bucket           // Options.Bucket
+	self         string           // who writes this node's manifests: cluster.node, else an id of the process
 	repos        map[string]*repo // "distro/repo" -> repo; fixed after New
 	order        []string         // keys of repos, sorted
 
@@ -152,7 +155,13 @@ func New(cat *catalog.Catalog, st *store.Store, opts Options) (*Scheduler, error
 	}
 	cfg := cat.Config()
 	s := &Scheduler{cfg: cfg, catalog: cat, store: st, fetcher: opts.Fetcher,
-		log: opts.Logger, now: opts.Now, exclusiveRun: opts.Exclusive, bucket: opts.Bucket, repos: map[string]*repo{}}
+		log: opts.Logger, now: opts.Now, exclusiveRun: opts.Exclusive, bucket: opts.Bucket, repos: map[string]*repo{},
+		self: cfg.Cluster.Node}
+	if s.self == "" {
+		var b [8]byte
+		crand.Read(b[:])
+		s.self = hex.EncodeToString(b[:]) // this process, in manifests
+	}
 	if bw := int64(cfg.Sync.MaxBandwidth); bw > 0 {
 		// A burst of a tenth of a second, at least one read buffer.
 		s.limit = rate.NewLimiter(rate.Limit(bw), int(max(bw/10, 64<<10)))

@@ -52,6 +52,7 @@ const (
 // published files were.
 type manifest struct {
 	LastUpdate string                  `json:"lastupdate,omitempty"` // upstream's, as that sync read it
+	Node       string                  `json:"node,omitempty"`       // whose sync wrote it (Scheduler.self)
 	SyncedAt   time.Time               `json:"synced_at"`
 	Files      map[string]manifestFile `json:"files"`
 	// Previous is the sha256s the manifest before this one named: a node
@@ -137,8 +138,8 @@ func (m *manifest) valid(r *repo, now time.Time) bool {
 }
 
 // followable returns r's manifest when this sync may take it instead of
-// asking upstream: a sync of another node published it less than the
-// repo's sync_interval ago.
+// asking upstream: a sync of another node (or of this one, before it lost
+// that state) published it less than the repo's sync_interval ago.
 func (s *Scheduler) followable(ctx context.Context, r *repo) *manifest {
 	if s.bucket == nil {
 		return nil
@@ -149,6 +150,11 @@ func (s *Scheduler) followable(ctx context.Context, r *repo) *manifest {
 		return nil
 	}
 	if m == nil || s.now().Sub(m.SyncedAt) >= r.interval {
+		return nil
+	}
+	if m.Node == s.self && !s.behind(m) {
+		// This node's own last sync, which it serves: following it would
+		// put off asking upstream by another interval.
 		return nil
 	}
 	return m
@@ -180,7 +186,7 @@ func (s *Scheduler) share(ctx context.Context, r *repo, lastupdate string) error
 	if err != nil {
 		return err
 	}
-	m := &manifest{LastUpdate: lastupdate, SyncedAt: s.now(), Files: map[string]manifestFile{}}
+	m := &manifest{LastUpdate: lastupdate, Node: s.self, SyncedAt: s.now(), Files: map[string]manifestFile{}}
 	for _, rel := range sharedFiles(r) {
 		meta, err := s.store.Stat(rel)
 		if errors.Is(err, store.ErrNotFound) {

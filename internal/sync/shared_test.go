@@ -371,3 +371,23 @@ func TestFailedCopyIsFinished(t *testing.T) {
 		t.Errorf("a sync after the copy asked upstream %d times; want 0", n)
 	}
 }
+
+// A node never follows a manifest of its own that it serves: its next
+// scheduled sync asks upstream, so that upstream is asked about once per
+// sync_interval, not every other one.
+func TestOwnManifestIsNotFollowed(t *testing.T) {
+	up, _ := coreUpstream(t, false, "alpha")
+	a, b, _, _ := nodes(t, up)
+	mustSync(t, a)
+	a.clock.Add(DefaultInterval * 9 / 10) // a's next timer, at -10 %
+	followSync(t, a)
+	if n := up.Requests("/lastupdate"); n != 2 {
+		t.Errorf("upstream was asked for lastupdate %d times by one node's two syncs; want 2", n)
+	}
+	// Another node's, it follows.
+	b.clock.Add(DefaultInterval * 9 / 10)
+	followSync(t, b)
+	if n := up.Requests("/lastupdate"); n != 2 {
+		t.Errorf("upstream was asked for lastupdate %d times; want still 2 (b follows a's manifest)", n)
+	}
+}
