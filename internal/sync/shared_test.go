@@ -288,19 +288,28 @@ func TestStaleManifestIsNotPutBack(t *testing.T) {
 	}
 }
 
+// followerOfGamma is two nodes over an unsigned core of alpha and gamma:
+// a has synced from upstream, and b's fetches of gamma from upstream get
+// fault.
+func followerOfGamma(t *testing.T, fault faultserver.Fault) (up *faultserver.Server, u *upRepo, gamma string, b *env) {
+	t.Helper()
+	up, u = coreUpstream(t, false, "alpha")
+	gamma = u.add("gamma", "1.0-1", 3000)
+	u.write()
+	a, b, _, _ := nodes(t, up)
+	mustSync(t, a)
+	up.SetFault("/"+archDir+"/"+gamma, fault)
+	return up, u, gamma, b
+}
+
 // A follower publishes the manifest's dbs before it copies their
 // packages (the bucket has them, and a miss is filled from there): a node
 // with an empty disk serves the cluster's state at once. Upstream signs
 // no package: the leader's probes found out, and the manifest tells the
 // follower, which asks for no signature.
 func TestFollowerPublishesBeforeCopying(t *testing.T) {
-	up, u := coreUpstream(t, false, "alpha")
-	gamma := u.add("gamma", "1.0-1", 3000)
-	u.write()
-	a, b, _, _ := nodes(t, up)
-	mustSync(t, a)
 	gate := make(chan struct{})
-	up.SetFault("/"+archDir+"/"+gamma, faultserver.Fault{Gate: gate})
+	up, u, gamma, b := followerOfGamma(t, faultserver.Fault{Gate: gate})
 	done := make(chan error, 1)
 	go func() { done <- b.sched.syncRepo(t.Context(), b.sched.repos["archlinux/core"], true) }()
 	select {
@@ -330,12 +339,7 @@ func TestFollowerPublishesBeforeCopying(t *testing.T) {
 // reports the sync failed, and the next sync, which finds the db
 // current, finishes the copy.
 func TestFailedCopyIsFinished(t *testing.T) {
-	up, u := coreUpstream(t, false, "alpha")
-	gamma := u.add("gamma", "1.0-1", 3000)
-	u.write()
-	a, b, _, _ := nodes(t, up)
-	mustSync(t, a)
-	up.SetFault("/"+archDir+"/"+gamma, faultserver.Fault{Status: 404})
+	up, _, gamma, b := followerOfGamma(t, faultserver.Fault{Status: 404})
 	err := b.sched.syncRepo(t.Context(), b.sched.repos["archlinux/core"], true)
 	if err == nil {
 		t.Fatal("follower's sync succeeded with a package missing")
