@@ -316,6 +316,14 @@ func TestClusterMirrorSync(t *testing.T) {
 			return ok != "" && !strings.HasPrefix(ok, "0001-")
 		})
 	}
+	// Each node's sync ran under the repo's lease, and none lost it.
+	for i, d := range c.nodes {
+		_, m, _ := d.get("/metrics")
+		if !bytes.Contains(m, []byte(`mirrord_lease_acquired_total{lease="sync/archlinux/core"} `)) ||
+			!bytes.Contains(m, []byte(`mirrord_lease_lost_total{lease="sync/archlinux/core"} 0`)) {
+			t.Errorf("node %d: no mirrord_lease_acquired_total of its sync, or a lease lost", i)
+		}
+	}
 	files := treeFiles(t, upDir)
 	for f := range files {
 		if !strings.Contains(f, ".pkg.tar") {

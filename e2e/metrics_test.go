@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mirrord/mirrord/internal/s3test"
 )
@@ -45,8 +46,16 @@ distros:
 	secret := filepath.Join(t.TempDir(), "secret")
 	os.WriteFile(secret, []byte("metrics-test-secret-0123456789\n"), 0o600)
 	node := "http://" + addr
-	scrape(startDaemon(t, "", storageConfig(t, up, s3, "")+fmt.Sprintf("cluster: {advertise: %q, peers: [%q], secret_file: %s}\n", node, node, secret),
-		"--listen", addr))
+	// Its core a mirror repo: the lease metrics have a series once its
+	// first sync (at start) took the repo's lease.
+	cfg := strings.Replace(storageConfig(t, up, s3, ""), "core: {mode: proxy}", "core: {mode: mirror}", 1)
+	n := startDaemon(t, "", cfg+fmt.Sprintf("cluster: {advertise: %q, peers: [%q], secret_file: %s}\n", node, node, secret),
+		"--listen", addr)
+	eventually(t, 30*time.Second, "the cluster node's first sync under its lease", func() bool {
+		_, body, _ := n.get("/metrics")
+		return bytes.Contains(body, []byte(`mirrord_lease_acquired_total{lease="sync/archlinux/core"}`))
+	})
+	scrape(n)
 	readme, err := os.ReadFile("../README.md")
 	if err != nil {
 		t.Fatal(err)

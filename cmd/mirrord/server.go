@@ -261,7 +261,7 @@ func newCore(cfg *config.Config, st *store.Store, log *slog.Logger, reg promethe
 	sopts := sync.Options{Fetcher: fetcher, Logger: log.With("component", "sync"), Registerer: reg}
 	if bucket != nil {
 		sopts.Bucket = bucket
-		sopts.Exclusive, err = inTurn(bucket, cfg.Cluster.Node)
+		sopts.Exclusive, err = inTurn(bucket, cfg.Cluster.Node, reg)
 		if err != nil {
 			up.Close()
 			return nil, err
@@ -283,8 +283,8 @@ const leasePrefix = "_mirrord/leases/"
 // inTurn runs a named piece of work on one node at a time, under a lease
 // in the bucket: the nodes' syncs of a repo take turns. The holder is
 // this process, named for the logs by node (or host) and pid.
-func inTurn(bucket *s3obj.Bucket, node string) (func(context.Context, string, func(context.Context) error) error, error) {
-	leases, err := lease.New(bucket, lease.Options{Prefix: leasePrefix})
+func inTurn(bucket *s3obj.Bucket, node string, reg prometheus.Registerer) (func(context.Context, string, func(context.Context) error) error, error) {
+	leases, err := lease.New(bucket, lease.Options{Prefix: leasePrefix, Registerer: reg})
 	if err != nil {
 		return nil, err
 	}

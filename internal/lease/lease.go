@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/mirrord/mirrord/internal/store"
 )
 
@@ -50,6 +52,9 @@ type Options struct {
 	// Now is the clock (tests); default time.Now. Only expiry is judged
 	// by it: Run's renewals are paced by real time.
 	Now func() time.Time
+	// Registerer takes the metrics of Run's holds (mirrord_lease_*); nil
+	// registers none.
+	Registerer prometheus.Registerer
 }
 
 // Manager takes and keeps leases in one Objects. Its methods are safe for
@@ -60,6 +65,7 @@ type Manager struct {
 	prefix string
 	skew   time.Duration
 	now    func() time.Time
+	stats  *metrics
 }
 
 // New checks opts and returns a Manager; it does not touch the objects.
@@ -73,7 +79,7 @@ func New(objs Objects, opts Options) (*Manager, error) {
 	if opts.Skew < 0 {
 		return nil, fmt.Errorf("lease skew %v: negative", opts.Skew)
 	}
-	m := &Manager{objs: objs, prefix: opts.Prefix, skew: opts.Skew, now: opts.Now}
+	m := &Manager{objs: objs, prefix: opts.Prefix, skew: opts.Skew, now: opts.Now, stats: newMetrics(opts.Registerer)}
 	if m.skew == 0 {
 		m.skew = DefaultSkew
 	}
@@ -372,6 +378,11 @@ func (m *Manager) Run(ctx context.Context, name, holder string, ttl time.Duratio
 	if err != nil {
 		return err
 	}
+	m.stats.acquired.WithLabelValues(name).Inc()
+	m.stats.lost.WithLabelValues(name) // shown as 0 until a loss
+	held := m.stats.held.WithLabelValues(name)
+	held.Set(1)
+	defer held.Set(0)
 	fnCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	stop := make(chan struct{})
@@ -384,6 +395,7 @@ func (m *Manager) Run(ctx context.Context, name, holder string, ttl time.Duratio
 	close(stop)
 	<-kept
 	if cause := context.Cause(fnCtx); errors.Is(cause, ErrLost) {
+		m.stats.lost.WithLabelValues(name).Inc()
 		return errors.Join(fnErr, cause)
 	}
 	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), ttl)

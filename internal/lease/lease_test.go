@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/mirrord/mirrord/internal/lease"
 	"github.com/mirrord/mirrord/internal/s3test"
 	"github.com/mirrord/mirrord/internal/store"
@@ -50,6 +52,7 @@ func TestLease(t *testing.T) {
 		{"RunLosesAtExpiry", testRunLosesAtExpiry},
 		{"RunHeld", testRunHeld},
 		{"RunInTurn", testRunInTurn},
+		{"RunMetrics", testRunMetrics},
 	}
 	t.Run("fs", func(t *testing.T) {
 		for _, tc := range tests {
@@ -584,4 +587,55 @@ func testRunInTurn(t *testing.T, objs store.Objects) {
 	if ran.Load() != 4 || most.Load() != 1 {
 		t.Errorf("%d of 4 ran, at most %d at once; want 4, 1", ran.Load(), most.Load())
 	}
+}
+
+// testRunMetrics: Run shows the lease held while its function runs,
+// counts the hold, and counts it lost when another node takes it over.
+func testRunMetrics(t *testing.T, objs store.Objects) {
+	reg := prometheus.NewRegistry()
+	ca, cb := newClock(), newClock()
+	a, err := lease.New(objs, lease.Options{Prefix: prefix, Skew: skew, Now: ca.Now, Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newManager(t, objs, cb)
+	want := func(when string, held, acquired, lost float64) {
+		t.Helper()
+		got := map[string]float64{}
+		families, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range families {
+			for _, m := range mf.GetMetric() {
+				if len(m.GetLabel()) != 1 || m.GetLabel()[0].GetValue() != "jobs/9" {
+					t.Errorf("%s %v: want the one label lease=jobs/9", mf.GetName(), m.GetLabel())
+				}
+				got[mf.GetName()] = m.GetGauge().GetValue() + m.GetCounter().GetValue()
+			}
+		}
+		if got["mirrord_lease_held"] != held || got["mirrord_lease_acquired_total"] != acquired || got["mirrord_lease_lost_total"] != lost {
+			t.Errorf("%s: metrics %v; want held %v, acquired %v, lost %v", when, got, held, acquired, lost)
+		}
+	}
+	f := newRunFn()
+	ran := make(chan error, 1)
+	go func() { ran <- a.Run(t.Context(), "jobs/9", "node-a", ttl, f.fn) }()
+	<-f.started
+	want("while Run's function runs", 1, 1, 0)
+	cb.Advance(ttl + skew + time.Millisecond)
+	for {
+		l, err := b.Acquire(t.Context(), "jobs/9", "node-b", ttl)
+		if err != nil && !errors.Is(err, lease.ErrHeld) {
+			t.Fatal(err)
+		}
+		if l != nil {
+			break
+		}
+	}
+	f.wait(t)
+	if err := <-ran; !errors.Is(err, lease.ErrLost) {
+		t.Errorf("Run = %v, want ErrLost", err)
+	}
+	want("after the takeover", 0, 1, 1)
 }
