@@ -30,6 +30,9 @@ type Publisher interface {
 	MaxSize() int64
 	Delete(ctx context.Context, distro, repo, arch, name string) error
 	Job(id string) (hosted.Job, error)
+	// Jobs is the latest jobs of distro/repo ("" matches any), newest
+	// first, at most limit.
+	Jobs(distro, repo string, limit int) ([]hosted.Job, error)
 	WaitJob(ctx context.Context, id string) (hosted.Job, error)
 	Pending() int
 	// Key is the public signing key of a hosted repo, false when the

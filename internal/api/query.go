@@ -1,10 +1,8 @@
 package api
 
 import (
-	"encoding/json"
 	"errors"
 	"net/http"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -349,33 +347,12 @@ func (h *Handler) eachDB(fn func(distro, repo, arch string, db *catalog.DB)) {
 	}
 }
 
-// jobScanner is the store's key-value scan. hosted keeps each job under
-// "job/{id}" (ids sort by creation time) and has no listing of its own.
-type jobScanner interface {
-	Scan(prefix string, fn func(key string, val []byte) error) error
-}
-
 // Jobs returns the latest publish jobs of distro/repo, newest first, at
-// most limit; distro and repo "" match every one. Finished jobs are kept
-// for hosted.retention (at least an hour). Without a Publisher, or over a
-// tree that keeps no jobs, there are none.
+// most limit; distro and repo "" match every one. Without a Publisher
+// there are none.
 func (h *Handler) Jobs(distro, repo string, limit int) ([]hosted.Job, error) {
-	kv, ok := h.tree.(jobScanner)
-	if h.pub == nil || !ok || limit <= 0 {
+	if h.pub == nil || limit <= 0 {
 		return nil, nil
 	}
-	var ring []hosted.Job // the last limit matches, oldest first
-	err := kv.Scan("job/", func(_ string, val []byte) error {
-		var j hosted.Job
-		if json.Unmarshal(val, &j) != nil || (distro != "" && j.Distro != distro) || (repo != "" && j.Repo != repo) {
-			return nil
-		}
-		if len(ring) == limit {
-			ring = ring[1:]
-		}
-		ring = append(ring, j)
-		return nil
-	})
-	slices.Reverse(ring)
-	return ring, err
+	return h.pub.Jobs(distro, repo, limit)
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/mirrord/mirrord/internal/store"
@@ -167,6 +168,30 @@ func (s *Service) Job(id string) (Job, error) {
 		return Job{}, fmt.Errorf("job %s: %w", id, err)
 	}
 	return j, nil
+}
+
+// Jobs returns the latest jobs of distro/repo, newest first, at most
+// limit; distro and repo "" match every one. Finished jobs are kept for
+// hosted.retention (at least an hour). Ids sort by creation time, so the
+// scan meets them oldest first.
+func (s *Service) Jobs(distro, repo string, limit int) ([]Job, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	var ring []Job // the last limit matches, oldest first
+	err := s.store.Scan(jobPrefix, func(_ string, val []byte) error {
+		var j Job
+		if json.Unmarshal(val, &j) != nil || (distro != "" && j.Distro != distro) || (repo != "" && j.Repo != repo) {
+			return nil
+		}
+		if len(ring) == limit {
+			ring = ring[1:]
+		}
+		ring = append(ring, j)
+		return nil
+	})
+	slices.Reverse(ring)
+	return ring, err
 }
 
 // WaitJob returns the job once it is settled (failed, or done and in the
