@@ -6,5 +6,10 @@
 //
 // Each repo's index is owned by one goroutine (its actor): publishes of the
 // same name are ordered there, with vercmp, and no lock is held across I/O.
+// The publish state (index entries, dirty and retired-file marks, jobs)
+// goes through one small interface, records: the store's key-value API
+// on a single node; bucketRecords keeps it in a cluster's bucket, so that
+// another node can carry on publishing (not wired yet: docs/CLUSTER.md).
+//
 // It does not speak HTTP: internal/api maps its errors to statuses.
 package hosted

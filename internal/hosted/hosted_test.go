@@ -51,6 +51,13 @@ type env struct {
 
 func newEnv(t testing.TB, dir string, cfg *config.Config, run bool) *env {
 	t.Helper()
+	return newEnvOpts(t, dir, cfg, run, Options{})
+}
+
+// newEnvOpts is newEnv with opts (but its Registerer, which the env
+// makes).
+func newEnvOpts(t testing.TB, dir string, cfg *config.Config, run bool, opts Options) *env {
+	t.Helper()
 	if dir == "" {
 		dir = t.TempDir()
 	}
@@ -59,7 +66,8 @@ func newEnv(t testing.TB, dir string, cfg *config.Config, run bool) *env {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	svc, err := New(testCatalog(t, cfg, st), st, Options{Registerer: reg})
+	opts.Registerer = reg
+	svc, err := New(testCatalog(t, cfg, st), st, opts)
 	if err != nil {
 		st.Close()
 		t.Fatal(err)

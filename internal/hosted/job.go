@@ -144,7 +144,7 @@ func (s *Service) putJobLocked(j Job) error {
 	if err != nil {
 		return err
 	}
-	if err := s.store.Put(jobPrefix+j.ID, val); err != nil {
+	if err := s.rec.Put(jobPrefix+j.ID, val); err != nil {
 		return fmt.Errorf("record job %s: %w", j.ID, err)
 	}
 	s.notify()
@@ -156,7 +156,7 @@ func (s *Service) Job(id string) (Job, error) {
 	if !validJobID(id) {
 		return Job{}, fmt.Errorf("job %q: %w", id, ErrNotFound)
 	}
-	val, err := s.store.Get(jobPrefix + id)
+	val, err := s.rec.Get(jobPrefix + id)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return Job{}, fmt.Errorf("job %s: %w", id, ErrNotFound)
@@ -179,7 +179,7 @@ func (s *Service) Jobs(distro, repo string, limit int) ([]Job, error) {
 		return nil, nil
 	}
 	var ring []Job // the last limit matches, oldest first
-	err := s.store.Scan(jobPrefix, func(_ string, val []byte) error {
+	err := s.rec.Scan(jobPrefix, func(_ string, val []byte) error {
 		var j Job
 		if json.Unmarshal(val, &j) != nil || (distro != "" && j.Distro != distro) || (repo != "" && j.Repo != repo) {
 			return nil

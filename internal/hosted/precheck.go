@@ -89,7 +89,7 @@ func (s *Service) precheck(r *repo, j *Job, in io.Reader, ext string) (*alpm.Pac
 	// persists before it changes its own: commit checks again, so a
 	// publish racing this one is still refused there.
 	for _, a := range arches {
-		val, err := s.store.Get(r.idxKey(a, p.Name))
+		val, err := s.rec.Get(r.idxKey(a, p.Name))
 		if errors.Is(err, store.ErrNotFound) {
 			continue
 		}

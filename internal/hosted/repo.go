@@ -231,7 +231,7 @@ func (r *repo) commit(q *commitReq) error {
 		if err != nil {
 			return err
 		}
-		if err := r.s.store.Put(r.idxKey(a, p.Name), val); err != nil {
+		if err := r.s.rec.Put(r.idxKey(a, p.Name), val); err != nil {
 			return fmt.Errorf("index %s: %w", rel, err)
 		}
 		old := r.idx[a][p.Name]
@@ -287,7 +287,7 @@ func (r *repo) remove(arch, name string) error {
 		if err := r.markDirty(a); err != nil {
 			return err
 		}
-		if err := r.s.store.Delete(r.idxKey(a, name)); err != nil {
+		if err := r.s.rec.Delete(r.idxKey(a, name)); err != nil {
 			return fmt.Errorf("unindex %s: %w", name, err)
 		}
 		delete(r.idx[a], name)
@@ -310,7 +310,7 @@ func (r *repo) markDirty(arch string) error {
 	if r.dirty[arch] {
 		return nil
 	}
-	if err := r.s.store.Put(dirtyKey(r.key, arch), []byte{1}); err != nil {
+	if err := r.s.rec.Put(dirtyKey(r.key, arch), []byte{1}); err != nil {
 		return fmt.Errorf("mark %s/%s dirty: %w", r.key, arch, err)
 	}
 	r.dirty[arch] = true
@@ -323,7 +323,7 @@ func (r *repo) markDirty(arch string) error {
 func (r *repo) retire(arch, file string) error {
 	at := time.Now().Add(r.s.tun.Retention)
 	val, _ := at.MarshalText()
-	if err := r.s.store.Put(r.gcKey(arch, file), val); err != nil {
+	if err := r.s.rec.Put(r.gcKey(arch, file), val); err != nil {
 		return fmt.Errorf("retire %s: %w", file, err)
 	}
 	r.retired[arch][file] = at
@@ -335,7 +335,7 @@ func (r *repo) unretire(arch, file string) error {
 	if _, ok := r.retired[arch][file]; !ok {
 		return nil
 	}
-	if err := r.s.store.Delete(r.gcKey(arch, file)); err != nil {
+	if err := r.s.rec.Delete(r.gcKey(arch, file)); err != nil {
 		return fmt.Errorf("unretire %s: %w", file, err)
 	}
 	delete(r.retired[arch], file)
@@ -361,7 +361,7 @@ func (r *repo) sweep() {
 			}
 			r.s.store.Remove(rel + ".sig")
 			r.signedBy.Delete(a + "/" + file)
-			if err := r.s.store.Delete(r.gcKey(a, file)); err != nil {
+			if err := r.s.rec.Delete(r.gcKey(a, file)); err != nil {
 				r.s.log.Warn("forget retired file", "file", rel, "err", err)
 				continue
 			}
@@ -458,7 +458,7 @@ func (r *repo) finish(b buildResult) {
 		}
 	}
 	if !r.dirty[b.arch] {
-		if err := r.s.store.Delete(dirtyKey(r.key, b.arch)); err != nil {
+		if err := r.s.rec.Delete(dirtyKey(r.key, b.arch)); err != nil {
 			r.s.log.Warn("clear dirty mark", "repo", r.key, "arch", b.arch, "err", err)
 		}
 		r.sweep()

@@ -29,13 +29,17 @@ type Options struct {
 	SigningPassphrase []byte
 	Logger            *slog.Logger
 	Registerer        prometheus.Registerer
+	// records, if set, keeps the publish state instead of the store's
+	// key-value API: tests over bucketRecords, until a cluster does.
+	records records
 }
 
 // Service is the publish pipeline of every hosted repo. Its methods are
 // safe for concurrent use; Run drives the workers and builders.
 type Service struct {
 	tun     config.Hosted
-	store   *store.Store
+	store   *store.Store     // the tree and the staging
+	rec     records          // the publish state: the store's key-value API
 	cat     *catalog.Catalog // told of each db built
 	log     *slog.Logger
 	metrics *metrics
@@ -68,6 +72,7 @@ func New(cat *catalog.Catalog, st *store.Store, opts Options) (*Service, error) 
 	s := &Service{
 		tun:   cfg.Hosted,
 		store: st,
+		rec:   st,
 		cat:   cat,
 		log:   opts.Logger,
 		repos: map[string]*repo{},
@@ -88,6 +93,9 @@ func New(cat *catalog.Catalog, st *store.Store, opts Options) (*Service, error) 
 		slices.Sort(r.arches)
 		s.repos[cr.Key] = r
 	}
+	if opts.records != nil {
+		s.rec = opts.records
+	}
 	s.metrics = newMetrics(opts.Registerer, s)
 	if err := s.loadKeys(cfg, opts.SigningPassphrase); err != nil {
 		return nil, err
@@ -102,7 +110,7 @@ func New(cat *catalog.Catalog, st *store.Store, opts Options) (*Service, error) 
 // repo, requeues the jobs acknowledged before a stop or crash, and removes
 // staged files that belong to no such job.
 func (s *Service) load() error {
-	err := s.store.Scan(idxPrefix, func(key string, val []byte) error {
+	err := s.rec.Scan(idxPrefix, func(key string, val []byte) error {
 		r, arch, name, ok := s.splitKey(key)
 		if !ok || r.idx[arch] == nil {
 			return nil // a repo or arch no longer configured
@@ -121,7 +129,7 @@ func (s *Service) load() error {
 	if err != nil {
 		return fmt.Errorf("hosted: load index: %w", err)
 	}
-	err = s.store.Scan(gcPrefix, func(key string, val []byte) error {
+	err = s.rec.Scan(gcPrefix, func(key string, val []byte) error {
 		r, arch, file, ok := s.splitKey(key)
 		if !ok || r.retired[arch] == nil {
 			return nil
@@ -137,7 +145,7 @@ func (s *Service) load() error {
 	}
 	for _, r := range s.repos {
 		for _, a := range r.arches {
-			_, derr := s.store.Get(dirtyKey(r.key, a))
+			_, derr := s.rec.Get(dirtyKey(r.key, a))
 			_, lerr := s.store.Lstat(r.dirs[a] + "/" + r.name + ".db")
 			if lerr != nil && derr != nil {
 				// Never built (a repo new to the config): build it now,
@@ -161,7 +169,7 @@ func (s *Service) load() error {
 
 	keep := map[string]bool{}
 	var orphans, unpublished []Job
-	err = s.store.Scan(jobPrefix, func(id string, val []byte) error {
+	err = s.rec.Scan(jobPrefix, func(id string, val []byte) error {
 		var j Job
 		if err := json.Unmarshal(val, &j); err != nil {
 			s.log.Warn("dropping unreadable job", "job", id, "err", err)
@@ -281,7 +289,7 @@ func (s *Service) pruneJobs(ctx context.Context) {
 		}
 		var old []string
 		cutoff := time.Now().Add(-keep)
-		err := s.store.Scan(jobPrefix, func(id string, val []byte) error {
+		err := s.rec.Scan(jobPrefix, func(id string, val []byte) error {
 			var j Job
 			if json.Unmarshal(val, &j) == nil && j.Finished() && j.Updated.Before(cutoff) {
 				old = append(old, id)
@@ -290,7 +298,7 @@ func (s *Service) pruneJobs(ctx context.Context) {
 		})
 		for _, id := range old {
 			if err == nil {
-				err = s.store.Delete(jobPrefix + id)
+				err = s.rec.Delete(jobPrefix + id)
 			}
 		}
 		if err != nil {

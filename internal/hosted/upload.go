@@ -119,7 +119,7 @@ func (u *Upload) Submit(force bool) (Job, error) {
 	case u.s.queue <- j:
 	default:
 		undo()
-		u.s.store.Delete(jobPrefix + j.ID)
+		u.s.rec.Delete(jobPrefix + j.ID)
 		return Job{}, ErrBusy
 	}
 	u.submitted = true

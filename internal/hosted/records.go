@@ -1,0 +1,119 @@
+package hosted
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/mirrord/mirrord/internal/store"
+)
+
+// records is where the publish state is kept: the index entries, the
+// dirty and retired-file marks and the jobs, each a small value under a
+// key. A single node keeps them in its store's key-value API
+// (*store.Store); a cluster is to keep them in the bucket
+// (bucketRecords), so that whichever node publishes a repo next finds
+// them (docs/CLUSTER.md, "Not yet").
+type records interface {
+	// Get is the value under key, or store.ErrNotFound.
+	Get(key string) ([]byte, error)
+	Put(key string, val []byte) error
+	// Delete removes key; a key that holds nothing is not an error.
+	Delete(key string) error
+	// Scan calls fn for every key that starts with prefix, in byte
+	// order, with the prefix stripped; fn must not keep val.
+	Scan(prefix string, fn func(key string, val []byte) error) error
+}
+
+// recordObjects is what bucketRecords needs of a store.Objects.
+type recordObjects interface {
+	Get(ctx context.Context, key string) (io.ReadCloser, store.ObjectMeta, error)
+	Put(ctx context.Context, key string, r io.Reader, meta store.ObjectMeta) error
+	List(ctx context.Context, prefix string) ([]string, error)
+	Delete(ctx context.Context, key string) error
+}
+
+// maxRecord bounds what is read of a record: a job or an index entry is
+// a few KiB (a package's depends and provides); whoever can write the
+// bucket must not make a node read without end.
+const maxRecord = 1 << 20
+
+// recordTimeout bounds each request of bucketRecords: the actor waits on
+// them, and a bucket that does not answer must fail the publish, not
+// hang it.
+const recordTimeout = 30 * time.Second
+
+// bucketRecords keeps records as objects under prefix, one per key
+// ("_mirrord/hosted/" + "job/{id}"). Each Put replaces its object whole,
+// so a reader sees one value or the other; Scan lists, then reads each
+// object (one request per record: fine for the hundreds of packages of
+// a hosted repo, read once when a node takes over publishing).
+type bucketRecords struct {
+	objs   recordObjects
+	prefix string
+}
+
+func (b bucketRecords) Get(key string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), recordTimeout)
+	defer cancel()
+	return b.get(ctx, b.prefix+key)
+}
+
+func (b bucketRecords) get(ctx context.Context, key string) ([]byte, error) {
+	body, _, err := b.objs.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	defer body.Close()
+	val, err := io.ReadAll(io.LimitReader(body, maxRecord+1))
+	if err != nil {
+		return nil, fmt.Errorf("read record %s: %w", key, err)
+	}
+	if len(val) > maxRecord {
+		return nil, fmt.Errorf("record %s: over %d bytes", key, maxRecord)
+	}
+	return val, nil
+}
+
+func (b bucketRecords) Put(key string, val []byte) error {
+	ctx, cancel := context.WithTimeout(context.Background(), recordTimeout)
+	defer cancel()
+	sum := sha256.Sum256(val)
+	return b.objs.Put(ctx, b.prefix+key, bytes.NewReader(val), store.ObjectMeta{Size: int64(len(val)), SHA256: hex.EncodeToString(sum[:])})
+}
+
+func (b bucketRecords) Delete(key string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), recordTimeout)
+	defer cancel()
+	return b.objs.Delete(ctx, b.prefix+key)
+}
+
+func (b bucketRecords) Scan(prefix string, fn func(key string, val []byte) error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), recordTimeout)
+	keys, err := b.objs.List(ctx, b.prefix+prefix)
+	cancel()
+	if err != nil {
+		return err
+	}
+	for _, key := range keys {
+		ctx, cancel := context.WithTimeout(context.Background(), recordTimeout)
+		val, err := b.get(ctx, key)
+		cancel()
+		if errors.Is(err, store.ErrNotFound) {
+			continue // deleted since the listing
+		}
+		if err != nil {
+			return err
+		}
+		if err := fn(strings.TrimPrefix(key, b.prefix+prefix), val); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,168 @@
+package hosted
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/mirrord/mirrord/internal/s3test"
+	"github.com/mirrord/mirrord/internal/store"
+	"github.com/mirrord/mirrord/internal/store/fsobj"
+	"github.com/mirrord/mirrord/internal/store/s3obj"
+)
+
+// TestRecords runs one contract against every place the publish state
+// can be kept: the store's key-value API, and bucketRecords over a
+// filesystem bucket and over a real SeaweedFS.
+func TestRecords(t *testing.T) {
+	t.Run("store", func(t *testing.T) {
+		st, err := store.Open(t.TempDir(), store.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		testRecords(t, st)
+	})
+	t.Run("fs", func(t *testing.T) {
+		testRecords(t, fsRecords(t))
+	})
+	t.Run("s3", func(t *testing.T) {
+		srv := s3test.Start(t)
+		b, err := s3obj.New(s3obj.Options{Endpoint: srv.Endpoint, Bucket: srv.Bucket, Region: "us-east-1",
+			PathStyle: true, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec := bucketRecords{objs: b, prefix: "_mirrord/hosted/"}
+		testRecords(t, rec)
+		// A record no node wrote, too large to be one, is refused
+		// without being read whole.
+		big := bytes.Repeat([]byte("x"), maxRecord+1)
+		if err := rec.Put("job/huge", big); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := rec.Get("job/huge"); err == nil || !strings.Contains(err.Error(), "over") {
+			t.Errorf("Get of a %d-byte record = %v; want refused", len(big), err)
+		}
+	})
+}
+
+// fsRecords is bucketRecords over a filesystem bucket in a temp dir.
+func fsRecords(t *testing.T) bucketRecords {
+	t.Helper()
+	b, err := fsobj.Open(t.TempDir(), fsobj.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return bucketRecords{objs: b, prefix: "_mirrord/hosted/"}
+}
+
+func testRecords(t *testing.T, rec records) {
+	if _, err := rec.Get("job/none"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Get of a missing key = %v; want store.ErrNotFound", err)
+	}
+	if err := rec.Delete("job/none"); err != nil {
+		t.Errorf("Delete of a missing key = %v; want nil", err)
+	}
+	put := func(key, val string) {
+		t.Helper()
+		if err := rec.Put(key, []byte(val)); err != nil {
+			t.Fatalf("Put(%s) = %v", key, err)
+		}
+	}
+	put("job/2", "b")
+	put("job/1", "a")
+	put("job/3", "old")
+	put("job/3", "c") // replaced whole
+	put("jobs", "not a job")
+	put("hosted/idx/archlinux/local/x86_64/foo", "foo's entry")
+	if v, err := rec.Get("job/3"); err != nil || string(v) != "c" {
+		t.Errorf("Get(job/3) = %q, %v; want the last Put, c", v, err)
+	}
+	scan := func(prefix string) []string {
+		t.Helper()
+		var got []string
+		if err := rec.Scan(prefix, func(k string, v []byte) error { got = append(got, k+"="+string(v)); return nil }); err != nil {
+			t.Fatalf("Scan(%s) = %v", prefix, err)
+		}
+		return got
+	}
+	if got, want := scan("job/"), []string{"1=a", "2=b", "3=c"}; !slices.Equal(got, want) {
+		t.Errorf("Scan(job/) = %v; want %v (byte order, prefix stripped, nothing else)", got, want)
+	}
+	if got, want := scan("hosted/idx/"), []string{"archlinux/local/x86_64/foo=foo's entry"}; !slices.Equal(got, want) {
+		t.Errorf("Scan(hosted/idx/) = %v; want %v", got, want)
+	}
+	if err := rec.Delete("job/2"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rec.Get("job/2"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Get after Delete = %v; want store.ErrNotFound", err)
+	}
+	stop := errors.New("stop")
+	n := 0
+	err := rec.Scan("job/", func(string, []byte) error { n++; return stop })
+	if !errors.Is(err, stop) || n != 1 {
+		t.Errorf("Scan whose fn fails = %v after %d calls; want fn's error after 1", err, n)
+	}
+}
+
+// The publish state kept in a bucket instead of a node's store: a second
+// node over the same bucket, with a tree of its own, finds the first
+// one's index and jobs, builds the same db from them, and refuses an
+// upload that is not newer than what the first one published.
+func TestRecordsInTheBucket(t *testing.T) {
+	rec := fsRecords(t)
+	cfg := testConfig()
+	a := newEnvOpts(t, "", cfg, true, Options{records: rec})
+	var ids []string
+	for i := range 3 {
+		j, err := a.submit("local", pkg(t, fmt.Sprintf("b%d", i), "1-1", "x86_64"), nil, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, j.ID)
+	}
+	for _, id := range ids {
+		if j := a.wait(id); j.Status != Done {
+			t.Fatalf("job %s = %s %s", id, j.Status, j.Error)
+		}
+	}
+	a.idle()
+	want := a.db("x86_64", "local.db")
+	for _, prefix := range []string{"hosted/", jobPrefix} {
+		n := 0
+		if err := a.st.Scan(prefix, func(string, []byte) error { n++; return nil }); err != nil || n != 0 {
+			t.Errorf("the first node's own store holds %d records under %s (%v); want none (they are the bucket's)", n, prefix, err)
+		}
+	}
+	a.stop()
+
+	b := newEnvOpts(t, "", cfg, true, Options{records: rec})
+	b.idle()
+	got := b.db("x86_64", "local.db")
+	if len(got) != len(want) {
+		t.Fatalf("the second node's db lists %d packages; want the first's %d", len(got), len(want))
+	}
+	for name, p := range want {
+		if q := got[name]; q == nil || q.Version != p.Version || q.SHA256Sum != p.SHA256Sum {
+			t.Errorf("the second node's db has %s as %+v; want %s %s", name, q, p.Version, p.SHA256Sum)
+		}
+	}
+	for _, id := range ids {
+		if j, err := b.svc.Job(id); err != nil || j.Status != Done || j.PublishedAt == nil {
+			t.Errorf("job %s on the second node = %+v, %v; want done and published", id, j, err)
+		}
+	}
+	j, err := b.submit("local", pkg(t, "b0", "1-1", "x86_64"), nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j := b.wait(j.ID); j.Result != ResultRefused {
+		t.Errorf("b0 1-1 again on the second node = %s %s; want refused as not newer", j.Result, j.Error)
+	}
+}
