@@ -3,8 +3,6 @@ package hosted
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -84,8 +82,7 @@ func (b bucketRecords) get(ctx context.Context, key string) ([]byte, error) {
 func (b bucketRecords) Put(key string, val []byte) error {
 	ctx, cancel := context.WithTimeout(context.Background(), recordTimeout)
 	defer cancel()
-	sum := sha256.Sum256(val)
-	return b.objs.Put(ctx, b.prefix+key, bytes.NewReader(val), store.ObjectMeta{Size: int64(len(val)), SHA256: hex.EncodeToString(sum[:])})
+	return b.objs.Put(ctx, b.prefix+key, bytes.NewReader(val), store.BytesMeta(val))
 }
 
 func (b bucketRecords) Delete(key string) error {

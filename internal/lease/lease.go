@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -147,8 +146,7 @@ func body(rec record) ([]byte, store.ObjectMeta, record) {
 	if err != nil {
 		panic(err) // a record always marshals
 	}
-	sum := sha256.Sum256(b)
-	return b, store.ObjectMeta{Size: int64(len(b)), SHA256: hex.EncodeToString(sum[:])}, rec
+	return b, store.BytesMeta(b), rec
 }
 
 // attempts bounds Acquire's rounds of read and conditional write: each

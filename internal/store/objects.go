@@ -117,6 +117,13 @@ func ReadSHA256(s string) string {
 	return s
 }
 
+// BytesMeta is the metadata of an object of b's bytes (its size and
+// sha256), for a Put of a small object made in memory.
+func BytesMeta(b []byte) ObjectMeta {
+	sum := sha256.Sum256(b)
+	return ObjectMeta{Size: int64(len(b)), SHA256: hex.EncodeToString(sum[:])}
+}
+
 // CheckedReader passes r through and ends with io.EOF only if r gave
 // exactly meta.Size bytes hashing to meta.SHA256; otherwise it returns an
 // error naming key. It holds back the last byte until it has seen r end

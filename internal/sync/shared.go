@@ -3,8 +3,6 @@ package sync
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -219,7 +217,7 @@ func (s *Scheduler) share(ctx context.Context, r *repo, lastupdate string) error
 	if err != nil {
 		return err
 	}
-	meta := bytesMeta(data)
+	meta := store.BytesMeta(data)
 	if version == "" {
 		err = s.bucket.PutIfAbsent(ctx, sharedManifest+r.Key, bytes.NewReader(data), meta)
 	} else {
@@ -360,12 +358,6 @@ func (rn *run) from() string {
 		return "bucket"
 	}
 	return "upstream"
-}
-
-// bytesMeta is the metadata of an object of data's bytes.
-func bytesMeta(data []byte) store.ObjectMeta {
-	sum := sha256.Sum256(data)
-	return store.ObjectMeta{Size: int64(len(data)), SHA256: hex.EncodeToString(sum[:])}
 }
 
 // sharedObject is the key of a db file of r by its sha256: per repo, as

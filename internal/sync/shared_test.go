@@ -269,7 +269,7 @@ func TestStaleManifestIsNotPutBack(t *testing.T) {
 	newer.LastUpdate = "9999"
 	data, _ := json.Marshal(newer)
 	bucket.before = func() {
-		if err := tree.Put(t.Context(), sharedManifest+"archlinux/core", bytes.NewReader(data), bytesMeta(data)); err != nil {
+		if err := tree.Put(t.Context(), sharedManifest+"archlinux/core", bytes.NewReader(data), store.BytesMeta(data)); err != nil {
 			t.Fatal(err)
 		}
 	}
