@@ -2,12 +2,17 @@ package hosted
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
+	stdsync "sync"
 	"testing"
+	"time"
 
+	"github.com/mirrord/mirrord/internal/alpm"
 	"github.com/mirrord/mirrord/internal/s3test"
 	"github.com/mirrord/mirrord/internal/store"
 	"github.com/mirrord/mirrord/internal/store/fsobj"
@@ -16,7 +21,7 @@ import (
 
 // TestRecords runs one contract against every place the publish state
 // can be kept: the store's key-value API, and bucketRecords over a
-// filesystem bucket and over a real SeaweedFS.
+// filesystem bucket and over a real SeaweedFS (and the tests' map).
 func TestRecords(t *testing.T) {
 	t.Run("store", func(t *testing.T) {
 		st, err := store.Open(t.TempDir(), store.Options{})
@@ -28,6 +33,9 @@ func TestRecords(t *testing.T) {
 	})
 	t.Run("fs", func(t *testing.T) {
 		testRecords(t, fsRecords(t))
+	})
+	t.Run("map", func(t *testing.T) { // the test double of TestForeignRecordsStayInTheRepo
+		testRecords(t, &mapRecords{m: map[string][]byte{}})
 	})
 	t.Run("s3", func(t *testing.T) {
 		srv := s3test.Start(t)
@@ -165,4 +173,92 @@ func TestRecordsInTheBucket(t *testing.T) {
 	if j := b.wait(j.ID); j.Result != ResultRefused {
 		t.Errorf("b0 1-1 again on the second node = %s %s; want refused as not newer", j.Result, j.Error)
 	}
+}
+
+// Records that no publish could have written (the bucket may be written
+// by others) never make a node touch the tree outside the repo: a
+// retired file or an index entry whose name climbs out of the folder is
+// dropped at load.
+func TestForeignRecordsStayInTheRepo(t *testing.T) {
+	// In memory: S3 takes keys with ".." that a filesystem bucket refuses.
+	rec := &mapRecords{m: map[string][]byte{}}
+	victim := "archlinux/core/os/x86_64/victim.pkg.tar.zst"
+	climb := "../../../core/os/x86_64/victim.pkg.tar.zst"
+	past, _ := time.Unix(1, 0).MarshalText()
+	if err := rec.Put(gcPrefix+"archlinux/local/x86_64/"+climb, past); err != nil {
+		t.Fatal(err)
+	}
+	evil, _ := json.Marshal(entry{Package: alpm.Package{Name: "evil", Version: "1-1", Arch: "x86_64", Filename: climb}})
+	if err := rec.Put(idxPrefix+"archlinux/local/x86_64/evil", evil); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnvOpts(t, "", testConfig(), true, Options{records: rec})
+	if err := e.st.WriteFile(victim, []byte("another repo's package"), store.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	// A publish: its build's end sweeps the retired files.
+	j, err := e.submit("local", pkg(t, "good", "1-1", "x86_64"), nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j := e.wait(j.ID); j.Status != Done {
+		t.Fatalf("job = %s %s", j.Status, j.Error)
+	}
+	e.idle()
+	if _, err := e.st.Stat(victim); err != nil {
+		t.Errorf("%s, outside the hosted repo, after a sweep: %v; want it kept", victim, err)
+	}
+	if db := e.db("x86_64", "local.db"); db["evil"] != nil || db["good"] == nil {
+		t.Errorf("db lists %v; want good and not the entry with a climbing file name", slices.Sorted(maps.Keys(db)))
+	}
+}
+
+// mapRecords is records in a map: what any client of a bucket may have
+// put there, keys with ".." included.
+type mapRecords struct {
+	mu stdsync.Mutex
+	m  map[string][]byte
+}
+
+func (r *mapRecords) Get(key string) ([]byte, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	v, ok := r.m[key]
+	if !ok {
+		return nil, store.ErrNotFound
+	}
+	return v, nil
+}
+
+func (r *mapRecords) Put(key string, val []byte) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.m[key] = slices.Clone(val)
+	return nil
+}
+
+func (r *mapRecords) Delete(key string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.m, key)
+	return nil
+}
+
+func (r *mapRecords) Scan(prefix string, fn func(key string, val []byte) error) error {
+	r.mu.Lock()
+	keys := slices.Sorted(maps.Keys(r.m))
+	r.mu.Unlock()
+	for _, k := range keys {
+		if !strings.HasPrefix(k, prefix) {
+			continue
+		}
+		v, err := r.Get(k)
+		if err != nil {
+			continue
+		}
+		if err := fn(strings.TrimPrefix(k, prefix), v); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -120,6 +120,13 @@ func (s *Service) load() error {
 			s.log.Warn("dropping unreadable index entry", "key", key, "err", err)
 			return nil
 		}
+		if e.Name != name || !plainFile(e.Filename) {
+			// The entry's file is removed from the tree when it is
+			// retired: a name with a "/" or ".." would reach outside
+			// the repo's folder.
+			s.log.Warn("dropping an index entry not of its key or with a bad file name", "key", key, "file", e.Filename)
+			return nil
+		}
 		r.idx[arch][name] = e
 		if e.SignedBy != "" {
 			r.signedBy.Store(arch+"/"+e.Filename, e.SignedBy)
@@ -132,6 +139,10 @@ func (s *Service) load() error {
 	err = s.rec.Scan(gcPrefix, func(key string, val []byte) error {
 		r, arch, file, ok := s.splitKey(key)
 		if !ok || r.retired[arch] == nil {
+			return nil
+		}
+		if !plainFile(file) {
+			s.log.Warn("dropping a retired file with a bad name", "key", key)
 			return nil
 		}
 		var at time.Time
@@ -173,6 +184,10 @@ func (s *Service) load() error {
 		var j Job
 		if err := json.Unmarshal(val, &j); err != nil {
 			s.log.Warn("dropping unreadable job", "job", id, "err", err)
+			return nil
+		}
+		if j.ID != id || !validJobID(id) {
+			s.log.Warn("dropping a job not of its key", "job", id, "id", j.ID)
 			return nil
 		}
 		r := s.repos[j.Distro+"/"+j.Repo]
@@ -233,6 +248,15 @@ func (s *Service) load() error {
 		s.log.Info("resuming publish jobs", "jobs", len(s.restart))
 	}
 	return nil
+}
+
+// plainFile reports whether name, read from the records, is a file name
+// a publish could have given (upload checks it with unservable): the
+// records are the node's own on one node, but a cluster's bucket may be
+// written by others, and these names become paths in the tree.
+func plainFile(name string) bool {
+	_, bad := unservable(name)
+	return name != "" && name != "." && name != ".." && !bad
 }
 
 // splitKey splits "distro/repo/arch/name" of the index and gc keys.
