@@ -260,8 +260,8 @@ func newCore(cfg *config.Config, st *store.Store, log *slog.Logger, reg promethe
 	fetcher := fetch.New(st, fopts)
 	sopts := sync.Options{Fetcher: fetcher, Logger: log.With("component", "sync"), Registerer: reg}
 	if bucket != nil {
-		sopts.Bucket = bucket
-		sopts.Exclusive, err = inTurn(bucket, cfg.Cluster.Node, reg)
+		sopts.Bucket, sopts.Node = bucket, holder(cfg.Cluster.Node)
+		sopts.Exclusive, err = inTurn(bucket, sopts.Node, reg)
 		if err != nil {
 			up.Close()
 			return nil, err
@@ -280,18 +280,23 @@ func newCore(cfg *config.Config, st *store.Store, log *slog.Logger, reg promethe
 // (a distro may not be named _mirrord).
 const leasePrefix = "_mirrord/leases/"
 
+// holder is who this process is in the bucket, the holder of its leases
+// and the writer of its sync manifests: named for the logs by node (or
+// host) and pid.
+func holder(node string) string {
+	if node == "" {
+		node, _ = os.Hostname()
+	}
+	return fmt.Sprintf("%s/%d", node, os.Getpid())
+}
+
 // inTurn runs a named piece of work on one node at a time, under a lease
-// in the bucket: the nodes' syncs of a repo take turns. The holder is
-// this process, named for the logs by node (or host) and pid.
-func inTurn(bucket *s3obj.Bucket, node string, reg prometheus.Registerer) (func(context.Context, string, func(context.Context) error) error, error) {
+// in the bucket held by holder: the nodes' syncs of a repo take turns.
+func inTurn(bucket *s3obj.Bucket, holder string, reg prometheus.Registerer) (func(context.Context, string, func(context.Context) error) error, error) {
 	leases, err := lease.New(bucket, lease.Options{Prefix: leasePrefix, Registerer: reg})
 	if err != nil {
 		return nil, err
 	}
-	if node == "" {
-		node, _ = os.Hostname()
-	}
-	holder := fmt.Sprintf("%s/%d", node, os.Getpid())
 	return func(ctx context.Context, name string, fn func(context.Context) error) error {
 		return leases.RunInTurn(ctx, name, holder, 30*time.Second, time.Second, func(ctx context.Context, _ uint64) error { return fn(ctx) })
 	}, nil

@@ -171,7 +171,7 @@ func (e *env) open() {
 		e.t.Fatal(err)
 	}
 	e.fetcher = fetch.New(e.store, fetch.Options{Catalog: e.cat})
-	if e.sched, err = New(e.cat, e.store, Options{Fetcher: e.fetcher, Registerer: e.reg, Now: e.clock.Now, Bucket: e.bucket}); err != nil {
+	if e.sched, err = New(e.cat, e.store, Options{Fetcher: e.fetcher, Registerer: e.reg, Now: e.clock.Now, Bucket: e.bucket, Node: e.dataDir}); err != nil {
 		e.t.Fatal(err)
 	}
 	e.t.Cleanup(e.close)

@@ -2,8 +2,6 @@ package sync
 
 import (
 	"context"
-	crand "crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -70,6 +68,10 @@ type Options struct {
 	// asked upstream leaves its databases there, and a scheduled sync
 	// within sync_interval of it takes them from there (see Bucket).
 	Bucket Bucket
+	// Node is who this node is in the bucket, the name its leases are
+	// held by: the manifests its syncs write name it, so that it does not
+	// follow its own. Required with Bucket.
+	Node string
 }
 
 // Scheduler runs the syncs of every mirror-mode repo: periodically from
@@ -87,7 +89,7 @@ type Scheduler struct {
 	// exclusiveRun is Options.Exclusive.
 	exclusiveRun func(ctx context.Context, name string, fn func(context.Context) error) error
 	bucket       Bucket           // Options.Bucket
-	self         string           // who writes this node's manifests: cluster.node, else an id of the process
+	self         string           // Options.Node
 	repos        map[string]*repo // "distro/repo" -> repo; fixed after New
 	order        []string         // keys of repos, sorted
 
@@ -156,11 +158,9 @@ func New(cat *catalog.Catalog, st *store.Store, opts Options) (*Scheduler, error
 	cfg := cat.Config()
 	s := &Scheduler{cfg: cfg, catalog: cat, store: st, fetcher: opts.Fetcher,
 		log: opts.Logger, now: opts.Now, exclusiveRun: opts.Exclusive, bucket: opts.Bucket, repos: map[string]*repo{},
-		self: cfg.Cluster.Node}
-	if s.self == "" {
-		var b [8]byte
-		crand.Read(b[:])
-		s.self = hex.EncodeToString(b[:]) // this process, in manifests
+		self: opts.Node}
+	if s.bucket != nil && s.self == "" {
+		return nil, errors.New("sync: a bucket needs the node's name (Options.Node)")
 	}
 	if bw := int64(cfg.Sync.MaxBandwidth); bw > 0 {
 		// A burst of a tenth of a second, at least one read buffer.

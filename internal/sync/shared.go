@@ -70,6 +70,11 @@ type manifestFile struct {
 	LastModified time.Time `json:"last_modified,omitzero"`
 }
 
+// objectMeta is what travels with the file's copies in the bucket.
+func (f manifestFile) objectMeta() store.ObjectMeta {
+	return store.ObjectMeta{Size: f.Size, SHA256: f.SHA256, ETag: f.ETag, LastModified: f.LastModified}
+}
+
 // sharedFiles are the tree paths of r's databases and signatures that a
 // manifest may name, each signature before its database (the order they
 // are put in the bucket's tree).
@@ -196,10 +201,11 @@ func (s *Scheduler) share(ctx context.Context, r *repo, lastupdate string) error
 		if meta.SHA256 == "" {
 			return fmt.Errorf("share %s: no sha256 recorded", rel)
 		}
-		if err := s.upload(ctx, sharedObject(r, meta.SHA256), rel, objectMeta(meta), true); err != nil {
+		f := manifestFile{Size: meta.Size, SHA256: meta.SHA256, ETag: meta.ETag, LastModified: meta.LastModified}
+		if err := s.upload(ctx, sharedObject(r, f.SHA256), rel, f.objectMeta(), true); err != nil {
 			return err
 		}
-		m.Files[rel] = manifestFile{Size: meta.Size, SHA256: meta.SHA256, ETag: meta.ETag, LastModified: meta.LastModified}
+		m.Files[rel] = f
 	}
 	for _, arch := range r.Arches {
 		if _, err := s.store.Get(keyUnsigned + r.Dir(arch)); err == nil {
@@ -238,7 +244,7 @@ func (s *Scheduler) share(ctx context.Context, r *repo, lastupdate string) error
 			}
 			continue
 		}
-		if err := s.upload(ctx, rel, rel, store.ObjectMeta{Size: f.Size, SHA256: f.SHA256, ETag: f.ETag, LastModified: f.LastModified}, false); err != nil {
+		if err := s.upload(ctx, rel, rel, f.objectMeta(), false); err != nil {
 			return err
 		}
 	}
@@ -297,11 +303,10 @@ func (s *Scheduler) fetchShared(ctx context.Context, r *repo, f manifestFile) (i
 	if err != nil {
 		return nil, fmt.Errorf("shared database %s: %w", f.SHA256, err)
 	}
-	om := store.ObjectMeta{Size: f.Size, SHA256: f.SHA256}
 	return struct {
 		io.Reader
 		io.Closer
-	}{store.CheckedReader(key, body, om), body}, nil
+	}{store.CheckedReader(key, body, f.objectMeta()), body}, nil
 }
 
 // watch, in a cluster, looks at each mirror repo's manifest every
@@ -363,8 +368,3 @@ func (rn *run) from() string {
 // sharedObject is the key of a db file of r by its sha256: per repo, as
 // each repo collects its own (two repos may have the same bytes).
 func sharedObject(r *repo, sum string) string { return sharedObjects + r.Key + "/" + sum }
-
-// objectMeta is what travels with a tree file's copy in the bucket.
-func objectMeta(m store.Meta) store.ObjectMeta {
-	return store.ObjectMeta{Size: m.Size, SHA256: m.SHA256, ETag: m.ETag, LastModified: m.LastModified}
-}

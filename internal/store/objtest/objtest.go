@@ -3,9 +3,7 @@ package objtest
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -68,8 +66,7 @@ func body(seed uint64, n int) ([]byte, store.ObjectMeta) {
 	var s [32]byte
 	binary.LittleEndian.PutUint64(s[:], seed)
 	rand.NewChaCha8(s).Read(b)
-	sum := sha256.Sum256(b)
-	return b, store.ObjectMeta{Size: int64(n), SHA256: hex.EncodeToString(sum[:])}
+	return b, store.BytesMeta(b)
 }
 
 func put(t *testing.T, o store.Objects, key string, b []byte, m store.ObjectMeta) {
