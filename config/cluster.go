@@ -77,13 +77,14 @@ func (c *Config) checkCluster(bad func(key, format string, args ...any)) {
 	if c.Storage.Backend != BackendS3 {
 		bad("cluster", "needs storage.backend s3: the nodes share one bucket")
 	}
-	// Until hosted repos keep their uploads, jobs and index in the bucket
-	// (issue 17's next step), each node would publish a db of its own:
-	// refused rather than served as several different repos.
+	// A write reaching any node is forwarded to the one that publishes
+	// the hosted repos, which must know the client's token: the admin
+	// token made at first start is each node's own.
 	for _, dn := range slices.Sorted(maps.Keys(c.Distros)) {
 		for _, rn := range slices.Sorted(maps.Keys(c.Distros[dn].Repos)) {
-			if c.Distros[dn].Repos[rn].Mode == ModeHosted {
-				bad("distros."+dn+".repos."+rn+".mode", "hosted repos do not run in a cluster yet (each node would publish its own db): serve them from one node without cluster:")
+			if c.Distros[dn].Repos[rn].Mode == ModeHosted && len(c.API.Tokens) == 0 {
+				bad("api.tokens", "required in a cluster with hosted repos (%s/%s): the same tokens on every node, as any node may take a write", dn, rn)
+				return
 			}
 		}
 	}

@@ -69,6 +69,13 @@ func TestCluster(t *testing.T) {
 			t.Error("no default node name (the host name)")
 		}
 	})
+	t.Run("hosted with tokens", func(t *testing.T) {
+		yaml := s3YAML(t) + "cluster: {advertise: 'http://a:1', peers: ['http://a:1'], secret_file: " + good + "}\n" +
+			"api: {tokens: [{name: ci, sha256: " + strings.Repeat("b", 64) + "}]}\n"
+		if _, err := load(t, yaml); err != nil {
+			t.Fatalf("a cluster with a hosted repo and api.tokens: %v", err)
+		}
+	})
 	t.Run("off", func(t *testing.T) {
 		c, err := load(t, "")
 		if err != nil || c.Cluster.Enabled() {
@@ -81,7 +88,7 @@ func TestCluster(t *testing.T) {
 		name, yaml, want string
 	}{
 		{"peers without advertise", s3YAML(t) + "cluster: {peers: [http://a:1]}\n", "cluster.advertise: required with cluster.peers"},
-		{"a hosted repo", s3YAML(t) + "cluster: {advertise: 'http://a:1', peers: ['http://a:1'], secret_file: " + good + "}\n", "distros.archlinux.repos.custom.mode: hosted repos do not run in a cluster yet"},
+		{"a hosted repo and no tokens", s3YAML(t) + "cluster: {advertise: 'http://a:1', peers: ['http://a:1'], secret_file: " + good + "}\n", "api.tokens: required in a cluster with hosted repos (archlinux/custom)"},
 		{"no s3", proxyOnly + "cluster: {advertise: 'http://a:1', peers: ['http://a:1'], secret_file: " + good + "}\n", "cluster: needs storage.backend s3"},
 		{"bad node", clusterYAML(t, "node: 'a b'", "advertise: http://a:1", "peers: [http://a:1]", "secret_file: "+good), `cluster.node: "a b"`},
 		{"advertise with a path", clusterYAML(t, "advertise: http://a:1/x", "peers: [http://a:1]", "secret_file: "+good), `cluster.advertise: "http://a:1/x": want http(s)://host[:port]`},

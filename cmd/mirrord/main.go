@@ -57,6 +57,16 @@ file it starts on the defaults (see mirrord config).`,
 	return cmd
 }
 
+// hasHosted reports whether cat has a hosted repo.
+func hasHosted(cat *catalog.Catalog) bool {
+	for _, r := range cat.Repos() {
+		if r.Mode == config.ModeHosted {
+			return true
+		}
+	}
+	return false
+}
+
 func serve(flags *pflag.FlagSet) error {
 	cfg, err := loadConfig(flags)
 	if err != nil {
@@ -92,13 +102,23 @@ func serve(flags *pflag.FlagSet) error {
 	evictor := evict.New(st, cat, evict.Options{MaxSize: int64(cfg.DiskCacheSize()), KeepVersions: cfg.Cache.KeepVersions,
 		Logger: log.With("component", "evict"), Registerer: reg})
 
-	pub, err := hosted.New(cat, st, hosted.Options{
+	hopts := hosted.Options{
 		SigningPassphrase: []byte(os.Getenv("MIRRORD_HOSTED_SIGNING_PASSPHRASE")),
 		Logger:            log.With("component", "hosted"),
 		Registerer:        reg,
-	})
-	if err != nil {
-		return err
+	}
+	var pub api.Publisher
+	var runPub func(context.Context) error
+	var cpub *clusterPublisher // the hosted repos of a cluster, or nil
+	if c.cluster != nil && hasHosted(cat) {
+		cpub = newClusterPublisher(cfg, c, st, hopts)
+		pub, runPub = cpub, cpub.Run
+	} else {
+		svc, err := hosted.New(cat, st, hopts)
+		if err != nil {
+			return err
+		}
+		pub, runPub = svc, svc.Run
 	}
 	admin, err := adminToken(cfg, log)
 	if err != nil {
@@ -117,6 +137,13 @@ func serve(flags *pflag.FlagSet) error {
 	if c.bucket != nil && cfg.Storage.S3.Redirect {
 		popts.Redirect, popts.RedirectExpiry = c.bucket, cfg.Storage.S3.RedirectExpiry
 	}
+	var apiRoute http.Handler = apiH
+	var gather prometheus.Gatherer = reg
+	if cpub != nil {
+		popts.HostedElsewhere = cpub.elsewhere
+		apiRoute = cpub.api(apiH)
+		gather = prometheus.Gatherers{reg, cpub}
+	}
 	tree, err := proxy.New(cat, st, popts)
 	if err != nil {
 		return err
@@ -128,7 +155,7 @@ func serve(flags *pflag.FlagSet) error {
 		peers = c.cluster.Handler(tree)
 		log.Info("cluster", "node", cfg.Cluster.Node, "advertise", cfg.Cluster.Advertise, "peers", c.cluster.Live())
 	}
-	mux := routes(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}), ready, apiH, ui, tree, peers)
+	mux := routes(promhttp.HandlerFor(gather, promhttp.HandlerOpts{Registry: reg}), ready, apiRoute, ui, tree, peers)
 	var access *accesslog.Logger
 	if cfg.Log.Access {
 		access = accesslog.New(os.Stderr, cfg.Log.Format)
@@ -148,7 +175,7 @@ func serve(flags *pflag.FlagSet) error {
 	g.Go(func() error { return sched.Run(ctx) })
 	g.Go(func() error { return c.prefetch.Run(ctx) })
 	g.Go(func() error { return upstreams.Run(ctx) })
-	g.Go(func() error { return pub.Run(ctx) }) // returns after its last db build
+	g.Go(func() error { return runPub(ctx) }) // returns after its last db build
 	if c.cluster != nil {
 		g.Go(func() error { return c.cluster.Run(ctx) })
 	}

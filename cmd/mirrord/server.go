@@ -224,6 +224,8 @@ type core struct {
 	prefetch *prefetch.Prefetcher
 	bucket   *s3obj.Bucket    // the shared storage (storage.backend s3), or nil
 	cluster  *cluster.Cluster // the other nodes (cluster:), or nil
+	leases   *lease.Manager   // the leases in the bucket, or nil
+	holder   string           // who this process is in the bucket (holder), with a bucket
 }
 
 // newCore builds the core in that order; the caller closes c.up, after
@@ -259,13 +261,15 @@ func newCore(cfg *config.Config, st *store.Store, log *slog.Logger, reg promethe
 	}
 	fetcher := fetch.New(st, fopts)
 	sopts := sync.Options{Fetcher: fetcher, Logger: log.With("component", "sync"), Registerer: reg}
+	var leases *lease.Manager
 	if bucket != nil {
-		sopts.Bucket, sopts.Node = bucket, holder(cfg.Cluster.Node)
-		sopts.Exclusive, err = inTurn(bucket, sopts.Node, reg)
+		leases, err = lease.New(bucket, lease.Options{Prefix: leasePrefix, Registerer: reg})
 		if err != nil {
 			up.Close()
 			return nil, err
 		}
+		sopts.Bucket, sopts.Node = bucket, holder(cfg.Cluster.Node)
+		sopts.Exclusive = inTurn(leases, sopts.Node)
 	}
 	sched, err := sync.New(cat, st, sopts)
 	if err != nil {
@@ -273,7 +277,8 @@ func newCore(cfg *config.Config, st *store.Store, log *slog.Logger, reg promethe
 		return nil, err
 	}
 	pf := prefetch.New(cat, st, fetcher, prefetch.Options{Logger: log.With("component", "prefetch"), Registerer: reg})
-	return &core{up: up, catalog: cat, fetcher: fetcher, sched: sched, prefetch: pf, bucket: bucket, cluster: cl}, nil
+	return &core{up: up, catalog: cat, fetcher: fetcher, sched: sched, prefetch: pf, bucket: bucket, cluster: cl,
+		leases: leases, holder: sopts.Node}, nil
 }
 
 // leasePrefix is where the leases live in the bucket, beside the tree
@@ -292,14 +297,10 @@ func holder(node string) string {
 
 // inTurn runs a named piece of work on one node at a time, under a lease
 // in the bucket held by holder: the nodes' syncs of a repo take turns.
-func inTurn(bucket *s3obj.Bucket, holder string, reg prometheus.Registerer) (func(context.Context, string, func(context.Context) error) error, error) {
-	leases, err := lease.New(bucket, lease.Options{Prefix: leasePrefix, Registerer: reg})
-	if err != nil {
-		return nil, err
-	}
+func inTurn(leases *lease.Manager, holder string) func(context.Context, string, func(context.Context) error) error {
 	return func(ctx context.Context, name string, fn func(context.Context) error) error {
 		return leases.RunInTurn(ctx, name, holder, 30*time.Second, time.Second, func(ctx context.Context, _ uint64) error { return fn(ctx) })
-	}, nil
+	}
 }
 
 // newBucket is the shared storage of storage.backend s3; nil for fs. It

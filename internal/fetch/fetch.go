@@ -174,6 +174,11 @@ func New(st *store.Store, opts Options) *Fetcher {
 	return f
 }
 
+// Shares reports whether the Fetcher has a shared storage to fill from:
+// then a file of a repo with no upstream (a hosted repo of a cluster)
+// may be fetched too, from there alone (a nil Job.Mirrors).
+func (f *Fetcher) Shares() bool { return f.shared != nil }
+
 // shareConcurrency bounds the uploads to the shared storage in progress.
 const shareConcurrency = 4
 
@@ -263,6 +268,11 @@ func (f *Fetcher) fill(ctx context.Context, fl *lockfree.Flight, job Job) error 
 		if done, err := f.fillNearer(ctx, fl, job); done {
 			return err
 		}
+	}
+	if job.Mirrors == nil {
+		// A hosted repo's file in a cluster: the shared storage is its
+		// only source.
+		return fmt.Errorf("%s: %w", job.Rel, upstream.ErrNotFound)
 	}
 	resp, err := job.Mirrors.Fetch(ctx, req)
 	if errors.Is(err, upstream.ErrNotModified) {

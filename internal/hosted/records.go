@@ -16,8 +16,7 @@ import (
 // dirty and retired-file marks and the jobs, each a small value under a
 // key. A single node keeps them in its store's key-value API
 // (*store.Store); a cluster is to keep them in the bucket
-// (bucketRecords), so that whichever node publishes a repo next finds
-// them (docs/CLUSTER.md, "Not yet").
+// (bucketRecords), so that whichever node publishes next finds them.
 type records interface {
 	// Get is the value under key, or store.ErrNotFound.
 	Get(key string) ([]byte, error)
@@ -27,14 +26,6 @@ type records interface {
 	// Scan calls fn for every key that starts with prefix, in byte
 	// order, with the prefix stripped; fn must not keep val.
 	Scan(prefix string, fn func(key string, val []byte) error) error
-}
-
-// recordObjects is what bucketRecords needs of a store.Objects.
-type recordObjects interface {
-	Get(ctx context.Context, key string) (io.ReadCloser, store.ObjectMeta, error)
-	Put(ctx context.Context, key string, r io.Reader, meta store.ObjectMeta) error
-	List(ctx context.Context, prefix string) ([]string, error)
-	Delete(ctx context.Context, key string) error
 }
 
 // maxRecord bounds what is read of a record: a job or an index entry is
@@ -53,7 +44,7 @@ const recordTimeout = 30 * time.Second
 // object (one request per record: fine for the hundreds of packages of
 // a hosted repo, read once when a node takes over publishing).
 type bucketRecords struct {
-	objs   recordObjects
+	objs   Bucket
 	prefix string
 }
 

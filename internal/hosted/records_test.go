@@ -2,10 +2,13 @@ package hosted
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
+	"os"
 	"slices"
 	"strings"
 	stdsync "sync"
@@ -61,12 +64,18 @@ func TestRecords(t *testing.T) {
 // fsRecords is bucketRecords over a filesystem bucket in a temp dir.
 func fsRecords(t *testing.T) bucketRecords {
 	t.Helper()
+	return bucketRecords{objs: fsBucket(t), prefix: bucketPrefix}
+}
+
+// fsBucket is a filesystem bucket in a temp dir.
+func fsBucket(t *testing.T) *fsobj.Tree {
+	t.Helper()
 	b, err := fsobj.Open(t.TempDir(), fsobj.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
-	return bucketRecords{objs: b, prefix: "_mirrord/hosted/"}
+	return b
 }
 
 func testRecords(t *testing.T, rec records) {
@@ -124,9 +133,9 @@ func testRecords(t *testing.T, rec records) {
 // one's index and jobs, builds the same db from them, and refuses an
 // upload that is not newer than what the first one published.
 func TestRecordsInTheBucket(t *testing.T) {
-	rec := fsRecords(t)
+	bucket := fsBucket(t)
 	cfg := testConfig()
-	a := newEnvOpts(t, "", cfg, true, Options{records: rec})
+	a := newEnvOpts(t, "", cfg, true, Options{Bucket: bucket})
 	var ids []string
 	for i := range 3 {
 		j, err := a.submit("local", pkg(t, fmt.Sprintf("b%d", i), "1-1", "x86_64"), nil, false)
@@ -150,7 +159,7 @@ func TestRecordsInTheBucket(t *testing.T) {
 	}
 	a.stop()
 
-	b := newEnvOpts(t, "", cfg, true, Options{records: rec})
+	b := newEnvOpts(t, "", cfg, true, Options{Bucket: bucket})
 	b.idle()
 	got := b.db("x86_64", "local.db")
 	if len(got) != len(want) {
@@ -261,4 +270,49 @@ func (r *mapRecords) Scan(prefix string, fn func(key string, val []byte) error) 
 		}
 	}
 	return nil
+}
+
+// An upload acknowledged by a node that never ran its job (it died just
+// after the 202) is published by the next node over the same bucket,
+// which has none of the first one's disk: the upload's bytes come from
+// the bucket, the package goes there at its tree path before the db
+// names it, and the staged copy leaves once the job is over.
+func TestAcknowledgedUploadSurvivesTheNode(t *testing.T) {
+	bucket := fsBucket(t)
+	cfg := testConfig()
+	a := newEnvOpts(t, "", cfg, false, Options{Bucket: bucket}) // accepts, never runs a job
+	data := pkg(t, "survivor", "1-1", "x86_64")
+	j, err := a.submit("local", data, nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	staged := bucketStaging + stagedName(j.ID, ".pkg")
+	if _, err := bucket.Stat(context.Background(), staged); err != nil {
+		t.Fatalf("the acknowledged upload is not in the bucket: %v", err)
+	}
+	a.stop()
+	if err := os.RemoveAll(a.dir); err != nil {
+		t.Fatal(err)
+	}
+
+	b := newEnvOpts(t, "", cfg, true, Options{Bucket: bucket})
+	if got := b.wait(j.ID); got.Status != Done || got.PublishedAt == nil {
+		t.Fatalf("job %s on the next node = %s %s, published %v; want done and published", j.ID, got.Status, got.Error, got.PublishedAt)
+	}
+	if p := b.db("x86_64", "local.db")["survivor"]; p == nil || p.Version != "1-1" {
+		t.Fatalf("the next node's db has survivor as %+v; want 1-1", p)
+	}
+	rel := "archlinux/local/os/x86_64/" + b.db("x86_64", "local.db")["survivor"].Filename
+	body, meta, err := bucket.Get(context.Background(), rel)
+	if err != nil {
+		t.Fatalf("the published package is not in the bucket's tree: %v", err)
+	}
+	got, _ := io.ReadAll(body)
+	body.Close()
+	if !bytes.Equal(got, data) || meta.SHA256 == "" {
+		t.Errorf("the bucket's %s: %d bytes, sha256 %q; want the upload's %d bytes, with its sha256", rel, len(got), meta.SHA256, len(data))
+	}
+	if _, err := bucket.Stat(context.Background(), staged); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("the finished job's upload is still in the bucket (%v)", err)
+	}
 }

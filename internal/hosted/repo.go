@@ -220,10 +220,22 @@ func (r *repo) commit(q *commitReq) error {
 				return err
 			}
 			q.committed = append(q.committed, sf.Name())
-		} else if _, err := r.s.store.Stat(rel + ".sig"); err == nil {
+		} else if _, err := r.s.store.Stat(rel + ".sig"); err == nil || r.s.bucket != nil {
 			// A forced republish without the signature the old one had.
-			if err := r.s.store.Remove(rel + ".sig"); err != nil {
+			if err := r.s.removeFile(rel + ".sig"); err != nil {
 				return err
+			}
+		}
+		if r.s.bucket != nil {
+			// Every node serves the packages, from the bucket: there
+			// before the index (and so a db) names them.
+			if err := r.s.putTree(rel); err != nil {
+				return err
+			}
+			if q.sigs[a] != nil {
+				if err := r.s.putTree(rel + ".sig"); err != nil {
+					return err
+				}
 			}
 		}
 		e := &entry{Package: *p, Job: q.job, SignedBy: q.signedBy}
@@ -355,11 +367,11 @@ func (r *repo) sweep() {
 				continue
 			}
 			rel := path.Join(r.dirs[a], file)
-			if err := r.s.store.Remove(rel); err != nil {
+			if err := r.s.removeFile(rel); err != nil {
 				r.s.log.Warn("remove retired file", "file", rel, "err", err)
 				continue
 			}
-			r.s.store.Remove(rel + ".sig")
+			r.s.removeFile(rel + ".sig")
 			r.signedBy.Delete(a + "/" + file)
 			if err := r.s.rec.Delete(r.gcKey(a, file)); err != nil {
 				r.s.log.Warn("forget retired file", "file", rel, "err", err)

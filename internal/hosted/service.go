@@ -29,8 +29,19 @@ type Options struct {
 	SigningPassphrase []byte
 	Logger            *slog.Logger
 	Registerer        prometheus.Registerer
+	// Bucket, if set, is a cluster's shared storage: the publish state,
+	// the uploads and the packages are kept there too (see Bucket), so
+	// that the node that publishes next carries on where this one
+	// stopped. New then rebuilds every database: the tree's, if any, may
+	// be older than the index it finds.
+	Bucket Bucket
+	// Held, if set, says whether this node may still publish (nil) or
+	// why not: a cluster's publisher holds a lease, and an upload is
+	// acknowledged only if the lease is still held once its job is
+	// recorded, so that the next holder finds every job acknowledged.
+	Held func() error
 	// records, if set, keeps the publish state instead of the store's
-	// key-value API: tests over bucketRecords, until a cluster does.
+	// key-value API or the Bucket: tests.
 	records records
 }
 
@@ -39,7 +50,9 @@ type Options struct {
 type Service struct {
 	tun     config.Hosted
 	store   *store.Store     // the tree and the staging
-	rec     records          // the publish state: the store's key-value API
+	rec     records          // the publish state: the store's key-value API, or the bucket's
+	bucket  Bucket           // a cluster's shared storage, or nil
+	held    func() error     // Options.Held, or nil
 	cat     *catalog.Catalog // told of each db built
 	log     *slog.Logger
 	metrics *metrics
@@ -92,6 +105,10 @@ func New(cat *catalog.Catalog, st *store.Store, opts Options) (*Service, error) 
 		}
 		slices.Sort(r.arches)
 		s.repos[cr.Key] = r
+	}
+	s.held = opts.Held
+	if opts.Bucket != nil {
+		s.bucket, s.rec = opts.Bucket, bucketRecords{objs: opts.Bucket, prefix: bucketPrefix}
 	}
 	if opts.records != nil {
 		s.rec = opts.records
@@ -167,9 +184,11 @@ func (s *Service) load() error {
 					s.log.Warn("build database", "repo", r.key, "arch", a, "err", lerr)
 				}
 			}
-			if derr == nil || lerr != nil || !r.sigCurrent(a) {
-				// Changed before a crash, not built, or signed by
-				// another key than the config's: build at once.
+			if derr == nil || lerr != nil || !r.sigCurrent(a) || s.bucket != nil {
+				// Changed before a crash, not built, signed by another
+				// key than the config's, or in a cluster (another node
+				// may have published since this tree's build): build at
+				// once.
 				r.dirty[a] = true
 				r.since[a] = time.Time{}
 			}

@@ -1,7 +1,10 @@
 package hosted
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"hash"
 	"io"
 
 	"github.com/mirrord/mirrord/internal/alpm"
@@ -21,6 +24,9 @@ type Upload struct {
 	name      string // the client's file name, for the job record
 	pkg, sig  *store.StagedFile
 	size      int64
+	sigSize   int64
+	pkgSum    hash.Hash // of what was received, for the bucket's copy
+	sigSum    hash.Hash
 	submitted bool
 }
 
@@ -49,9 +55,9 @@ func (u *Upload) ReadPackage(name string, r io.Reader) error {
 	if err != nil {
 		return fmt.Errorf("stage upload: %w", err)
 	}
-	u.pkg, u.name = f, name
+	u.pkg, u.name, u.pkgSum = f, name, sha256.New()
 	limit := u.s.MaxSize()
-	n, err := io.Copy(f, io.LimitReader(r, limit+1))
+	n, err := io.Copy(io.MultiWriter(f, u.pkgSum), io.LimitReader(r, limit+1))
 	u.size = n
 	if err != nil {
 		return fmt.Errorf("receive package: %w", err)
@@ -76,8 +82,9 @@ func (u *Upload) ReadSig(r io.Reader) error {
 	if err != nil {
 		return fmt.Errorf("stage signature: %w", err)
 	}
-	u.sig = f
-	n, err := io.Copy(f, io.LimitReader(r, maxSig+1))
+	u.sig, u.sigSum = f, sha256.New()
+	n, err := io.Copy(io.MultiWriter(f, u.sigSum), io.LimitReader(r, maxSig+1))
+	u.sigSize = n
 	if err != nil {
 		return fmt.Errorf("receive signature: %w", err)
 	}
@@ -95,6 +102,18 @@ func (u *Upload) Submit(force bool) (Job, error) {
 	}
 	if err := u.s.store.CommitStaged(u.pkg, u.sig); err != nil {
 		return Job{}, err
+	}
+	if u.s.bucket != nil {
+		// In the bucket before the job's record: whichever node runs
+		// the job finds its bytes.
+		if err := u.s.putStaged(stagedName(u.id, ".pkg"), objectMeta(u.size, u.pkgSum)); err != nil {
+			return Job{}, err
+		}
+		if u.sig != nil {
+			if err := u.s.putStaged(stagedName(u.id, ".sig"), objectMeta(u.sigSize, u.sigSum)); err != nil {
+				return Job{}, err
+			}
+		}
 	}
 	now := u.s.now()
 	j := Job{
@@ -114,6 +133,13 @@ func (u *Upload) Submit(force bool) (Job, error) {
 	if err := u.s.putJob(j); err != nil {
 		undo()
 		return Job{}, err
+	}
+	if u.s.held != nil {
+		if err := u.s.held(); err != nil {
+			undo()
+			u.s.rec.Delete(jobPrefix + j.ID)
+			return Job{}, fmt.Errorf("%w: no longer publishing here (%v)", ErrBusy, err)
+		}
 	}
 	select {
 	case u.s.queue <- j:
@@ -146,6 +172,10 @@ func (u *Upload) close() {
 			f.Close()
 		}
 	}
+}
+
+func objectMeta(size int64, h hash.Hash) store.ObjectMeta {
+	return store.ObjectMeta{Size: size, SHA256: hex.EncodeToString(h.Sum(nil))}
 }
 
 // stagedName is the name in the store's staging of a job's package

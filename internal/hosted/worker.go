@@ -59,6 +59,9 @@ func (s *Service) run(j Job) {
 	}
 	s.store.RemoveStaged(stagedName(j.ID, ".pkg"))
 	s.store.RemoveStaged(stagedName(j.ID, ".sig"))
+	if s.bucket != nil {
+		s.dropStaged(j.ID)
+	}
 	if err != nil {
 		s.log.Info("publish refused", "repo", r.key, "job", j.ID, "err", err)
 	} else {
@@ -72,6 +75,11 @@ func (s *Service) run(j Job) {
 // once: parse (with the file list, so the whole archive is checked),
 // checksums, and the copy into a store temp file all come from that pass.
 func (s *Service) publish(r *repo, j *Job) (string, error) {
+	if s.bucket != nil {
+		if err := s.fetchStaged(*j); err != nil {
+			return "", err
+		}
+	}
 	in, err := s.store.OpenStaged(stagedName(j.ID, ".pkg"))
 	if err != nil {
 		return "", fmt.Errorf("open staged upload: %w", err)

@@ -42,6 +42,8 @@ type Handler struct {
 	// a redirect (see redirect.go).
 	presign       Presigner
 	presignExpiry time.Duration
+	// elsewhere, if set, is a cluster's: see Options.HostedElsewhere.
+	elsewhere func() http.Handler
 }
 
 // Recorder is told of each package file (or its .sig) of a proxy repo
@@ -68,6 +70,14 @@ type Options struct {
 	// RedirectExpiry (storage.s3.redirect).
 	Redirect       Presigner
 	RedirectExpiry time.Duration
+	// HostedElsewhere, if set, is asked before a hosted repo's database
+	// or signature of one is served: in a cluster one node at a time
+	// publishes the hosted repos, and the others must not serve the
+	// databases they may have kept from a time they did. It returns nil
+	// while this node publishes them, else a handler that answers from
+	// the node that does. (Their packages never change under a name:
+	// every node serves them, a miss filled from the shared storage.)
+	HostedElsewhere func() http.Handler
 	// Metrics counts the requests (NewMetrics over the Fetcher's
 	// flights); nil: New registers its own on Registerer.
 	Metrics    *Metrics
@@ -100,6 +110,7 @@ func New(cat *catalog.Catalog, st *store.Store, opts Options) (*Handler, error) 
 	}
 	h.requests = opts.Requests
 	h.presign, h.presignExpiry = opts.Redirect, opts.RedirectExpiry
+	h.elsewhere = opts.HostedElsewhere
 	for _, r := range cat.Repos() {
 		if r.Mirrors() != nil {
 			opts.Fetcher.Label(r.Key)
@@ -128,6 +139,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		httpError(w, "not found", http.StatusNotFound)
 		return
 	}
+	if other := h.publishedElsewhere(t, t.Mutable()); other != nil {
+		other.ServeHTTP(w, r)
+		return
+	}
 	ms := h.catalog.Mirrors(t)
 	switch {
 	case h.revalidates(t, t.Mutable()):
@@ -138,6 +153,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// A package not in the tree: fetch it (in mirror repos too, as a
 		// fallback for a file the sync has not fetched yet).
 		h.serveMiss(w, r, t, ms)
+	case t.Mode == config.ModeHosted && !t.Mutable() && h.fetcher.Shares():
+		// A hosted package in a cluster: its publisher put it in the
+		// shared storage before any database named it.
+		h.serveMiss(w, r, t, nil)
 	default:
 		// Hosted, no upstream, or a mirror's database: the tree is all
 		// there is. (A mirror's databases change only through the sync,
@@ -145,6 +164,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.counted(r, t, resultNotFound)
 		httpError(w, "not found", http.StatusNotFound)
 	}
+}
+
+// publishedElsewhere is the handler of another node that serves t, a
+// hosted repo's database or its signature, in a cluster where this node
+// does not publish them; nil to serve t here.
+func (h *Handler) publishedElsewhere(t catalog.Target, mutable bool) http.Handler {
+	if h.elsewhere == nil || !mutable || t.Mode != config.ModeHosted {
+		return nil
+	}
+	return h.elsewhere()
 }
 
 // revalidates reports whether t is a proxy repo's database, signature or
@@ -180,6 +209,9 @@ func (h *Handler) AppendHit(dst []byte, req *fastpath.Request) (head []byte, res
 		return dst, resp, false
 	}
 	mutable := t.Mutable()
+	if h.publishedElsewhere(t, mutable) != nil {
+		return dst, resp, false
+	}
 	mustBeFresh := h.revalidates(t, mutable)
 	data, f, m, ok := h.store.Hit(t.Rel)
 	if !ok && mutable && !mustBeFresh {
@@ -379,7 +411,7 @@ func (h *Handler) serveMiss(w http.ResponseWriter, r *http.Request, t catalog.Ta
 		notFoundUpstream(w, r)
 		return
 	}
-	if r.Method == http.MethodHead && h.flights.Lookup(t.Rel) == nil {
+	if r.Method == http.MethodHead && ms != nil && h.flights.Lookup(t.Rel) == nil {
 		h.serveHeadMiss(w, r, t, ms)
 		return
 	}

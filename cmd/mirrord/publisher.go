@@ -1,0 +1,316 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/mirrord/mirrord/config"
+	"github.com/mirrord/mirrord/internal/catalog"
+	"github.com/mirrord/mirrord/internal/hosted"
+	"github.com/mirrord/mirrord/internal/lease"
+	"github.com/mirrord/mirrord/internal/pgp"
+	"github.com/mirrord/mirrord/internal/store"
+	"github.com/mirrord/mirrord/internal/store/s3obj"
+)
+
+// clusterPublisher is the hosted repos of a node of a cluster
+// (docs/CLUSTER.md, "Hosted repos"). Their publish pipeline, a
+// hosted.Service over the bucket, runs on one node at a time: the holder
+// of the lease "hosted". Every other node forwards to it what only the
+// publisher can answer (uploads, deletes, jobs, the API's views of a
+// hosted repo, the hosted databases and their signatures) and serves
+// the hosted packages itself, a miss filled from the bucket.
+//
+// It is the API's Publisher on every node: while this node publishes,
+// the running Service; else every write is refused as busy (the
+// forwarding sends none here but in the moment of a handover).
+type clusterPublisher struct {
+	cfg    *config.Config
+	cat    *catalog.Catalog
+	st     *store.Store
+	bucket *s3obj.Bucket
+	leases *lease.Manager
+	holder string // this process in the bucket (holder)
+	opts   hosted.Options
+	log    *slog.Logger
+
+	svc     atomic.Pointer[hosted.Service]      // while this node publishes
+	metrics atomic.Pointer[prometheus.Registry] // svc's
+	where   atomic.Pointer[publisherAt]         // the last publisher record read
+	proxy   *httputil.ReverseProxy
+}
+
+// publisherKey is the record the publisher leaves in the bucket once it
+// holds the lease: where the other nodes forward to.
+const publisherKey = "_mirrord/hosted/publisher"
+
+// publisherLease is the lease the publisher holds, and its ttl: a dead
+// publisher's successor starts within about that long.
+const (
+	publisherLease = "hosted"
+	publisherTTL   = 15 * time.Second
+)
+
+// forwardedHeader marks a request one node forwarded to the publisher:
+// one that arrives at a node that does not publish (any more) is refused,
+// never forwarded again.
+const forwardedHeader = "Mirrord-Forwarded-By"
+
+type publisherAt struct {
+	URL    string    `json:"url"`
+	Holder string    `json:"holder"`
+	Token  uint64    `json:"token"`
+	read   time.Time // when this node read it
+}
+
+// newClusterPublisher is the hosted repos of c's node; opts are those
+// of each hosted.Service it runs, but their Registerer and Bucket.
+func newClusterPublisher(cfg *config.Config, c *core, st *store.Store, opts hosted.Options) *clusterPublisher {
+	p := &clusterPublisher{cfg: cfg, cat: c.catalog, st: st, bucket: c.bucket, leases: c.leases, holder: c.holder, opts: opts, log: opts.Logger}
+	p.proxy = &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(pr.In.Context().Value(targetKey{}).(*url.URL))
+			pr.Out.Header.Set(forwardedHeader, cfg.Cluster.Node)
+		},
+		Transport: &http.Transport{
+			DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+			MaxIdleConnsPerHost: 16,
+			IdleConnTimeout:     time.Minute,
+		},
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			p.where.Store(nil) // read the record again next time
+			p.log.Warn("forward to the publisher", "path", r.URL.Path, "err", err)
+			http.Error(w, "the node that publishes the hosted repos did not answer; try again", http.StatusBadGateway)
+		},
+		ErrorLog: slog.NewLogLogger(opts.Logger.Handler(), slog.LevelDebug),
+	}
+	return p
+}
+
+type targetKey struct{}
+
+// Run takes the lease in turn with the other nodes and publishes while it
+// holds it, until ctx ends.
+func (p *clusterPublisher) Run(ctx context.Context) error {
+	for ctx.Err() == nil {
+		err := p.leases.RunInTurn(ctx, publisherLease, p.holder, publisherTTL, time.Second, p.publish)
+		if err != nil && ctx.Err() == nil {
+			p.log.Warn("publishing the hosted repos stopped", "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+		}
+	}
+	return nil
+}
+
+// publish runs the hosted repos here while ctx (the lease's hold) lasts.
+func (p *clusterPublisher) publish(ctx context.Context, token uint64) error {
+	reg := prometheus.NewRegistry()
+	opts := p.opts
+	opts.Registerer, opts.Bucket = reg, p.bucket
+	// An upload is acknowledged only while the hold lasts: a job recorded
+	// then is one the next holder finds when it takes over.
+	opts.Held = func() error { return context.Cause(ctx) }
+	start := time.Now()
+	svc, err := hosted.New(p.cat, p.st, opts)
+	if err != nil {
+		return err
+	}
+	rec, _ := json.Marshal(publisherAt{URL: p.cfg.Cluster.Advertise, Holder: p.holder, Token: token})
+	if err := p.bucket.Put(ctx, publisherKey, bytes.NewReader(rec), store.BytesMeta(rec)); err != nil {
+		return fmt.Errorf("name this node the publisher: %w", err)
+	}
+	p.metrics.Store(reg)
+	p.svc.Store(svc)
+	p.log.Info("publishing the hosted repos here", "token", token, "load_seconds", time.Since(start).Seconds())
+	done := make(chan struct{})
+	go func() { svc.Run(ctx); close(done) }()
+	<-ctx.Done()
+	p.svc.Store(nil) // from now on forwarded: another node may publish
+	<-done
+	p.metrics.Store(nil)
+	p.log.Info("no longer publishing the hosted repos here", "why", context.Cause(ctx))
+	return nil
+}
+
+// elsewhere is the handler of a request only the publisher answers: nil
+// while this node publishes, else the forward to the node that does.
+func (p *clusterPublisher) elsewhere() http.Handler {
+	if p.svc.Load() != nil {
+		return nil
+	}
+	return http.HandlerFunc(p.forward)
+}
+
+// forward sends r to the publisher.
+func (p *clusterPublisher) forward(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get(forwardedHeader) != "" {
+		http.Error(w, "this node does not publish the hosted repos any more; try again", http.StatusServiceUnavailable)
+		return
+	}
+	target, err := p.publisher(r.Context())
+	if err != nil {
+		p.log.Debug("no publisher to forward to", "path", r.URL.Path, "err", err)
+		w.Header().Set("Retry-After", "5")
+		http.Error(w, "no node publishes the hosted repos at the moment; try again", http.StatusServiceUnavailable)
+		return
+	}
+	p.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), targetKey{}, target)))
+}
+
+// publisherTTLCache is how long the publisher record read is trusted; a
+// failed forward reads it again at once.
+const publisherCache = 2 * time.Second
+
+// publisher is the URL of the node that publishes, from its record in
+// the bucket: one of cluster.peers, and not this node (which would
+// publish itself if it held the lease).
+func (p *clusterPublisher) publisher(ctx context.Context) (*url.URL, error) {
+	at := p.where.Load()
+	if at == nil || time.Since(at.read) > publisherCache {
+		body, _, err := p.bucket.Get(ctx, publisherKey)
+		if err != nil {
+			return nil, err
+		}
+		data, err := io.ReadAll(io.LimitReader(body, 4<<10))
+		body.Close()
+		if err != nil {
+			return nil, err
+		}
+		at = &publisherAt{}
+		if err := json.Unmarshal(data, at); err != nil {
+			return nil, fmt.Errorf("the publisher record: %w", err)
+		}
+		at.read = time.Now()
+		p.where.Store(at)
+	}
+	if at.URL == p.cfg.Cluster.Advertise {
+		return nil, errors.New("the publisher record names this node, which does not publish")
+	}
+	if !slices.Contains(p.cfg.Cluster.Peers, at.URL) {
+		return nil, fmt.Errorf("the publisher record names %q, not one of cluster.peers", at.URL)
+	}
+	return url.Parse(at.URL)
+}
+
+// api wraps the API: a request about a hosted repo or a job goes to the
+// publisher unless this node is it.
+func (p *clusterPublisher) api(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p.publisherOnly(r.URL.Path) {
+			if other := p.elsewhere(); other != nil {
+				other.ServeHTTP(w, r)
+				return
+			}
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// publisherOnly reports whether an API path is answered from the publish
+// state: /api/v1/jobs/..., and /api/v1/repos/{distro}/{repo}/... of a
+// hosted repo (its packages come from the db the publisher builds).
+func (p *clusterPublisher) publisherOnly(path string) bool {
+	if strings.HasPrefix(path, "/api/v1/jobs/") {
+		return true
+	}
+	rest, ok := strings.CutPrefix(path, "/api/v1/repos/")
+	if !ok {
+		return false
+	}
+	parts := strings.SplitN(rest, "/", 3)
+	if len(parts) < 3 {
+		return false
+	}
+	d, ok := p.cfg.Distros[parts[0]]
+	return ok && d.Repos[parts[1]].Mode == config.ModeHosted
+}
+
+// Gather is the running Service's metrics, none while another node
+// publishes: /metrics gathers them beside the node's own.
+func (p *clusterPublisher) Gather() ([]*dto.MetricFamily, error) {
+	if reg := p.metrics.Load(); reg != nil {
+		return reg.Gather()
+	}
+	return nil, nil
+}
+
+// errNotPublisher is what the Publisher methods answer while another node
+// publishes: busy (503), to be tried again.
+var errNotPublisher = fmt.Errorf("this node does not publish the hosted repos at the moment: %w", hosted.ErrBusy)
+
+func (p *clusterPublisher) NewUpload(distro, repo string) (*hosted.Upload, error) {
+	if s := p.svc.Load(); s != nil {
+		return s.NewUpload(distro, repo)
+	}
+	return nil, errNotPublisher
+}
+
+func (p *clusterPublisher) MaxSize() int64 { return int64(p.cfg.Hosted.MaxUpload) }
+
+func (p *clusterPublisher) Delete(ctx context.Context, distro, repo, arch, name string) error {
+	if s := p.svc.Load(); s != nil {
+		return s.Delete(ctx, distro, repo, arch, name)
+	}
+	return errNotPublisher
+}
+
+func (p *clusterPublisher) Job(id string) (hosted.Job, error) {
+	if s := p.svc.Load(); s != nil {
+		return s.Job(id)
+	}
+	return hosted.Job{}, errNotPublisher
+}
+
+func (p *clusterPublisher) Jobs(distro, repo string, limit int) ([]hosted.Job, error) {
+	if s := p.svc.Load(); s != nil {
+		return s.Jobs(distro, repo, limit)
+	}
+	return nil, nil
+}
+
+func (p *clusterPublisher) WaitJob(ctx context.Context, id string) (hosted.Job, error) {
+	if s := p.svc.Load(); s != nil {
+		return s.WaitJob(ctx, id)
+	}
+	return hosted.Job{}, errNotPublisher
+}
+
+func (p *clusterPublisher) Pending() int {
+	if s := p.svc.Load(); s != nil {
+		return s.Pending()
+	}
+	return 0
+}
+
+func (p *clusterPublisher) Key(distro, repo string) (pgp.Key, bool) {
+	if s := p.svc.Load(); s != nil {
+		return s.Key(distro, repo)
+	}
+	return pgp.Key{}, false
+}
+
+func (p *clusterPublisher) SignedBy(distro, repo, arch, file string) string {
+	if s := p.svc.Load(); s != nil {
+		return s.SignedBy(distro, repo, arch, file)
+	}
+	return ""
+}

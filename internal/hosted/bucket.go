@@ -1,0 +1,173 @@
+package hosted
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/mirrord/mirrord/internal/store"
+)
+
+// Bucket is the storage a cluster's nodes share (a store.Objects;
+// docs/CLUSTER.md). With one, a Service keeps there what a node that
+// publishes after it needs: the publish state (bucketRecords), every
+// acknowledged upload until its job is over, and every published package
+// and signature at its tree path, put before an index entry names it.
+type Bucket interface {
+	Get(ctx context.Context, key string) (io.ReadCloser, store.ObjectMeta, error)
+	Put(ctx context.Context, key string, r io.Reader, meta store.ObjectMeta) error
+	List(ctx context.Context, prefix string) ([]string, error)
+	Delete(ctx context.Context, key string) error
+}
+
+// Keys in the bucket, beside the tree (a distro may not be named
+// _mirrord): the records under bucketPrefix, the uploads of pending
+// jobs under bucketStaging by their staged names.
+const (
+	bucketPrefix  = "_mirrord/hosted/"
+	bucketStaging = bucketPrefix + "staging/"
+)
+
+// transferTimeout bounds one package's transfer to or from the bucket:
+// hosted.max_upload bytes at a slow link's pace.
+const transferTimeout = 10 * time.Minute
+
+// putStaged puts a committed staged file into the bucket, so that the
+// job survives this node.
+func (s *Service) putStaged(name string, meta store.ObjectMeta) error {
+	f, err := s.store.OpenStaged(name)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), transferTimeout)
+	defer cancel()
+	if err := s.bucket.Put(ctx, bucketStaging+name, f, meta); err != nil {
+		return fmt.Errorf("stage %s in the bucket: %w", name, err)
+	}
+	return nil
+}
+
+// fetchStaged brings the staged files of j from the bucket into the
+// store's staging: a job another node acknowledged, or this node before
+// it lost its disk. Each is checked against the size and sha256 it was
+// put with.
+func (s *Service) fetchStaged(j Job) error {
+	exts := []string{".pkg"}
+	if j.HasSig {
+		exts = append(exts, ".sig")
+	}
+	for _, ext := range exts {
+		name := stagedName(j.ID, ext)
+		if f, err := s.store.OpenStaged(name); err == nil {
+			f.Close()
+			continue
+		}
+		if err := s.fetchOne(name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Service) fetchOne(name string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), transferTimeout)
+	defer cancel()
+	key := bucketStaging + name
+	body, meta, err := s.bucket.Get(ctx, key)
+	if err != nil {
+		return fmt.Errorf("the upload %s in the bucket: %w", name, err)
+	}
+	defer body.Close()
+	if meta.Size > s.MaxSize() || meta.SHA256 == "" {
+		return fmt.Errorf("%w: the upload %s in the bucket: %d bytes, sha256 %q", ErrInvalid, name, meta.Size, meta.SHA256)
+	}
+	f, err := s.store.CreateStaged(name)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, store.CheckedReader(key, body, meta)); err != nil {
+		f.Discard()
+		return fmt.Errorf("the upload %s in the bucket: %w", name, err)
+	}
+	if err := s.store.CommitStaged(f); err != nil {
+		f.Discard()
+		return err
+	}
+	return f.Close()
+}
+
+// dropStaged deletes a finished job's uploads from the bucket; one left
+// behind by a failure costs space, not correctness.
+func (s *Service) dropStaged(id string) {
+	ctx, cancel := context.WithTimeout(context.Background(), recordTimeout)
+	defer cancel()
+	for _, ext := range []string{".pkg", ".sig"} {
+		if err := s.bucket.Delete(ctx, bucketStaging+stagedName(id, ext)); err != nil {
+			s.log.Warn("delete a finished upload from the bucket", "job", id, "err", err)
+		}
+	}
+}
+
+// putTree puts the tree's rel, just committed, into the bucket at the same
+// path, with its sha256 if it has one, and marks the tree's copy shared.
+func (s *Service) putTree(rel string) error {
+	f, err := s.store.Open(rel)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	m, err := s.store.Stat(rel)
+	if err != nil {
+		return err
+	}
+	meta := store.ObjectMeta{Size: m.Size, SHA256: m.SHA256, LastModified: m.LastModified}
+	if meta.SHA256 == "" {
+		// A signature: hashed here, it is small.
+		if meta, err = fileMeta(f); err != nil {
+			return err
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), transferTimeout)
+	defer cancel()
+	if err := s.bucket.Put(ctx, rel, f, meta); err != nil {
+		return fmt.Errorf("put %s in the bucket: %w", rel, err)
+	}
+	s.store.MarkShared(rel)
+	return nil
+}
+
+// removeFile removes rel from the tree and from the bucket's, if any; a
+// file that is in neither is not an error.
+func (s *Service) removeFile(rel string) error {
+	if err := s.store.Remove(rel); err != nil {
+		return err
+	}
+	if s.bucket == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), recordTimeout)
+	defer cancel()
+	if err := s.bucket.Delete(ctx, rel); err != nil && !errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("delete %s from the bucket: %w", rel, err)
+	}
+	return nil
+}
+
+// fileMeta is the size and sha256 of f, read whole and rewound.
+func fileMeta(f *os.File) (store.ObjectMeta, error) {
+	data, err := io.ReadAll(io.LimitReader(f, maxSig+1))
+	if err != nil {
+		return store.ObjectMeta{}, err
+	}
+	if len(data) > maxSig {
+		return store.ObjectMeta{}, fmt.Errorf("%s: over %d bytes", f.Name(), maxSig)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return store.ObjectMeta{}, err
+	}
+	return store.BytesMeta(data), nil
+}
