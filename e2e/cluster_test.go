@@ -44,6 +44,13 @@ func startCluster(t *testing.T, up *faultserver.Server, s3 *s3test.Server, n int
 // and extra top-level config.
 func startClusterMode(t *testing.T, up *faultserver.Server, s3 *s3test.Server, n int, mode, extra string) *testCluster {
 	t.Helper()
+	return startClusterRepos(t, up, s3, n, "core: {mode: "+mode+"}", extra)
+}
+
+// startClusterRepos is startClusterMode with the distro's repos given
+// whole, one per line: a line "core: {mode: ...}" and any others.
+func startClusterRepos(t *testing.T, up *faultserver.Server, s3 *s3test.Server, n int, repos, extra string) *testCluster {
+	t.Helper()
 	c := &testCluster{t: t}
 	// Each node on a loopback address of its own: a port found free is
 	// bound a moment later, and on 127.0.0.1 an outgoing connection of
@@ -56,7 +63,7 @@ func startClusterMode(t *testing.T, up *faultserver.Server, s3 *s3test.Server, n
 	secret := filepath.Join(t.TempDir(), "cluster-secret")
 	os.WriteFile(secret, []byte("the-clusters-secret-0123456789\n"), 0o600)
 	for i := range n {
-		cfg := strings.Replace(storageConfig(t, up, s3, extra), "core: {mode: proxy}", "core: {mode: "+mode+"}", 1) + fmt.Sprintf(`
+		cfg := strings.Replace(storageConfig(t, up, s3, extra), "core: {mode: proxy}", strings.ReplaceAll(repos, "\n", "\n      "), 1) + fmt.Sprintf(`
 cluster:
   node: node%d
   advertise: %s

@@ -1,0 +1,204 @@
+package e2e
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mirrord/mirrord/internal/s3test"
+)
+
+// hostedClusterExtra is the config a cluster's hosted repo myrepo needs
+// beside storageConfig: the publish tunables and the token (the same on
+// every node, as any node may take a write).
+func hostedClusterExtra() string {
+	sum := sha256.Sum256([]byte(hostedToken))
+	return fmt.Sprintf(`hosted: {workers: 4, debounce: 300ms, max_delay: 10s, retention: 1h}
+api:
+  tokens:
+    - {name: ci, sha256: %s, repos: [archlinux/myrepo]}`, hex.EncodeToString(sum[:]))
+}
+
+// publisherOf is the node that holds the lease "hosted", by its metrics:
+// -1 while none does.
+func publisherOf(c *testCluster, skip int) int {
+	for i, d := range c.nodes {
+		if i == skip {
+			continue
+		}
+		_, m, _ := d.get("/metrics")
+		if bytes.Contains(m, []byte(`mirrord_lease_held{lease="hosted"} 1`)) {
+			return i
+		}
+	}
+	return -1
+}
+
+// jobDone reports whether the job is done and in the served db, as node
+// d answers (forwarding to the publisher).
+func jobDone(d *daemon, id string) (bool, string) {
+	code, body, _ := d.get("/api/v1/jobs/" + id)
+	var j struct {
+		Status, Error string
+		PublishedAt   *time.Time `json:"published_at"`
+	}
+	if code != 200 || json.Unmarshal(body, &j) != nil {
+		return false, fmt.Sprintf("%d %s", code, body)
+	}
+	return j.Status == "done" && j.PublishedAt != nil, j.Status + " " + j.Error
+}
+
+// TestClusterHosted: a hosted repo over three nodes and one bucket.
+// Uploads spread over every node reach the one db, each exactly once;
+// every node serves that db and every package (the others' misses filled
+// from the bucket), and pacman installs through the balancer. The
+// publisher is killed with kill -9 just after acknowledging more
+// uploads: another node takes over, and no acknowledged upload is lost.
+func TestClusterHosted(t *testing.T) {
+	requireTool(t, "pacman", "bsdtar", "nginx")
+	s3 := s3test.Start(t)
+	up := newUpstream(t)
+	c := startClusterRepos(t, up, s3, 3, "core: {mode: proxy}\nmyrepo: {mode: hosted}", hostedClusterExtra())
+	var pub int
+	eventually(t, 30*time.Second, "a node publishing the hosted repos", func() bool {
+		pub = publisherOf(c, -1)
+		return pub >= 0
+	})
+
+	dir := t.TempDir()
+	sums := map[string]string{} // package name -> sha256 of its file
+	build := func(name string) string {
+		file := buildPackage(t, dir, testPackage{Name: name, Version: "1.0-1", Size: 4096})
+		data, err := os.ReadFile(filepath.Join(dir, file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256(data)
+		sums[name] = hex.EncodeToString(sum[:])
+		return filepath.Join(dir, file)
+	}
+	uploadAll := func(files []string, to func(i int) *daemon) []string {
+		ids := make([]string, len(files))
+		var wg sync.WaitGroup
+		for i, f := range files {
+			wg.Go(func() {
+				id, err := to(i).upload(f)
+				if err != nil {
+					t.Errorf("upload %d to node %d: %v", i, i%len(c.nodes), err)
+				}
+				ids[i] = id
+			})
+		}
+		wg.Wait()
+		if t.Failed() {
+			t.FailNow()
+		}
+		return ids
+	}
+
+	// 31 concurrent uploads, spread over the three nodes.
+	var files []string
+	for i := range 31 {
+		files = append(files, build(fmt.Sprintf("spread%02d", i)))
+	}
+	ids := uploadAll(files, func(i int) *daemon { return c.nodes[i%len(c.nodes)] })
+	for i, id := range ids {
+		d := c.nodes[(i+1)%len(c.nodes)] // asked of another node than took it
+		eventually(t, 60*time.Second, "job "+id+" done and published", func() bool { ok, _ := jobDone(d, id); return ok })
+	}
+	checkDB := func(want int) {
+		t.Helper()
+		for i, d := range c.nodes {
+			if d == nil {
+				continue
+			}
+			pkgs := d.hostedDB()
+			seen := map[string]int{}
+			for _, p := range pkgs {
+				seen[p.Name]++
+				if p.SHA256Sum != sums[p.Name] {
+					t.Errorf("node %d's db names %s with sha256 %s; want the upload's %s", i, p.Name, p.SHA256Sum, sums[p.Name])
+				}
+			}
+			if len(pkgs) != want || len(seen) != want {
+				t.Errorf("node %d's db lists %d packages (%d names); want %d, each once", i, len(pkgs), len(seen), want)
+			}
+		}
+	}
+	checkDB(31)
+	// Every node serves every package, the right bytes: the publisher
+	// from its tree, the others from the bucket.
+	for i, d := range c.nodes {
+		for _, name := range []string{"spread00", "spread01", "spread02"} {
+			code, body, _ := d.get("/archlinux/myrepo/os/x86_64/" + name + "-1.0-1-x86_64.pkg.tar.zst")
+			sum := sha256.Sum256(body)
+			if code != 200 || hex.EncodeToString(sum[:]) != sums[name] {
+				t.Errorf("node %d serves %s: %d, sha256 %x; want 200 and the upload", i, name, code, sum)
+			}
+		}
+	}
+	p := newPacmanRoot(t, c.LB+"/archlinux/$repo/os/$arch", "myrepo")
+	p.mustRun("-Sy")
+	p.mustRun("-S", "spread07", "spread08", "spread09")
+	for _, name := range []string{"spread07", "spread08", "spread09"} {
+		if !p.installed("usr/share/" + name + "/data") {
+			t.Errorf("pacman -S through the balancer did not install %s", name)
+		}
+	}
+
+	// The publisher acknowledges more uploads and dies at once: the next
+	// holder of the lease finds their jobs and bytes in the bucket.
+	files = files[:0]
+	for i := range 6 {
+		files = append(files, build(fmt.Sprintf("late%d", i)))
+	}
+	ids = uploadAll(files, func(int) *daemon { return c.nodes[pub] })
+	c.nodes[pub].Kill()
+	dead := pub
+	c.nodes[dead] = nil
+	eventually(t, 60*time.Second, "another node publishing", func() bool {
+		pub = publisherOf(&testCluster{nodes: live(c.nodes)}, -1)
+		return pub >= 0
+	})
+	survivor := live(c.nodes)[0]
+	for _, id := range ids {
+		eventually(t, 60*time.Second, "acknowledged job "+id+" done after the publisher died", func() bool {
+			ok, _ := jobDone(survivor, id)
+			return ok
+		})
+	}
+	checkDB(37)
+	if t.Failed() {
+		return
+	}
+
+	// The dead node, back with an empty disk, serves the same db and the
+	// packages at once.
+	back := startDaemon(t, "", c.configs[dead], "--listen", strings.TrimPrefix(c.urls[dead], "http://"))
+	c.nodes[dead] = back
+	eventually(t, 30*time.Second, "the restarted node serving the db", func() bool { return len(back.hostedDB()) == 37 })
+	checkDB(37)
+	code, body, _ := back.get("/archlinux/myrepo/os/x86_64/late0-1.0-1-x86_64.pkg.tar.zst")
+	if sum := sha256.Sum256(body); code != 200 || hex.EncodeToString(sum[:]) != sums["late0"] {
+		t.Errorf("the restarted node serves late0: %d, sha256 %x", code, sum)
+	}
+}
+
+// live is nodes without the dead ones (nil).
+func live(nodes []*daemon) []*daemon {
+	var out []*daemon
+	for _, d := range nodes {
+		if d != nil {
+			out = append(out, d)
+		}
+	}
+	return out
+}
