@@ -61,7 +61,8 @@ func jobDone(d *daemon, id string) (bool, string) {
 // every node serves that db and every package (the others' misses filled
 // from the bucket), and pacman installs through the balancer. The
 // publisher is killed with kill -9 just after acknowledging more
-// uploads: another node takes over, and no acknowledged upload is lost.
+// uploads: the others serve the databases they followed until one of
+// them takes over, and no acknowledged upload is lost.
 func TestClusterHosted(t *testing.T) {
 	requireTool(t, "pacman", "bsdtar", "nginx")
 	s3 := s3test.Start(t)
@@ -154,6 +155,18 @@ func TestClusterHosted(t *testing.T) {
 		}
 	}
 
+	// Every other node has followed the db into its own tree (the log
+	// line of a follow names the db's sha256).
+	_, db, _ := c.nodes[pub].get("/archlinux/myrepo/os/x86_64/myrepo.db")
+	dbSum := sha256.Sum256(db)
+	for i, d := range c.nodes {
+		if i != pub {
+			eventually(t, 30*time.Second, fmt.Sprintf("node %d following the db", i), func() bool {
+				return strings.Contains(d.Log(), "db_sha256="+hex.EncodeToString(dbSum[:]))
+			})
+		}
+	}
+
 	// The publisher acknowledges more uploads and dies at once: the next
 	// holder of the lease finds their jobs and bytes in the bucket.
 	files = files[:0]
@@ -164,6 +177,18 @@ func TestClusterHosted(t *testing.T) {
 	c.nodes[pub].Kill()
 	dead := pub
 	c.nodes[dead] = nil
+	// Until another node takes over, the others serve the databases they
+	// followed, and answer the API's views of the repo from them.
+	for i, d := range live(c.nodes) {
+		if code, body, _ := d.get("/archlinux/myrepo/os/x86_64/myrepo.db"); code != 200 {
+			t.Errorf("with the publisher dead, survivor %d serves the db: %d %.200s; want its followed copy", i, code, body)
+		} else if n := len(d.hostedDB()); n < 31 {
+			t.Errorf("with the publisher dead, survivor %d serves a db of %d packages; want its followed copy, at least 31", i, n)
+		}
+		if code, body, _ := d.get("/api/v1/repos/archlinux/myrepo/x86_64/packages"); code != 200 || !bytes.Contains(body, []byte("spread30")) {
+			t.Errorf("with the publisher dead, survivor %d lists the packages: %d %.200s", i, code, body)
+		}
+	}
 	eventually(t, 60*time.Second, "another node publishing", func() bool {
 		pub = publisherOf(&testCluster{nodes: live(c.nodes)}, -1)
 		return pub >= 0

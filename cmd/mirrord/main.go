@@ -140,7 +140,7 @@ func serve(flags *pflag.FlagSet) error {
 	var apiRoute http.Handler = apiH
 	var gather prometheus.Gatherer = reg
 	if cpub != nil {
-		popts.HostedElsewhere = cpub.elsewhere
+		popts.HostedForward = cpub.forward
 		apiRoute = cpub.api(apiH)
 		gather = prometheus.Gatherers{reg, cpub}
 	}

@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	stdsync "sync"
 	"sync/atomic"
 	"time"
 
@@ -33,9 +34,11 @@ import (
 // (docs/CLUSTER.md, "Hosted repos"). Their publish pipeline, a
 // hosted.Service over the bucket, runs on one node at a time: the holder
 // of the lease "hosted". Every other node forwards to it what only the
-// publisher can answer (uploads, deletes, jobs, the API's views of a
-// hosted repo, the hosted databases and their signatures) and serves
-// the hosted packages itself, a miss filled from the bucket.
+// publisher can answer for sure (uploads, deletes, jobs, the API's views
+// of a hosted repo, the hosted databases and their signatures), follows
+// the databases it shares into its own tree (served when the publisher
+// cannot be reached, and read by the catalog), and serves the hosted
+// packages itself, a miss filled from the bucket.
 //
 // It is the API's Publisher on every node: while this node publishes,
 // the running Service; else every write is refused as busy (the
@@ -49,6 +52,10 @@ type clusterPublisher struct {
 	holder string // this process in the bucket (holder)
 	opts   hosted.Options
 	log    *slog.Logger
+
+	follower   *hosted.Follower
+	treeMu     stdsync.Mutex // held by a follow, and by the start and end of a publish
+	publishing bool          // guarded by treeMu
 
 	svc     atomic.Pointer[hosted.Service]      // while this node publishes
 	metrics atomic.Pointer[prometheus.Registry] // svc's
@@ -68,8 +75,8 @@ const (
 )
 
 // forwardedHeader marks a request one node forwarded to the publisher:
-// one that arrives at a node that does not publish (any more) is refused,
-// never forwarded again.
+// one that arrives at a node that does not publish (any more) is answered
+// there, never forwarded again.
 const forwardedHeader = "Mirrord-Forwarded-By"
 
 type publisherAt struct {
@@ -82,7 +89,8 @@ type publisherAt struct {
 // newClusterPublisher is the hosted repos of c's node; opts are those
 // of each hosted.Service it runs, but their Registerer and Bucket.
 func newClusterPublisher(cfg *config.Config, c *core, st *store.Store, opts hosted.Options) *clusterPublisher {
-	p := &clusterPublisher{cfg: cfg, cat: c.catalog, st: st, bucket: c.bucket, leases: c.leases, holder: c.holder, opts: opts, log: opts.Logger}
+	p := &clusterPublisher{cfg: cfg, cat: c.catalog, st: st, bucket: c.bucket, leases: c.leases, holder: c.holder, opts: opts, log: opts.Logger,
+		follower: hosted.NewFollower(c.catalog, st, c.bucket, opts.Logger)}
 	p.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(pr.In.Context().Value(targetKey{}).(*url.URL))
@@ -96,18 +104,44 @@ func newClusterPublisher(cfg *config.Config, c *core, st *store.Store, opts host
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			p.where.Store(nil) // read the record again next time
 			p.log.Warn("forward to the publisher", "path", r.URL.Path, "err", err)
-			http.Error(w, "the node that publishes the hosted repos did not answer; try again", http.StatusBadGateway)
+			// Before any byte of the answer (a failed copy of the body
+			// breaks the connection instead): forward's caller answers.
+			r.Context().Value(attemptKey{}).(*attempt).failed = true
 		},
 		ErrorLog: slog.NewLogLogger(opts.Logger.Handler(), slog.LevelDebug),
 	}
 	return p
 }
 
-type targetKey struct{}
+type (
+	targetKey  struct{}
+	attemptKey struct{}
+	attempt    struct{ failed bool }
+)
+
+// trackedWriter notes whether the forward wrote anything: a forward that
+// failed before may still be answered here.
+type trackedWriter struct {
+	http.ResponseWriter
+	wrote bool
+}
+
+func (w *trackedWriter) WriteHeader(code int) { w.wrote = true; w.ResponseWriter.WriteHeader(code) }
+func (w *trackedWriter) Write(b []byte) (int, error) {
+	w.wrote = true
+	return w.ResponseWriter.Write(b)
+}
+func (w *trackedWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// followEvery is how often a node that does not publish looks at the
+// hosted databases' manifests.
+const followEvery = time.Second
 
 // Run takes the lease in turn with the other nodes and publishes while it
-// holds it, until ctx ends.
+// holds it, and follows the publisher's databases while it does not,
+// until ctx ends.
 func (p *clusterPublisher) Run(ctx context.Context) error {
+	go p.follow(ctx)
 	for ctx.Err() == nil {
 		err := p.leases.RunInTurn(ctx, publisherLease, p.holder, publisherTTL, time.Second, p.publish)
 		if err != nil && ctx.Err() == nil {
@@ -121,11 +155,41 @@ func (p *clusterPublisher) Run(ctx context.Context) error {
 	return nil
 }
 
+// follow keeps the tree's hosted databases as the publisher shares
+// them, while this node does not publish, until ctx ends.
+func (p *clusterPublisher) follow(ctx context.Context) {
+	t := time.NewTicker(followEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		p.treeMu.Lock()
+		if !p.publishing {
+			if err := p.follower.Follow(ctx); err != nil && ctx.Err() == nil {
+				p.log.Debug("follow the publisher's databases", "err", err)
+			}
+		}
+		p.treeMu.Unlock()
+	}
+}
+
 // publish runs the hosted repos here while ctx (the lease's hold) lasts.
 func (p *clusterPublisher) publish(ctx context.Context, token uint64) error {
+	p.treeMu.Lock()
+	p.publishing = true
+	p.treeMu.Unlock()
+	defer func() {
+		p.treeMu.Lock()
+		p.publishing = false
+		p.follower.Forget() // this node's builds are in the tree now
+		p.treeMu.Unlock()
+	}()
 	reg := prometheus.NewRegistry()
 	opts := p.opts
-	opts.Registerer, opts.Bucket = reg, p.bucket
+	opts.Registerer, opts.Bucket, opts.Token = reg, p.bucket, token
 	// An upload is acknowledged only while the hold lasts: a job recorded
 	// then is one the next holder finds when it takes over.
 	opts.Held = func() error { return context.Cause(ctx) }
@@ -151,29 +215,23 @@ func (p *clusterPublisher) publish(ctx context.Context, token uint64) error {
 	return nil
 }
 
-// elsewhere is the handler of a request only the publisher answers: nil
-// while this node publishes, else the forward to the node that does.
-func (p *clusterPublisher) elsewhere() http.Handler {
-	if p.svc.Load() != nil {
-		return nil
-	}
-	return http.HandlerFunc(p.forward)
-}
-
-// forward sends r to the publisher.
-func (p *clusterPublisher) forward(w http.ResponseWriter, r *http.Request) {
-	if r.Header.Get(forwardedHeader) != "" {
-		http.Error(w, "this node does not publish the hosted repos any more; try again", http.StatusServiceUnavailable)
-		return
+// forward answers r from the publisher, unless this node is it: false
+// leaves r to this node (which publishes, or has its followed copies
+// and answers a write as busy), also when the publisher cannot be
+// reached and nothing was written yet.
+func (p *clusterPublisher) forward(w http.ResponseWriter, r *http.Request) bool {
+	if p.svc.Load() != nil || r.Header.Get(forwardedHeader) != "" {
+		return false // here, or sent here by a node that took us for the publisher
 	}
 	target, err := p.publisher(r.Context())
 	if err != nil {
-		p.log.Debug("no publisher to forward to", "path", r.URL.Path, "err", err)
-		w.Header().Set("Retry-After", "5")
-		http.Error(w, "no node publishes the hosted repos at the moment; try again", http.StatusServiceUnavailable)
-		return
+		p.log.Debug("no publisher to forward to: answered here", "path", r.URL.Path, "err", err)
+		return false
 	}
-	p.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), targetKey{}, target)))
+	tw, try := &trackedWriter{ResponseWriter: w}, &attempt{}
+	ctx := context.WithValue(context.WithValue(r.Context(), targetKey{}, target), attemptKey{}, try)
+	p.proxy.ServeHTTP(tw, r.WithContext(ctx))
+	return !try.failed || tw.wrote
 }
 
 // publisherTTLCache is how long the publisher record read is trusted; a
@@ -215,11 +273,8 @@ func (p *clusterPublisher) publisher(ctx context.Context) (*url.URL, error) {
 // publisher unless this node is it.
 func (p *clusterPublisher) api(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if p.publisherOnly(r.URL.Path) {
-			if other := p.elsewhere(); other != nil {
-				other.ServeHTTP(w, r)
-				return
-			}
+		if p.publisherOnly(r.URL.Path) && p.forward(w, r) {
+			return
 		}
 		h.ServeHTTP(w, r)
 	})

@@ -14,11 +14,14 @@ import (
 // Bucket is the storage a cluster's nodes share (a store.Objects;
 // docs/CLUSTER.md). With one, a Service keeps there what a node that
 // publishes after it needs: the publish state (bucketRecords), every
-// acknowledged upload until its job is over, and every published package
-// and signature at its tree path, put before an index entry names it.
+// acknowledged upload until its job is over, every published package
+// and signature at its tree path, put before an index entry names it,
+// and every database built (shareDB), which the other nodes follow.
 type Bucket interface {
 	Get(ctx context.Context, key string) (io.ReadCloser, store.ObjectMeta, error)
 	Put(ctx context.Context, key string, r io.Reader, meta store.ObjectMeta) error
+	PutIfAbsent(ctx context.Context, key string, r io.Reader, meta store.ObjectMeta) error
+	PutIfMatch(ctx context.Context, key string, r io.Reader, meta store.ObjectMeta, version string) (string, error)
 	List(ctx context.Context, prefix string) ([]string, error)
 	Delete(ctx context.Context, key string) error
 }

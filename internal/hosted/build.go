@@ -44,6 +44,13 @@ func (s *Service) build(key, dir, repo string, signer *pgp.Signer, pkgs []*alpm.
 		}
 		s.cat.Committed(path.Join(dir, link))
 	}
+	if s.bucket != nil {
+		// The db is in place here, and served from here; the other
+		// nodes' copies lag until the share is done.
+		if err := s.shareDB(dir, repo); err != nil {
+			s.log.Warn("share the database with the other nodes", "repo", key, "folder", dir, "err", err)
+		}
+	}
 	d := time.Since(start)
 	s.metrics.rebuilds.WithLabelValues(key).Inc()
 	s.metrics.rebuildSeconds.WithLabelValues(key).Observe(d.Seconds())

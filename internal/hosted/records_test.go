@@ -316,3 +316,71 @@ func TestAcknowledgedUploadSurvivesTheNode(t *testing.T) {
 		t.Errorf("the finished job's upload is still in the bucket (%v)", err)
 	}
 }
+
+// The databases a publisher builds are followed into another node's
+// tree, whole and as a pair with their signatures' absence or presence;
+// a publisher with an earlier lease token (one paused past its lease)
+// cannot put back its older state.
+func TestFollowerTakesTheSharedDatabases(t *testing.T) {
+	bucket := fsBucket(t)
+	cfg := testConfig()
+	a := newEnvOpts(t, "", cfg, true, Options{Bucket: bucket, Token: 2})
+	j, err := a.submit("local", pkg(t, "first", "1-1", "x86_64"), nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.wait(j.ID)
+	a.idle()
+
+	st, err := store.Open(t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	cat := testCatalog(t, cfg, st)
+	f := NewFollower(cat, st, bucket, nil)
+	follow := func() map[string]*alpm.Package {
+		t.Helper()
+		if err := f.Follow(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		b := &env{t: t, st: st}
+		return b.db("x86_64", "local.db")
+	}
+	if got := follow(); got["first"] == nil || len(got) != 1 {
+		t.Fatalf("the follower's db = %v; want first alone", slices.Collect(maps.Keys(got)))
+	}
+	for _, name := range []string{"local.db", "local.files"} {
+		want, _ := a.st.Stat("archlinux/local/os/x86_64/" + name + ".tar.gz")
+		got, err := st.Stat("archlinux/local/os/x86_64/" + name + ".tar.gz")
+		if err != nil || got.SHA256 != want.SHA256 || !got.LastModified.Equal(want.LastModified) {
+			t.Errorf("the follower's %s = %+v, %v; want the publisher's sha256 %s and date %v", name, got, err, want.SHA256, want.LastModified)
+		}
+	}
+	if _, err := st.Lstat("archlinux/local/os/aarch64/local.db"); err != nil {
+		t.Errorf("the follower has no aarch64 db: %v", err)
+	}
+
+	j, err = a.submit("local", pkg(t, "second", "1-1", "x86_64"), nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.wait(j.ID)
+	a.idle()
+	if got := follow(); got["second"] == nil || len(got) != 2 {
+		t.Fatalf("after a second publish the follower's db = %v; want first and second", slices.Collect(maps.Keys(got)))
+	}
+	a.stop()
+
+	// A publisher of token 1 over another tree builds a db of its own
+	// (without "second"): the manifest keeps the later token's.
+	stale := newEnvOpts(t, "", cfg, true, Options{records: &mapRecords{m: map[string][]byte{}}, Token: 1})
+	stale.svc.bucket = bucket // shares, but its records are its own
+	if err := stale.svc.shareDB("archlinux/local/os/x86_64", "local"); !errors.Is(err, errFenced) {
+		t.Errorf("a share of token 1 over token 2's = %v; want errFenced", err)
+	}
+	f.Forget()
+	if got := follow(); len(got) != 2 {
+		t.Errorf("after the stale share the follower's db lists %d packages; want 2", len(got))
+	}
+}

@@ -40,6 +40,9 @@ type Options struct {
 	// acknowledged only if the lease is still held once its job is
 	// recorded, so that the next holder finds every job acknowledged.
 	Held func() error
+	// Token is the publisher's lease token, with a Bucket: the databases
+	// it shares are refused once a publisher of a later token shared.
+	Token uint64
 	// records, if set, keeps the publish state instead of the store's
 	// key-value API or the Bucket: tests.
 	records records
@@ -53,6 +56,7 @@ type Service struct {
 	rec     records          // the publish state: the store's key-value API, or the bucket's
 	bucket  Bucket           // a cluster's shared storage, or nil
 	held    func() error     // Options.Held, or nil
+	token   uint64           // Options.Token
 	cat     *catalog.Catalog // told of each db built
 	log     *slog.Logger
 	metrics *metrics
@@ -106,7 +110,7 @@ func New(cat *catalog.Catalog, st *store.Store, opts Options) (*Service, error) 
 		slices.Sort(r.arches)
 		s.repos[cr.Key] = r
 	}
-	s.held = opts.Held
+	s.held, s.token = opts.Held, opts.Token
 	if opts.Bucket != nil {
 		s.bucket, s.rec = opts.Bucket, bucketRecords{objs: opts.Bucket, prefix: bucketPrefix}
 	}

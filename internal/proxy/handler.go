@@ -42,8 +42,8 @@ type Handler struct {
 	// a redirect (see redirect.go).
 	presign       Presigner
 	presignExpiry time.Duration
-	// elsewhere, if set, is a cluster's: see Options.HostedElsewhere.
-	elsewhere func() http.Handler
+	// forward, if set, is a cluster's: see Options.HostedForward.
+	forward func(http.ResponseWriter, *http.Request) bool
 }
 
 // Recorder is told of each package file (or its .sig) of a proxy repo
@@ -70,14 +70,15 @@ type Options struct {
 	// RedirectExpiry (storage.s3.redirect).
 	Redirect       Presigner
 	RedirectExpiry time.Duration
-	// HostedElsewhere, if set, is asked before a hosted repo's database
-	// or signature of one is served: in a cluster one node at a time
-	// publishes the hosted repos, and the others must not serve the
-	// databases they may have kept from a time they did. It returns nil
-	// while this node publishes them, else a handler that answers from
-	// the node that does. (Their packages never change under a name:
-	// every node serves them, a miss filled from the shared storage.)
-	HostedElsewhere func() http.Handler
+	// HostedForward, if set, is offered every request for a hosted
+	// repo's database or its signature first: in a cluster one node at a
+	// time publishes the hosted repos, and a client that saw its upload
+	// published must find it in the db whichever node it reaches. It
+	// answers from the publisher and returns true; false (this node
+	// publishes, or the publisher cannot be reached) serves the tree's
+	// copy. (The packages never change under a name: every node serves
+	// them, a miss filled from the shared storage.)
+	HostedForward func(http.ResponseWriter, *http.Request) bool
 	// Metrics counts the requests (NewMetrics over the Fetcher's
 	// flights); nil: New registers its own on Registerer.
 	Metrics    *Metrics
@@ -110,7 +111,7 @@ func New(cat *catalog.Catalog, st *store.Store, opts Options) (*Handler, error) 
 	}
 	h.requests = opts.Requests
 	h.presign, h.presignExpiry = opts.Redirect, opts.RedirectExpiry
-	h.elsewhere = opts.HostedElsewhere
+	h.forward = opts.HostedForward
 	for _, r := range cat.Repos() {
 		if r.Mirrors() != nil {
 			opts.Fetcher.Label(r.Key)
@@ -139,8 +140,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		httpError(w, "not found", http.StatusNotFound)
 		return
 	}
-	if other := h.publishedElsewhere(t, t.Mutable()); other != nil {
-		other.ServeHTTP(w, r)
+	if h.forwards(t, t.Mutable()) && h.forward(w, r) {
 		return
 	}
 	ms := h.catalog.Mirrors(t)
@@ -166,14 +166,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// publishedElsewhere is the handler of another node that serves t, a
-// hosted repo's database or its signature, in a cluster where this node
-// does not publish them; nil to serve t here.
-func (h *Handler) publishedElsewhere(t catalog.Target, mutable bool) http.Handler {
-	if h.elsewhere == nil || !mutable || t.Mode != config.ModeHosted {
-		return nil
-	}
-	return h.elsewhere()
+// forwards reports whether t, a hosted repo's database or its signature
+// in a cluster, is offered to Options.HostedForward first.
+func (h *Handler) forwards(t catalog.Target, mutable bool) bool {
+	return h.forward != nil && mutable && t.Mode == config.ModeHosted
 }
 
 // revalidates reports whether t is a proxy repo's database, signature or
@@ -209,8 +205,8 @@ func (h *Handler) AppendHit(dst []byte, req *fastpath.Request) (head []byte, res
 		return dst, resp, false
 	}
 	mutable := t.Mutable()
-	if h.publishedElsewhere(t, mutable) != nil {
-		return dst, resp, false
+	if h.forwards(t, mutable) {
+		return dst, resp, false // ServeHTTP's, which forwards
 	}
 	mustBeFresh := h.revalidates(t, mutable)
 	data, f, m, ok := h.store.Hit(t.Rel)
