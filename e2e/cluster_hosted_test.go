@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -57,7 +58,8 @@ func jobDone(d *daemon, id string) (bool, string) {
 }
 
 // TestClusterHosted: a hosted repo over three nodes and one bucket.
-// Uploads spread over every node reach the one db, each exactly once;
+// Uploads spread over every node reach the one db, each exactly once, and
+// a delete through any node leaves it;
 // every node serves that db and every package (the others' misses filled
 // from the bucket), and pacman installs through the balancer. The
 // publisher is killed with kill -9 just after acknowledging more
@@ -155,6 +157,23 @@ func TestClusterHosted(t *testing.T) {
 		}
 	}
 
+	// A delete taken by a node that does not publish: every node's db
+	// lacks the package at once.
+	other := (pub + 1) % len(c.nodes)
+	req, _ := http.NewRequest("DELETE", c.nodes[other].URL+"/api/v1/repos/archlinux/myrepo/x86_64/packages/spread30", nil)
+	req.Header.Set("Authorization", "Bearer "+hostedToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("DELETE spread30 through node %d = %d; want 200", other, resp.StatusCode)
+	}
+	delete(sums, "spread30")
+	eventually(t, 30*time.Second, "the db rebuilt without spread30", func() bool { return len(c.nodes[other].hostedDB()) == 30 })
+	checkDB(30)
+
 	// Every other node has followed the db into its own tree (the log
 	// line of a follow names the db's sha256).
 	_, db, _ := c.nodes[pub].get("/archlinux/myrepo/os/x86_64/myrepo.db")
@@ -182,10 +201,10 @@ func TestClusterHosted(t *testing.T) {
 	for i, d := range live(c.nodes) {
 		if code, body, _ := d.get("/archlinux/myrepo/os/x86_64/myrepo.db"); code != 200 {
 			t.Errorf("with the publisher dead, survivor %d serves the db: %d %.200s; want its followed copy", i, code, body)
-		} else if n := len(d.hostedDB()); n < 31 {
-			t.Errorf("with the publisher dead, survivor %d serves a db of %d packages; want its followed copy, at least 31", i, n)
+		} else if n := len(d.hostedDB()); n < 30 {
+			t.Errorf("with the publisher dead, survivor %d serves a db of %d packages; want its followed copy, at least the 30 it followed", i, n)
 		}
-		if code, body, _ := d.get("/api/v1/repos/archlinux/myrepo/x86_64/packages"); code != 200 || !bytes.Contains(body, []byte("spread30")) {
+		if code, body, _ := d.get("/api/v1/repos/archlinux/myrepo/x86_64/packages"); code != 200 || !bytes.Contains(body, []byte("spread29")) {
 			t.Errorf("with the publisher dead, survivor %d lists the packages: %d %.200s", i, code, body)
 		}
 	}
@@ -200,7 +219,7 @@ func TestClusterHosted(t *testing.T) {
 			return ok
 		})
 	}
-	checkDB(37)
+	checkDB(36)
 	if t.Failed() {
 		return
 	}
@@ -209,8 +228,8 @@ func TestClusterHosted(t *testing.T) {
 	// packages at once.
 	back := startDaemon(t, "", c.configs[dead], "--listen", strings.TrimPrefix(c.urls[dead], "http://"))
 	c.nodes[dead] = back
-	eventually(t, 30*time.Second, "the restarted node serving the db", func() bool { return len(back.hostedDB()) == 37 })
-	checkDB(37)
+	eventually(t, 30*time.Second, "the restarted node serving the db", func() bool { return len(back.hostedDB()) == 36 })
+	checkDB(36)
 	code, body, _ := back.get("/archlinux/myrepo/os/x86_64/late0-1.0-1-x86_64.pkg.tar.zst")
 	if sum := sha256.Sum256(body); code != 200 || hex.EncodeToString(sum[:]) != sums["late0"] {
 		t.Errorf("the restarted node serves late0: %d, sha256 %x", code, sum)
