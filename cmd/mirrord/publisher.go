@@ -31,7 +31,7 @@ import (
 )
 
 // clusterPublisher is the hosted repos of a node of a cluster
-// (docs/CLUSTER.md, "Hosted repos"). Their publish pipeline, a
+// (docs/CLUSTER.md, "Hosted repos over one bucket"). Their publish pipeline, a
 // hosted.Service over the bucket, runs on one node at a time: the holder
 // of the lease "hosted". Every other node forwards to it what only the
 // publisher can answer for sure (uploads, deletes, jobs, the API's views
@@ -41,8 +41,9 @@ import (
 // packages itself, a miss filled from the bucket.
 //
 // It is the API's Publisher on every node: while this node publishes,
-// the running Service; else every write is refused as busy (the
-// forwarding sends none here but in the moment of a handover).
+// the running Service; else every write is refused as busy (forward
+// sends one here only when the publisher cannot be reached, or in the
+// moment of a handover).
 type clusterPublisher struct {
 	cfg    *config.Config
 	cat    *catalog.Catalog
@@ -234,7 +235,7 @@ func (p *clusterPublisher) forward(w http.ResponseWriter, r *http.Request) bool 
 	return !try.failed || tw.wrote
 }
 
-// publisherTTLCache is how long the publisher record read is trusted; a
+// publisherCache is how long the publisher record read is trusted; a
 // failed forward reads it again at once.
 const publisherCache = 2 * time.Second
 
