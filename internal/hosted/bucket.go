@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/mirrord/mirrord/internal/store"
@@ -85,7 +86,11 @@ func (s *Service) fetchOne(name string) error {
 		return fmt.Errorf("the upload %s in the bucket: %w", name, err)
 	}
 	defer body.Close()
-	if meta.Size > s.MaxSize() || meta.SHA256 == "" {
+	limit := s.MaxSize()
+	if strings.HasSuffix(name, ".sig") {
+		limit = maxSig
+	}
+	if meta.Size > limit || meta.SHA256 == "" {
 		return fmt.Errorf("%w: the upload %s in the bucket: %d bytes, sha256 %q", ErrInvalid, name, meta.Size, meta.SHA256)
 	}
 	f, err := s.store.CreateStaged(name)

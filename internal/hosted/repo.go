@@ -220,8 +220,9 @@ func (r *repo) commit(q *commitReq) error {
 				return err
 			}
 			q.committed = append(q.committed, sf.Name())
-		} else if _, err := r.s.store.Stat(rel + ".sig"); err == nil || r.s.bucket != nil {
-			// A forced republish without the signature the old one had.
+		} else if _, err := r.s.store.Stat(rel + ".sig"); err == nil || hadSig(r.idx[a][p.Name], p.Filename) {
+			// A forced republish without the signature the old one had
+			// (in the bucket too, when another node published that one).
 			if err := r.s.removeFile(rel + ".sig"); err != nil {
 				return err
 			}
@@ -267,6 +268,13 @@ func (r *repo) commit(q *commitReq) error {
 	r.metrics()
 	r.settle() // before the reply: a waiter must see the db as pending
 	return nil
+}
+
+// hadSig reports whether cur, the index entry a publish replaces, is a
+// signed package of that file name: its signature is the tree's and the
+// bucket's, and must go with it.
+func hadSig(cur *entry, file string) bool {
+	return cur != nil && cur.Filename == file && cur.PGPSig != ""
 }
 
 // await notes that job's package is in the index of arches and waits for

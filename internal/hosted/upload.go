@@ -55,9 +55,9 @@ func (u *Upload) ReadPackage(name string, r io.Reader) error {
 	if err != nil {
 		return fmt.Errorf("stage upload: %w", err)
 	}
-	u.pkg, u.name, u.pkgSum = f, name, sha256.New()
+	u.pkg, u.name = f, name
 	limit := u.s.MaxSize()
-	n, err := io.Copy(io.MultiWriter(f, u.pkgSum), io.LimitReader(r, limit+1))
+	n, err := io.Copy(u.s.received(f, &u.pkgSum), io.LimitReader(r, limit+1))
 	u.size = n
 	if err != nil {
 		return fmt.Errorf("receive package: %w", err)
@@ -82,8 +82,8 @@ func (u *Upload) ReadSig(r io.Reader) error {
 	if err != nil {
 		return fmt.Errorf("stage signature: %w", err)
 	}
-	u.sig, u.sigSum = f, sha256.New()
-	n, err := io.Copy(io.MultiWriter(f, u.sigSum), io.LimitReader(r, maxSig+1))
+	u.sig = f
+	n, err := io.Copy(u.s.received(f, &u.sigSum), io.LimitReader(r, maxSig+1))
 	u.sigSize = n
 	if err != nil {
 		return fmt.Errorf("receive signature: %w", err)
@@ -105,15 +105,20 @@ func (u *Upload) Submit(force bool) (Job, error) {
 	}
 	if u.s.bucket != nil {
 		// In the bucket before the job's record: whichever node runs
-		// the job finds its bytes.
-		if err := u.s.putStaged(stagedName(u.id, ".pkg"), objectMeta(u.size, u.pkgSum)); err != nil {
-			return Job{}, err
+		// the job finds its bytes. Not acknowledged, they leave it.
+		put := u.s.putStaged(stagedName(u.id, ".pkg"), objectMeta(u.size, u.pkgSum))
+		if put == nil && u.sig != nil {
+			put = u.s.putStaged(stagedName(u.id, ".sig"), objectMeta(u.sigSize, u.sigSum))
 		}
-		if u.sig != nil {
-			if err := u.s.putStaged(stagedName(u.id, ".sig"), objectMeta(u.sigSize, u.sigSum)); err != nil {
-				return Job{}, err
+		if put != nil {
+			u.s.dropStaged(u.id)
+			return Job{}, put
+		}
+		defer func() {
+			if !u.submitted {
+				u.s.dropStaged(u.id)
 			}
-		}
+		}()
 	}
 	now := u.s.now()
 	j := Job{
@@ -172,6 +177,17 @@ func (u *Upload) close() {
 			f.Close()
 		}
 	}
+}
+
+// received is where an upload's bytes go: into f and, with a bucket, a
+// sha256 made in *sum for the bucket's copy (a single node needs none:
+// the worker hashes what it publishes).
+func (s *Service) received(f *store.StagedFile, sum *hash.Hash) io.Writer {
+	if s.bucket == nil {
+		return f
+	}
+	*sum = sha256.New()
+	return io.MultiWriter(f, *sum)
 }
 
 func objectMeta(size int64, h hash.Hash) store.ObjectMeta {
