@@ -193,7 +193,7 @@ func (p *clusterPublisher) publish(ctx context.Context, token uint64) error {
 	opts.Registerer, opts.Bucket, opts.Token = reg, p.bucket, token
 	// An upload is acknowledged only while the hold lasts: a job recorded
 	// then is one the next holder finds when it takes over.
-	opts.Held = func() error { return context.Cause(ctx) }
+	opts.Hold = ctx
 	start := time.Now()
 	svc, err := hosted.New(p.cat, p.st, opts)
 	if err != nil {

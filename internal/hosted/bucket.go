@@ -39,15 +39,28 @@ const (
 // hosted.max_upload bytes at a slow link's pace.
 const transferTimeout = 10 * time.Minute
 
+// held is nil while the hold (Options.Hold) that ctx derives from lasts,
+// else why this node may write the bucket no more: busy, so that the
+// client tries again and reaches the next publisher.
+func held(ctx context.Context) error {
+	if err := context.Cause(ctx); err != nil {
+		return fmt.Errorf("%w: no longer publishing here (%v)", ErrBusy, err)
+	}
+	return nil
+}
+
 // putStaged puts a committed staged file into the bucket, so that the
 // job survives this node.
 func (s *Service) putStaged(name string, meta store.ObjectMeta) error {
+	if err := held(s.hold); err != nil {
+		return err
+	}
 	f, err := s.store.OpenStaged(name)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), transferTimeout)
+	ctx, cancel := context.WithTimeout(s.hold, transferTimeout)
 	defer cancel()
 	if err := s.bucket.Put(ctx, bucketStaging+name, f, meta); err != nil {
 		return fmt.Errorf("stage %s in the bucket: %w", name, err)
@@ -78,7 +91,7 @@ func (s *Service) fetchStaged(j Job) error {
 }
 
 func (s *Service) fetchOne(name string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), transferTimeout)
+	ctx, cancel := context.WithTimeout(s.hold, transferTimeout)
 	defer cancel()
 	key := bucketStaging + name
 	body, meta, err := s.bucket.Get(ctx, key)
@@ -108,15 +121,50 @@ func (s *Service) fetchOne(name string) error {
 	return f.Close()
 }
 
-// dropStaged deletes a finished job's uploads from the bucket; one left
-// behind by a failure costs space, not correctness.
-func (s *Service) dropStaged(id string) {
-	ctx, cancel := context.WithTimeout(context.Background(), recordTimeout)
+// dropStaged deletes job id's uploads from the bucket, within ctx: a
+// finished job's within the hold (a publisher past its lease must not
+// take them from the next holder, which may run the job again), an
+// upload's that was not acknowledged whether the hold lasts or not. One
+// left behind costs space, not correctness.
+func (s *Service) dropStaged(ctx context.Context, id string) {
+	ctx, cancel := context.WithTimeout(ctx, recordTimeout)
 	defer cancel()
 	for _, ext := range []string{".pkg", ".sig"} {
 		if err := s.bucket.Delete(ctx, bucketStaging+stagedName(id, ext)); err != nil {
 			s.log.Warn("delete a finished upload from the bucket", "job", id, "err", err)
 		}
+	}
+}
+
+// sweepStaged deletes the bucket's staged uploads of jobs not in keep
+// (those pending): one whose job was never recorded (its node died
+// between the two puts) or is over (it died before dropStaged). Run at
+// load, before this node acknowledges anything: the publisher before it
+// cannot record a job any more (its hold has ended), so a staged upload
+// without one is never going to have one. What it leaves costs space,
+// not correctness: the next holder's sweep takes it.
+func (s *Service) sweepStaged(keep map[string]bool) {
+	ctx, cancel := context.WithTimeout(s.hold, recordTimeout)
+	defer cancel()
+	keys, err := s.bucket.List(ctx, bucketStaging)
+	if err != nil {
+		s.log.Warn("list the staged uploads in the bucket", "err", err)
+		return
+	}
+	n := 0
+	for _, key := range keys {
+		id, _, _ := strings.Cut(strings.TrimPrefix(key, bucketStaging), ".")
+		if keep[id] {
+			continue
+		}
+		if err := s.bucket.Delete(ctx, key); err != nil {
+			s.log.Warn("delete an upload without a pending job from the bucket", "key", key, "err", err)
+			return
+		}
+		n++
+	}
+	if n > 0 {
+		s.log.Info("deleted uploads without a pending job from the bucket", "objects", n)
 	}
 }
 
@@ -139,7 +187,7 @@ func (s *Service) putTree(rel string) error {
 			return err
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), transferTimeout)
+	ctx, cancel := context.WithTimeout(s.hold, transferTimeout)
 	defer cancel()
 	if err := s.bucket.Put(ctx, rel, f, meta); err != nil {
 		return fmt.Errorf("put %s in the bucket: %w", rel, err)
@@ -157,7 +205,7 @@ func (s *Service) removeFile(rel string) error {
 	if s.bucket == nil {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), recordTimeout)
+	ctx, cancel := context.WithTimeout(s.hold, recordTimeout)
 	defer cancel()
 	if err := s.bucket.Delete(ctx, rel); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("delete %s from the bucket: %w", rel, err)

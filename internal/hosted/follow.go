@@ -118,7 +118,7 @@ func (m *dbManifest) valid(repo string) bool {
 // shareDB puts the databases just built in dir into the bucket and names
 // them in dir's manifest, unless a later publisher wrote it (errFenced).
 func (s *Service) shareDB(dir, repo string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), transferTimeout)
+	ctx, cancel := context.WithTimeout(s.hold, transferTimeout)
 	defer cancel()
 	old, version, err := readDBManifest(ctx, s.bucket, dir, repo)
 	if err != nil {

@@ -8,9 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
-
-	"github.com/mirrord/mirrord/internal/store"
 )
 
 // Status is where a job is in its life.
@@ -114,10 +113,8 @@ func validJobID(id string) bool {
 func (s *Service) putJob(j Job) error {
 	s.jobMu.Lock()
 	defer s.jobMu.Unlock()
-	if j.PublishedAt == nil {
-		if cur, err := s.Job(j.ID); err == nil {
-			j.PublishedAt = cur.PublishedAt
-		}
+	if cur, ok := s.jobs[j.ID]; ok && j.PublishedAt == nil {
+		j.PublishedAt = cur.PublishedAt
 	}
 	return s.putJobLocked(j)
 }
@@ -127,12 +124,9 @@ func (s *Service) putJob(j Job) error {
 func (s *Service) published(id string, at time.Time) error {
 	s.jobMu.Lock()
 	defer s.jobMu.Unlock()
-	j, err := s.Job(id)
-	if errors.Is(err, ErrNotFound) {
+	j, ok := s.jobs[id]
+	if !ok {
 		return nil
-	}
-	if err != nil {
-		return err
 	}
 	j.PublishedAt = &at
 	return s.putJobLocked(j)
@@ -147,51 +141,50 @@ func (s *Service) putJobLocked(j Job) error {
 	if err := s.rec.Put(jobPrefix+j.ID, val); err != nil {
 		return fmt.Errorf("record job %s: %w", j.ID, err)
 	}
+	s.jobs[j.ID] = j
 	s.notify()
+	return nil
+}
+
+// dropJob deletes the record of job id with del, then forgets it.
+func (s *Service) dropJob(id string, del func(key string) error) error {
+	s.jobMu.Lock()
+	defer s.jobMu.Unlock()
+	if err := del(jobPrefix + id); err != nil {
+		return err
+	}
+	delete(s.jobs, id)
 	return nil
 }
 
 // Job returns the job with id, or ErrNotFound.
 func (s *Service) Job(id string) (Job, error) {
-	if !validJobID(id) {
+	s.jobMu.Lock()
+	defer s.jobMu.Unlock()
+	j, ok := s.jobs[id]
+	if !ok {
 		return Job{}, fmt.Errorf("job %q: %w", id, ErrNotFound)
-	}
-	val, err := s.rec.Get(jobPrefix + id)
-	if err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return Job{}, fmt.Errorf("job %s: %w", id, ErrNotFound)
-		}
-		return Job{}, err
-	}
-	var j Job
-	if err := json.Unmarshal(val, &j); err != nil {
-		return Job{}, fmt.Errorf("job %s: %w", id, err)
 	}
 	return j, nil
 }
 
 // Jobs returns the latest jobs of distro/repo, newest first, at most
 // limit; distro and repo "" match every one. Finished jobs are kept for
-// hosted.retention (at least an hour). Ids sort by creation time, so the
-// scan meets them oldest first.
+// hosted.retention (at least an hour). Ids sort by creation time.
 func (s *Service) Jobs(distro, repo string, limit int) ([]Job, error) {
 	if limit <= 0 {
 		return nil, nil
 	}
-	var ring []Job // the last limit matches, oldest first
-	err := s.rec.Scan(jobPrefix, func(_ string, val []byte) error {
-		var j Job
-		if json.Unmarshal(val, &j) != nil || (distro != "" && j.Distro != distro) || (repo != "" && j.Repo != repo) {
-			return nil
+	s.jobMu.Lock()
+	var list []Job
+	for _, j := range s.jobs {
+		if (distro == "" || j.Distro == distro) && (repo == "" || j.Repo == repo) {
+			list = append(list, j)
 		}
-		if len(ring) == limit {
-			ring = ring[1:]
-		}
-		ring = append(ring, j)
-		return nil
-	})
-	slices.Reverse(ring)
-	return ring, err
+	}
+	s.jobMu.Unlock()
+	slices.SortFunc(list, func(a, b Job) int { return strings.Compare(b.ID, a.ID) })
+	return list[:min(limit, len(list))], nil
 }
 
 // WaitJob returns the job once it is settled (failed, or done and in the

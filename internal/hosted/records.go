@@ -46,10 +46,20 @@ const recordTimeout = 30 * time.Second
 type bucketRecords struct {
 	objs   Bucket
 	prefix string
+	hold   context.Context // Options.Hold: no write once it ends; nil never ends
+}
+
+// context bounds one request by recordTimeout and by the hold.
+func (b bucketRecords) context() (context.Context, context.CancelFunc) {
+	hold := b.hold
+	if hold == nil {
+		hold = context.Background()
+	}
+	return context.WithTimeout(hold, recordTimeout)
 }
 
 func (b bucketRecords) Get(key string) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), recordTimeout)
+	ctx, cancel := b.context()
 	defer cancel()
 	return b.get(ctx, b.prefix+key)
 }
@@ -71,26 +81,32 @@ func (b bucketRecords) get(ctx context.Context, key string) ([]byte, error) {
 }
 
 func (b bucketRecords) Put(key string, val []byte) error {
-	ctx, cancel := context.WithTimeout(context.Background(), recordTimeout)
+	ctx, cancel := b.context()
 	defer cancel()
+	if err := held(ctx); err != nil {
+		return err
+	}
 	return b.objs.Put(ctx, b.prefix+key, bytes.NewReader(val), store.BytesMeta(val))
 }
 
 func (b bucketRecords) Delete(key string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), recordTimeout)
+	ctx, cancel := b.context()
 	defer cancel()
+	if err := held(ctx); err != nil {
+		return err
+	}
 	return b.objs.Delete(ctx, b.prefix+key)
 }
 
 func (b bucketRecords) Scan(prefix string, fn func(key string, val []byte) error) error {
-	ctx, cancel := context.WithTimeout(context.Background(), recordTimeout)
+	ctx, cancel := b.context()
 	keys, err := b.objs.List(ctx, b.prefix+prefix)
 	cancel()
 	if err != nil {
 		return err
 	}
 	for _, key := range keys {
-		ctx, cancel := context.WithTimeout(context.Background(), recordTimeout)
+		ctx, cancel := b.context()
 		val, err := b.get(ctx, key)
 		cancel()
 		if errors.Is(err, store.ErrNotFound) {

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	stdsync "sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -382,5 +383,216 @@ func TestFollowerTakesTheSharedDatabases(t *testing.T) {
 	f.Forget()
 	if got := follow(); len(got) != 2 {
 		t.Errorf("after the stale share the follower's db lists %d packages; want 2", len(got))
+	}
+}
+
+// A publisher whose hold on the lease ends (paused past it, or the lease
+// lost) writes nothing more to the bucket, even in the middle of a job:
+// the next holder has read the records by then, and a late write would
+// land over its work. Its uploads are refused as busy, and the job it
+// was running is left for the next holder, which publishes it.
+func TestNothingWrittenOnceTheHoldEnds(t *testing.T) {
+	bucket := fsBucket(t)
+	cfg := testConfig()
+	a := newEnvOpts(t, "", cfg, false, Options{Bucket: bucket}) // accepts, never runs a job
+	j, err := a.submit("local", pkg(t, "late", "1-1", "x86_64"), nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.stop()
+	if err := os.RemoveAll(a.dir); err != nil {
+		t.Fatal(err)
+	}
+
+	// b takes the job, and its read of the upload is held until the hold
+	// has ended: a publisher paused in the middle of a job.
+	gate := &gatedBucket{Bucket: bucket, entered: make(chan struct{}), release: make(chan struct{})}
+	hold, end := context.WithCancelCause(context.Background())
+	b := newEnvOpts(t, "", cfg, true, Options{Bucket: gate, Hold: hold})
+	select {
+	case <-gate.entered:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the job's upload was not read from the bucket within 30s")
+	}
+	b.settled() // the builds of the takeover are over: nothing else writes
+	end(errors.New("lease lost"))
+	before := objects(t, bucket)
+
+	if _, err := b.submit("local", pkg(t, "refused", "1-1", "x86_64"), nil, false); !errors.Is(err, ErrBusy) {
+		t.Errorf("an upload once the hold ended = %v; want ErrBusy", err)
+	}
+	if err := b.svc.Delete(context.Background(), "archlinux", "local", "x86_64", "late"); err == nil {
+		t.Error("a delete once the hold ended succeeded")
+	}
+	close(gate.release)
+	b.stop() // the job runs to its end
+	if after := objects(t, bucket); !maps.Equal(before, after) {
+		for k, v := range after {
+			if before[k] != v {
+				t.Errorf("written to the bucket once the hold ended: %s", k)
+			}
+		}
+		for k := range before {
+			if _, ok := after[k]; !ok {
+				t.Errorf("deleted from the bucket once the hold ended: %s", k)
+			}
+		}
+	}
+
+	c := newEnvOpts(t, "", cfg, true, Options{Bucket: bucket})
+	if got := c.wait(j.ID); got.Status != Done || got.PublishedAt == nil {
+		t.Fatalf("job %s on the next holder = %s %s; want done and published", j.ID, got.Status, got.Error)
+	}
+	if db := c.db("x86_64", "local.db"); db["late"] == nil || db["refused"] != nil {
+		t.Errorf("the next holder's db lists %v; want late and not the refused upload", slices.Sorted(maps.Keys(db)))
+	}
+}
+
+// gatedBucket holds the first read of a staged upload until release is
+// closed, and closes entered when it begins.
+type gatedBucket struct {
+	Bucket
+	once             stdsync.Once
+	entered, release chan struct{}
+}
+
+func (g *gatedBucket) Get(ctx context.Context, key string) (io.ReadCloser, store.ObjectMeta, error) {
+	if strings.HasPrefix(key, bucketStaging) {
+		g.once.Do(func() { close(g.entered); <-g.release })
+	}
+	return g.Bucket.Get(ctx, key)
+}
+
+// objects is every object of the bucket with its version.
+func objects(t *testing.T, b *fsobj.Tree) map[string]string {
+	t.Helper()
+	ctx := context.Background()
+	keys, err := b.List(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]string{}
+	for _, k := range keys {
+		meta, err := b.Stat(ctx, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m[k] = meta.Version
+	}
+	return m
+}
+
+// settled waits until no database of the service is dirty or building.
+func (e *env) settled() {
+	e.t.Helper()
+	timeout := time.After(30 * time.Second)
+	for {
+		ch := e.svc.changed()
+		n := int64(0)
+		for _, r := range e.svc.repos {
+			n += r.unsettled.Load()
+		}
+		if n == 0 {
+			return
+		}
+		select {
+		case <-ch:
+		case <-timeout:
+			e.t.Fatal("databases still building after 30s")
+		}
+	}
+}
+
+// Reading jobs costs no request to the records once they are loaded: in
+// a cluster each would be a GET to the bucket, and a client waiting on
+// its job (mirrord publish --wait) reads it at every change.
+func TestJobsReadFromMemory(t *testing.T) {
+	rec := &countingRecords{mapRecords: mapRecords{m: map[string][]byte{}}}
+	e := newEnvOpts(t, "", testConfig(), true, Options{records: rec})
+	var ids []string
+	for i := range 3 {
+		j, err := e.submit("local", pkg(t, fmt.Sprintf("m%d", i), "1-1", "x86_64"), nil, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, j.ID)
+	}
+	for _, id := range ids {
+		e.wait(id)
+	}
+	e.idle()
+	before := rec.reads.Load()
+	jobs, err := e.svc.Jobs("archlinux", "local", 10)
+	if err != nil || len(jobs) != 3 || jobs[0].ID != ids[2] || jobs[2].ID != ids[0] {
+		t.Errorf("Jobs = %d jobs, %v; want the 3, newest first", len(jobs), err)
+	}
+	if jobs, _ := e.svc.Jobs("archlinux", "local", 2); len(jobs) != 2 || jobs[0].ID != ids[2] {
+		t.Errorf("Jobs with limit 2 = %d jobs; want the newest 2", len(jobs))
+	}
+	if jobs, _ := e.svc.Jobs("archlinux", "other", 10); len(jobs) != 0 {
+		t.Errorf("Jobs of another repo = %d jobs; want none", len(jobs))
+	}
+	for _, id := range ids {
+		if j, err := e.svc.Job(id); err != nil || j.Status != Done || j.PublishedAt == nil {
+			t.Errorf("Job(%s) = %+v, %v; want done and published", id, j, err)
+		}
+	}
+	if _, err := e.svc.Job("nonesuch"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Job of an unknown id = %v; want ErrNotFound", err)
+	}
+	if n := rec.reads.Load() - before; n != 0 {
+		t.Errorf("reading jobs made %d reads of the records; want none", n)
+	}
+	// What is in memory is what is recorded: a node that loads the same
+	// records finds the same jobs.
+	e.stop()
+	f := newEnvOpts(t, "", testConfig(), false, Options{records: rec})
+	for _, id := range ids {
+		if j, err := f.svc.Job(id); err != nil || j.Status != Done || j.PublishedAt == nil {
+			t.Errorf("Job(%s) loaded again = %+v, %v; want done and published", id, j, err)
+		}
+	}
+}
+
+// countingRecords counts the reads (Get and Scan) of mapRecords.
+type countingRecords struct {
+	mapRecords
+	reads atomic.Int64
+}
+
+func (r *countingRecords) Get(key string) ([]byte, error) {
+	r.reads.Add(1)
+	return r.mapRecords.Get(key)
+}
+
+func (r *countingRecords) Scan(prefix string, fn func(key string, val []byte) error) error {
+	r.reads.Add(1)
+	return r.mapRecords.Scan(prefix, fn)
+}
+
+// A staged upload whose job was never recorded (its node died between
+// the two puts) leaves the bucket when the next node takes over; one of
+// a pending job stays for it.
+func TestOrphanUploadsLeaveTheBucket(t *testing.T) {
+	bucket := fsBucket(t)
+	cfg := testConfig()
+	a := newEnvOpts(t, "", cfg, false, Options{Bucket: bucket}) // accepts, never runs a job
+	j, err := a.submit("local", pkg(t, "pending", "1-1", "x86_64"), nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.stop()
+	orphan := bucketStaging + stagedName(newJobID(time.Now()), ".pkg")
+	data := pkg(t, "orphan", "1-1", "x86_64")
+	if err := bucket.Put(context.Background(), orphan, bytes.NewReader(data), store.BytesMeta(data)); err != nil {
+		t.Fatal(err)
+	}
+
+	newEnvOpts(t, "", cfg, false, Options{Bucket: bucket})
+	if _, err := bucket.Stat(context.Background(), orphan); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("an upload without a job after the next node's load: %v; want deleted", err)
+	}
+	if _, err := bucket.Stat(context.Background(), bucketStaging+stagedName(j.ID, ".pkg")); err != nil {
+		t.Errorf("the upload of a pending job after the next node's load: %v; want kept", err)
 	}
 }

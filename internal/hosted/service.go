@@ -35,11 +35,15 @@ type Options struct {
 	// stopped. New then rebuilds every database: the tree's, if any, may
 	// be older than the index it finds.
 	Bucket Bucket
-	// Held, if set, says whether this node may still publish (nil) or
-	// why not: a cluster's publisher holds a lease, and an upload is
-	// acknowledged only if the lease is still held once its job is
-	// recorded, so that the next holder finds every job acknowledged.
-	Held func() error
+	// Hold, with a Bucket, lasts while this node may publish: a
+	// cluster's publisher holds a lease. Every write to the Bucket is
+	// made only while it lasts and abandoned when it ends, so that a
+	// publisher paused past its lease writes nothing once it wakes (the
+	// next holder has read the records by then); and an upload is
+	// acknowledged only if it still lasts once its job is recorded, so
+	// that the next holder finds every job acknowledged. Default: never
+	// ends.
+	Hold context.Context
 	// Token is the publisher's lease token, with a Bucket: the databases
 	// it shares are refused once a publisher of a later token shared.
 	Token uint64
@@ -55,7 +59,7 @@ type Service struct {
 	store   *store.Store     // the tree and the staging
 	rec     records          // the publish state: the store's key-value API, or the bucket's
 	bucket  Bucket           // a cluster's shared storage, or nil
-	held    func() error     // Options.Held, or nil
+	hold    context.Context  // Options.Hold, or Background
 	token   uint64           // Options.Token
 	cat     *catalog.Catalog // told of each db built
 	log     *slog.Logger
@@ -67,7 +71,12 @@ type Service struct {
 	restart []Job            // jobs found pending at start, queued by Run
 	pending atomic.Int64     // jobs queued or running, in every repo
 
-	jobMu  stdsync.Mutex // serialises the writes of job records (putJob, published)
+	// jobs is every job recorded, by id: read at load, then kept with
+	// each write, so that reading a job (WaitJob, the API's listings)
+	// costs no request to the records. This Service is their one writer:
+	// a single node's, or a cluster's one publisher.
+	jobs   map[string]Job
+	jobMu  stdsync.Mutex // guards jobs and serialises the writes of job records
 	wakeMu stdsync.Mutex // guards wake only
 	wake   chan struct{} // closed and replaced on every change a waiter may want
 }
@@ -94,6 +103,7 @@ func New(cat *catalog.Catalog, st *store.Store, opts Options) (*Service, error) 
 		log:   opts.Logger,
 		repos: map[string]*repo{},
 		queue: make(chan Job, opts.QueueSize),
+		jobs:  map[string]Job{},
 		wake:  make(chan struct{}),
 	}
 	for _, cr := range cat.Repos() {
@@ -110,9 +120,12 @@ func New(cat *catalog.Catalog, st *store.Store, opts Options) (*Service, error) 
 		slices.Sort(r.arches)
 		s.repos[cr.Key] = r
 	}
-	s.held, s.token = opts.Held, opts.Token
+	s.hold, s.token = opts.Hold, opts.Token
+	if s.hold == nil {
+		s.hold = context.Background()
+	}
 	if opts.Bucket != nil {
-		s.bucket, s.rec = opts.Bucket, bucketRecords{objs: opts.Bucket, prefix: bucketPrefix}
+		s.bucket, s.rec = opts.Bucket, bucketRecords{objs: opts.Bucket, prefix: bucketPrefix, hold: s.hold}
 	}
 	if opts.records != nil {
 		s.rec = opts.records
@@ -213,6 +226,7 @@ func (s *Service) load() error {
 			s.log.Warn("dropping a job not of its key", "job", id, "id", j.ID)
 			return nil
 		}
+		s.jobs[id] = j
 		r := s.repos[j.Distro+"/"+j.Repo]
 		if j.Finished() {
 			if j.Status == Done && j.PublishedAt == nil && r != nil && j.Package != nil {
@@ -266,6 +280,9 @@ func (s *Service) load() error {
 		if !keep[id] {
 			s.store.RemoveStaged(name) // an upload never acknowledged, or one whose job is over
 		}
+	}
+	if s.bucket != nil {
+		s.sweepStaged(keep)
 	}
 	if len(s.restart) > 0 {
 		s.log.Info("resuming publish jobs", "jobs", len(s.restart))
@@ -336,20 +353,18 @@ func (s *Service) pruneJobs(ctx context.Context) {
 		}
 		var old []string
 		cutoff := time.Now().Add(-keep)
-		err := s.rec.Scan(jobPrefix, func(id string, val []byte) error {
-			var j Job
-			if json.Unmarshal(val, &j) == nil && j.Finished() && j.Updated.Before(cutoff) {
+		s.jobMu.Lock()
+		for id, j := range s.jobs {
+			if j.Finished() && j.Updated.Before(cutoff) {
 				old = append(old, id)
 			}
-			return nil
-		})
-		for _, id := range old {
-			if err == nil {
-				err = s.rec.Delete(jobPrefix + id)
-			}
 		}
-		if err != nil {
-			s.log.Warn("prune finished jobs", "err", err)
+		s.jobMu.Unlock()
+		for _, id := range old {
+			if err := s.dropJob(id, s.rec.Delete); err != nil {
+				s.log.Warn("prune finished jobs", "err", err)
+				break
+			}
 		}
 	}
 }

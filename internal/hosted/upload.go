@@ -1,6 +1,7 @@
 package hosted
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -111,12 +112,12 @@ func (u *Upload) Submit(force bool) (Job, error) {
 			put = u.s.putStaged(stagedName(u.id, ".sig"), objectMeta(u.sigSize, u.sigSum))
 		}
 		if put != nil {
-			u.s.dropStaged(u.id)
+			u.s.dropStaged(context.Background(), u.id)
 			return Job{}, put
 		}
 		defer func() {
 			if !u.submitted {
-				u.s.dropStaged(u.id)
+				u.s.dropStaged(context.Background(), u.id)
 			}
 		}()
 	}
@@ -139,18 +140,19 @@ func (u *Upload) Submit(force bool) (Job, error) {
 		undo()
 		return Job{}, err
 	}
-	if u.s.held != nil {
-		if err := u.s.held(); err != nil {
-			undo()
-			u.s.rec.Delete(jobPrefix + j.ID)
-			return Job{}, fmt.Errorf("%w: no longer publishing here (%v)", ErrBusy, err)
-		}
+	if err := held(u.s.hold); err != nil {
+		// The record may have landed after the next holder read the
+		// records: then it runs a job whose client is told to try
+		// again, which a retry finds published.
+		undo()
+		u.s.forget(j.ID)
+		return Job{}, err
 	}
 	select {
 	case u.s.queue <- j:
 	default:
 		undo()
-		u.s.rec.Delete(jobPrefix + j.ID)
+		u.s.forget(j.ID)
 		return Job{}, ErrBusy
 	}
 	u.submitted = true
@@ -168,6 +170,20 @@ func (u *Upload) Abort() {
 		if f != nil {
 			f.Discard()
 		}
+	}
+}
+
+// forget deletes the record of a job that was not acknowledged. In a
+// bucket it is deleted even once the hold has ended: no client was told
+// of it.
+func (s *Service) forget(id string) {
+	rec := s.rec
+	if b, ok := rec.(bucketRecords); ok {
+		b.hold = nil
+		rec = b
+	}
+	if err := s.dropJob(id, rec.Delete); err != nil {
+		s.log.Warn("delete the record of a job not acknowledged", "job", id, "err", err)
 	}
 }
 

@@ -60,7 +60,7 @@ func (s *Service) run(j Job) {
 	s.store.RemoveStaged(stagedName(j.ID, ".pkg"))
 	s.store.RemoveStaged(stagedName(j.ID, ".sig"))
 	if s.bucket != nil {
-		s.dropStaged(j.ID)
+		s.dropStaged(s.hold, j.ID)
 	}
 	if err != nil {
 		s.log.Info("publish refused", "repo", r.key, "job", j.ID, "err", err)
