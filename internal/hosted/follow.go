@@ -1,9 +1,7 @@
 package hosted
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,7 +10,6 @@ import (
 	"path"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/mirrord/mirrord/config"
 	"github.com/mirrord/mirrord/internal/catalog"
@@ -39,22 +36,12 @@ type dbManifest struct {
 	// Token is the publisher's lease token: a manifest is never replaced
 	// by one of a lower token, so that a publisher paused past its lease
 	// cannot put back an older state.
-	Token uint64            `json:"token"`
-	Files map[string]dbFile `json:"files"` // by name in the folder (dbFiles)
+	Token uint64                        `json:"token"`
+	Files map[string]store.ManifestFile `json:"files"` // by name in the folder (dbFiles)
 	// Previous is the sha256s the manifest before this one named: a
 	// node may still be copying them; those of the one before are
 	// deleted.
 	Previous []string `json:"previous,omitempty"`
-}
-
-type dbFile struct {
-	Size         int64     `json:"size"`
-	SHA256       string    `json:"sha256"`
-	LastModified time.Time `json:"last_modified,omitzero"`
-}
-
-func (f dbFile) objectMeta() store.ObjectMeta {
-	return store.ObjectMeta{Size: f.Size, SHA256: f.SHA256, LastModified: f.LastModified}
 }
 
 // dbFiles are the files of repo's databases in an arch folder, in the
@@ -76,23 +63,12 @@ func dbLinks(repo string) map[string]string {
 // there is none; nil and its version if it does not read as one of repo
 // (the next share replaces it).
 func readDBManifest(ctx context.Context, b Bucket, dir, repo string) (*dbManifest, string, error) {
-	body, meta, err := b.Get(ctx, bucketManifests+dir)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, "", nil
-	}
-	if err != nil {
-		return nil, "", fmt.Errorf("the manifest of %s: %w", dir, err)
-	}
-	defer body.Close()
-	data, err := io.ReadAll(io.LimitReader(body, maxManifest+1))
-	if err != nil {
-		return nil, "", fmt.Errorf("the manifest of %s: %w", dir, err)
-	}
 	m := &dbManifest{}
-	if len(data) > maxManifest || json.Unmarshal(data, m) != nil || !m.valid(repo) {
-		return nil, meta.Version, nil
+	version, ok, err := store.ReadManifest(ctx, b, bucketManifests+dir, maxManifest, m)
+	if err != nil || version == "" || !ok || !m.valid(repo) {
+		return nil, version, err
 	}
-	return m, meta.Version, nil
+	return m, version, nil
 }
 
 // valid reports whether m names only repo's db files, each with its
@@ -127,7 +103,7 @@ func (s *Service) shareDB(dir, repo string) error {
 	if old != nil && old.Token > s.token {
 		return fmt.Errorf("%w (token %d, this one's %d)", errFenced, old.Token, s.token)
 	}
-	m := &dbManifest{Token: s.token, Files: map[string]dbFile{}}
+	m := &dbManifest{Token: s.token, Files: map[string]store.ManifestFile{}}
 	for _, name := range dbFiles(repo) {
 		rel := path.Join(dir, name)
 		f, err := s.store.Open(rel)
@@ -145,26 +121,14 @@ func (s *Service) shareDB(dir, repo string) error {
 		if err != nil {
 			return fmt.Errorf("share %s: %w", rel, err)
 		}
-		m.Files[name] = dbFile{Size: meta.Size, SHA256: meta.SHA256, LastModified: meta.LastModified}
+		m.Files[name] = store.ManifestFile{Size: meta.Size, SHA256: meta.SHA256, LastModified: meta.LastModified}
 	}
+	var drop []string
 	if old != nil {
-		for _, f := range old.Files {
-			m.Previous = append(m.Previous, f.SHA256)
-		}
-		slices.Sort(m.Previous)
-		m.Previous = slices.Compact(m.Previous)
+		m.Previous, drop = store.Succession(old.Files, old.Previous, m.Files)
 	}
-	data, err := json.Marshal(m)
-	if err != nil {
+	if err := store.WriteManifest(ctx, s.bucket, bucketManifests+dir, m, version); err != nil {
 		return err
-	}
-	if version == "" {
-		err = s.bucket.PutIfAbsent(ctx, bucketManifests+dir, bytes.NewReader(data), store.BytesMeta(data))
-	} else {
-		_, err = s.bucket.PutIfMatch(ctx, bucketManifests+dir, bytes.NewReader(data), store.BytesMeta(data), version)
-	}
-	if err != nil {
-		return fmt.Errorf("share the manifest of %s: %w", dir, err)
 	}
 	// The bucket's tree, by the names pacman asks for.
 	for link, name := range dbLinks(repo) {
@@ -179,26 +143,15 @@ func (s *Service) shareDB(dir, repo string) error {
 		if err != nil {
 			return err
 		}
-		err = s.bucket.Put(ctx, path.Join(dir, link), body, f.objectMeta())
+		err = s.bucket.Put(ctx, path.Join(dir, link), body, f.ObjectMeta())
 		body.Close()
 		if err != nil {
 			return fmt.Errorf("share %s: %w", path.Join(dir, link), err)
 		}
 	}
-	if old != nil {
-		keep := map[string]bool{}
-		for _, f := range m.Files {
-			keep[f.SHA256] = true
-		}
-		for _, sum := range m.Previous {
-			keep[sum] = true
-		}
-		for _, sum := range old.Previous {
-			if !keep[sum] {
-				if err := s.bucket.Delete(ctx, bucketDBs+dir+"/"+sum); err != nil {
-					s.log.Warn("delete an old shared database", "folder", dir, "sha256", sum, "err", err)
-				}
-			}
+	for _, sum := range drop {
+		if err := s.bucket.Delete(ctx, bucketDBs+dir+"/"+sum); err != nil {
+			s.log.Warn("delete an old shared database", "folder", dir, "sha256", sum, "err", err)
 		}
 	}
 	return nil
@@ -270,7 +223,7 @@ func (f *Follower) follow(ctx context.Context, dir, repo string) error {
 	type fetched struct {
 		name string
 		tmp  *os.File
-		file dbFile
+		file store.ManifestFile
 	}
 	var todo []fetched
 	defer func() {
@@ -297,7 +250,7 @@ func (f *Follower) follow(ctx context.Context, dir, repo string) error {
 		if err != nil {
 			return fmt.Errorf("follow %s: %w", path.Join(dir, name), err)
 		}
-		_, err = io.Copy(tmp, store.CheckedReader(key, body, want.objectMeta()))
+		_, err = io.Copy(tmp, store.CheckedReader(key, body, want.ObjectMeta()))
 		body.Close()
 		if err != nil {
 			return fmt.Errorf("follow %s: %w", path.Join(dir, name), err)

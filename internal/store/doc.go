@@ -8,6 +8,12 @@
 // put them in the tree (internal/hosted's acknowledged uploads; see
 // staging.go), so that they too are written only here.
 //
+// For a cluster's bucket it declares the object storage (Objects, with
+// fsobj and s3obj its backends) and the manifests the nodes share their
+// databases by (manifest.go: replaced by compare-and-swap, the files of
+// the one before kept), read and written alike by internal/sync and
+// internal/hosted.
+//
 // Only this package imports badger; other packages keep their state through
 // its small key-value API (Put, Get, Delete, Scan).
 package store

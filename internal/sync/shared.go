@@ -1,9 +1,7 @@
 package sync
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -49,10 +47,10 @@ const (
 // its databases and their signatures, by tree path, with what the
 // published files were.
 type manifest struct {
-	LastUpdate string                  `json:"lastupdate,omitempty"` // upstream's, as that sync read it
-	Node       string                  `json:"node,omitempty"`       // whose sync wrote it (Scheduler.self)
-	SyncedAt   time.Time               `json:"synced_at"`
-	Files      map[string]manifestFile `json:"files"`
+	LastUpdate string                        `json:"lastupdate,omitempty"` // upstream's, as that sync read it
+	Node       string                        `json:"node,omitempty"`       // whose sync wrote it (Scheduler.self)
+	SyncedAt   time.Time                     `json:"synced_at"`
+	Files      map[string]store.ManifestFile `json:"files"`
 	// Previous is the sha256s the manifest before this one named: a node
 	// may still be reading them, so only those of the one before that are
 	// deleted.
@@ -61,18 +59,6 @@ type manifest struct {
 	// signatures (see probeSigs): a node that takes the manifest asks
 	// for none there, and for every one elsewhere.
 	Unsigned []string `json:"unsigned,omitempty"`
-}
-
-type manifestFile struct {
-	Size         int64     `json:"size"`
-	SHA256       string    `json:"sha256"`
-	ETag         string    `json:"etag,omitempty"`
-	LastModified time.Time `json:"last_modified,omitzero"`
-}
-
-// objectMeta is what travels with the file's copies in the bucket.
-func (f manifestFile) objectMeta() store.ObjectMeta {
-	return store.ObjectMeta{Size: f.Size, SHA256: f.SHA256, ETag: f.ETag, LastModified: f.LastModified}
 }
 
 // sharedFiles are the tree paths of r's databases and signatures that a
@@ -91,24 +77,16 @@ func sharedFiles(r *repo) []string {
 // if there is none, or one that does not read as a manifest of r (which
 // the next sync that asks upstream replaces); version "" if there is none.
 func (s *Scheduler) readManifest(ctx context.Context, r *repo) (*manifest, string, error) {
-	body, meta, err := s.bucket.Get(ctx, sharedManifest+r.Key)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, "", nil
-	}
-	if err != nil {
-		return nil, "", fmt.Errorf("read the manifest of %s: %w", r.Key, err)
-	}
-	defer body.Close()
-	data, err := io.ReadAll(io.LimitReader(body, maxManifest+1))
-	if err != nil {
-		return nil, "", fmt.Errorf("read the manifest of %s: %w", r.Key, err)
-	}
 	m := &manifest{}
-	if len(data) > maxManifest || json.Unmarshal(data, m) != nil || !m.valid(r, s.now()) {
-		s.log.Warn("ignoring an unreadable sync manifest in the bucket", "repo", r.Key)
-		return nil, meta.Version, nil
+	version, ok, err := store.ReadManifest(ctx, s.bucket, sharedManifest+r.Key, maxManifest, m)
+	if err != nil || version == "" {
+		return nil, version, err
 	}
-	return m, meta.Version, nil
+	if !ok || !m.valid(r, s.now()) {
+		s.log.Warn("ignoring an unreadable sync manifest in the bucket", "repo", r.Key)
+		return nil, version, nil
+	}
+	return m, version, nil
 }
 
 // valid reports whether m names only r's databases, each with a sha256,
@@ -189,7 +167,7 @@ func (s *Scheduler) share(ctx context.Context, r *repo, lastupdate string) error
 	if err != nil {
 		return err
 	}
-	m := &manifest{LastUpdate: lastupdate, Node: s.self, SyncedAt: s.now(), Files: map[string]manifestFile{}}
+	m := &manifest{LastUpdate: lastupdate, Node: s.self, SyncedAt: s.now(), Files: map[string]store.ManifestFile{}}
 	for _, rel := range sharedFiles(r) {
 		meta, err := s.store.Stat(rel)
 		if errors.Is(err, store.ErrNotFound) {
@@ -201,8 +179,8 @@ func (s *Scheduler) share(ctx context.Context, r *repo, lastupdate string) error
 		if meta.SHA256 == "" {
 			return fmt.Errorf("share %s: no sha256 recorded", rel)
 		}
-		f := manifestFile{Size: meta.Size, SHA256: meta.SHA256, ETag: meta.ETag, LastModified: meta.LastModified}
-		if err := s.upload(ctx, sharedObject(r, f.SHA256), rel, f.objectMeta(), true); err != nil {
+		f := store.ManifestFile{Size: meta.Size, SHA256: meta.SHA256, ETag: meta.ETag, LastModified: meta.LastModified}
+		if err := s.upload(ctx, sharedObject(r, f.SHA256), rel, f.ObjectMeta(), true); err != nil {
 			return err
 		}
 		m.Files[rel] = f
@@ -212,25 +190,12 @@ func (s *Scheduler) share(ctx context.Context, r *repo, lastupdate string) error
 			m.Unsigned = append(m.Unsigned, r.Dir(arch))
 		}
 	}
+	var drop []string
 	if old != nil {
-		for _, f := range old.Files {
-			m.Previous = append(m.Previous, f.SHA256)
-		}
-		slices.Sort(m.Previous)
-		m.Previous = slices.Compact(m.Previous)
+		m.Previous, drop = store.Succession(old.Files, old.Previous, m.Files)
 	}
-	data, err := json.Marshal(m)
-	if err != nil {
-		return err
-	}
-	meta := store.BytesMeta(data)
-	if version == "" {
-		err = s.bucket.PutIfAbsent(ctx, sharedManifest+r.Key, bytes.NewReader(data), meta)
-	} else {
-		_, err = s.bucket.PutIfMatch(ctx, sharedManifest+r.Key, bytes.NewReader(data), meta, version)
-	}
-	if err != nil {
-		return fmt.Errorf("share %s: manifest: %w", r.Key, err)
+	if err := store.WriteManifest(ctx, s.bucket, sharedManifest+r.Key, m, version); err != nil {
+		return fmt.Errorf("share %s: %w", r.Key, err)
 	}
 	// The bucket's tree is a mirror too: its own copies, after the
 	// packages (which this sync put there first) and only once the
@@ -244,24 +209,13 @@ func (s *Scheduler) share(ctx context.Context, r *repo, lastupdate string) error
 			}
 			continue
 		}
-		if err := s.upload(ctx, rel, rel, f.objectMeta(), false); err != nil {
+		if err := s.upload(ctx, rel, rel, f.ObjectMeta(), false); err != nil {
 			return err
 		}
 	}
-	if old != nil {
-		keep := map[string]bool{}
-		for _, f := range m.Files {
-			keep[f.SHA256] = true
-		}
-		for _, sum := range m.Previous {
-			keep[sum] = true
-		}
-		for _, sum := range old.Previous {
-			if !keep[sum] {
-				if err := s.bucket.Delete(ctx, sharedObject(r, sum)); err != nil {
-					s.log.Warn("delete an old shared database", "repo", r.Key, "sha256", sum, "err", err)
-				}
-			}
+	for _, sum := range drop {
+		if err := s.bucket.Delete(ctx, sharedObject(r, sum)); err != nil {
+			s.log.Warn("delete an old shared database", "repo", r.Key, "sha256", sum, "err", err)
 		}
 	}
 	return nil
@@ -297,7 +251,7 @@ func (s *Scheduler) upload(ctx context.Context, key, rel string, meta store.Obje
 // fetchShared opens the bucket's copy of a database the manifest names,
 // checked against the manifest as it is read (the last byte held back
 // until the size and sha256 match).
-func (s *Scheduler) fetchShared(ctx context.Context, r *repo, f manifestFile) (io.ReadCloser, error) {
+func (s *Scheduler) fetchShared(ctx context.Context, r *repo, f store.ManifestFile) (io.ReadCloser, error) {
 	key := sharedObject(r, f.SHA256)
 	body, _, err := s.bucket.Get(ctx, key)
 	if err != nil {
@@ -306,7 +260,7 @@ func (s *Scheduler) fetchShared(ctx context.Context, r *repo, f manifestFile) (i
 	return struct {
 		io.Reader
 		io.Closer
-	}{store.CheckedReader(key, body, f.objectMeta()), body}, nil
+	}{store.CheckedReader(key, body, f.ObjectMeta()), body}, nil
 }
 
 // watch, in a cluster, looks at each mirror repo's manifest every
