@@ -70,19 +70,39 @@ func (s *Service) run(j Job) {
 }
 
 // publish checks the staged package of j and hands it to the repo's actor.
-// It reads the .PKGINFO first (precheck), so that an upload refused for its
-// name, arch or version costs no more than that; then the whole package
-// once: parse (with the file list, so the whole archive is checked),
-// checksums, and the copy into a store temp file all come from that pass.
 func (s *Service) publish(r *repo, j *Job) (string, error) {
+	c, tmp, err := s.check(r, j)
+	if err != nil {
+		return "", err
+	}
+	return s.commit(r, j, c, tmp)
+}
+
+// checked is what a check found of a job's package: what its db entry
+// says, the arches it goes to, and the signature it is published with
+// (uploaded and verified, or made here) and whose it is.
+type checked struct {
+	Package  *alpm.Package `json:"package"`
+	Arches   []string      `json:"arches"`
+	Sig      []byte        `json:"sig,omitempty"`
+	SignedBy string        `json:"signed_by,omitempty"`
+}
+
+// check reads the staged package of j. It reads the .PKGINFO first
+// (precheck), so that an upload refused for its name, arch or version
+// costs no more than that; then the whole package once: parse (with the
+// file list, so the whole archive is checked), checksums, and the copy
+// into a store temp file, tmp, all come from that pass. The caller owns
+// tmp (open, at its start).
+func (s *Service) check(r *repo, j *Job) (_ *checked, _ *os.File, err error) {
 	if s.bucket != nil {
 		if err := s.fetchStaged(*j); err != nil {
-			return "", err
+			return nil, nil, err
 		}
 	}
 	in, err := s.store.OpenStaged(stagedName(j.ID, ".pkg"))
 	if err != nil {
-		return "", fmt.Errorf("open staged upload: %w", err)
+		return nil, nil, fmt.Errorf("open staged upload: %w", err)
 	}
 	defer in.Close()
 	var head [262]byte
@@ -90,16 +110,49 @@ func (s *Service) publish(r *repo, j *Job) (string, error) {
 	ext, _ := extension(head[:n]) // checked at upload
 	info, arches, err := s.precheck(r, j, in, ext)
 	if err != nil {
-		return "", err
+		return nil, nil, err
 	}
 	if _, err := in.Seek(0, io.SeekStart); err != nil {
-		return "", fmt.Errorf("rewind staged upload: %w", err)
+		return nil, nil, fmt.Errorf("rewind staged upload: %w", err)
 	}
-
 	tmp, err := s.store.CreateTemp("publish-*")
 	if err != nil {
-		return "", err
+		return nil, nil, err
 	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	p, err := alpm.ReadPackage(io.TeeReader(in, tmp), s.readOptions(true))
+	if errors.Is(err, alpm.ErrFileList) {
+		return nil, nil, fmt.Errorf("%w: %v (hosted.max_files_per_package is %d)", ErrInvalid, err, s.tun.MaxFilesPerPackage)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	p.Filename = info.Filename // the same staged file: its .PKGINFO is info's
+	j.Package = &Released{Name: p.Name, Version: p.Version, Arch: p.Arch, Filename: p.Filename, SHA256: p.SHA256Sum, Arches: arches}
+	sig, signedBy, err := s.signature(r, j, tmp)
+	if err != nil {
+		return nil, nil, err
+	}
+	if sig != nil {
+		if p.PGPSig, err = alpm.EncodeSig(sig); err != nil {
+			return nil, nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+	}
+	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+		return nil, nil, err
+	}
+	return &checked{Package: p, Arches: arches, Sig: sig, SignedBy: signedBy}, tmp, nil
+}
+
+// commit hands the checked package of j, whose bytes are the store temp
+// file tmp, to the repo's actor; it owns tmp.
+func (s *Service) commit(r *repo, j *Job, c *checked, tmp *os.File) (string, error) {
+	p, sig, arches := c.Package, c.Sig, c.Arches
 	temps := []string{tmp.Name()}
 	var req *commitReq
 	defer func() {
@@ -110,31 +163,14 @@ func (s *Service) publish(r *repo, j *Job) (string, error) {
 		}
 	}()
 	defer tmp.Close()
-	p, err := alpm.ReadPackage(io.TeeReader(in, tmp), s.readOptions(true))
-	if errors.Is(err, alpm.ErrFileList) {
-		return "", fmt.Errorf("%w: %v (hosted.max_files_per_package is %d)", ErrInvalid, err, s.tun.MaxFilesPerPackage)
-	}
-	if err != nil {
-		return "", fmt.Errorf("%w: %v", ErrInvalid, err)
-	}
-	p.Filename = info.Filename // the same staged file: its .PKGINFO is info's
 	j.Package = &Released{Name: p.Name, Version: p.Version, Arch: p.Arch, Filename: p.Filename, SHA256: p.SHA256Sum, Arches: arches}
-
-	sig, signedBy, err := s.signature(r, j, tmp)
-	if err != nil {
-		return "", err
-	}
-	if sig != nil {
-		if p.PGPSig, err = alpm.EncodeSig(sig); err != nil {
-			return "", fmt.Errorf("%w: %v", ErrInvalid, err)
-		}
-	}
-	req = &commitReq{job: j.ID, pkg: p, force: j.Force, signedBy: signedBy, files: map[string]*os.File{}, sigs: map[string]*os.File{}, reply: make(chan error, 1)}
+	req = &commitReq{job: j.ID, pkg: p, force: j.Force, signedBy: c.SignedBy, files: map[string]*os.File{}, sigs: map[string]*os.File{}, reply: make(chan error, 1)}
 	// One copy per arch db that lists it: the store links nothing across
 	// folders, and an any package is served in every arch.
 	for i, a := range arches {
 		f := tmp
 		if i > 0 {
+			var err error
 			if f, err = s.copyTemp(tmp); err != nil {
 				return "", err
 			}
