@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -137,6 +138,24 @@ func TestClusterHosted(t *testing.T) {
 		}
 	}
 	checkDB(31)
+	// Each job was checked once, by whichever node claimed it first.
+	var checks []string
+	total := 0.0
+	for _, d := range c.nodes {
+		_, m, _ := d.get("/metrics")
+		n := 0.0
+		for _, l := range strings.Split(string(m), "\n") {
+			if v, ok := strings.CutPrefix(l, `mirrord_publish_checks_total{result="done"} `); ok {
+				n, _ = strconv.ParseFloat(v, 64)
+			}
+		}
+		total += n
+		checks = append(checks, fmt.Sprint(n))
+	}
+	t.Logf("jobs checked by node: %s (node %d publishes)", strings.Join(checks, ", "), pub)
+	if total != 31 {
+		t.Errorf("the nodes checked %v jobs (%s); want 31, each once", total, strings.Join(checks, ", "))
+	}
 	// Every node serves every package, the right bytes: the publisher
 	// from its tree, the others from the bucket.
 	for i, d := range c.nodes {

@@ -111,7 +111,9 @@ func serve(flags *pflag.FlagSet) error {
 	var runPub func(context.Context) error
 	var cpub *clusterPublisher // the hosted repos of a cluster, or nil
 	if c.cluster != nil && hasHosted(cat) {
-		cpub = newClusterPublisher(cfg, c, st, hopts)
+		if cpub, err = newClusterPublisher(cfg, c, st, hopts); err != nil {
+			return err
+		}
 		pub, runPub = cpub, cpub.Run
 	} else {
 		svc, err := hosted.New(cat, st, hopts)

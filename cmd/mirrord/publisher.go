@@ -38,7 +38,9 @@ import (
 // of a hosted repo, the hosted databases and their signatures), follows
 // the databases it shares into its own tree (served when the publisher
 // cannot be reached, and read by the catalog), and serves the hosted
-// packages itself, a miss filled from the bucket.
+// packages itself, a miss filled from the bucket. Every node, the
+// publisher too, checks jobs (hosted.Checker): whichever claims one
+// first parses it, and the publisher commits what it found.
 //
 // It is the API's Publisher on every node: while this node publishes,
 // the running Service; else every write is refused as busy (forward
@@ -54,6 +56,7 @@ type clusterPublisher struct {
 	opts   hosted.Options
 	log    *slog.Logger
 
+	checker    *hosted.Checker // this node's share of the jobs' checks
 	follower   *hosted.Follower
 	treeMu     stdsync.Mutex // held by a follow, and by the start and end of a publish
 	publishing bool          // guarded by treeMu
@@ -88,10 +91,23 @@ type publisherAt struct {
 }
 
 // newClusterPublisher is the hosted repos of c's node; opts are those
-// of each hosted.Service it runs, but their Registerer and Bucket.
-func newClusterPublisher(cfg *config.Config, c *core, st *store.Store, opts hosted.Options) *clusterPublisher {
+// of each hosted.Service it runs, but their Registerer and Bucket, and
+// opts.Registerer takes the node's Checker's metric.
+func newClusterPublisher(cfg *config.Config, c *core, st *store.Store, opts hosted.Options) (*clusterPublisher, error) {
 	p := &clusterPublisher{cfg: cfg, cat: c.catalog, st: st, bucket: c.bucket, leases: c.leases, holder: c.holder, opts: opts, log: opts.Logger,
 		follower: hosted.NewFollower(c.catalog, st, c.bucket, opts.Logger)}
+	copts := opts
+	copts.Bucket = c.bucket
+	copts.Checked = func() {
+		if s := p.svc.Load(); s != nil {
+			s.Checked() // a result of this node's: commit it now
+		}
+	}
+	checker, err := hosted.NewChecker(c.catalog, st, c.holder, copts)
+	if err != nil {
+		return nil, err
+	}
+	p.checker = checker
 	p.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(pr.In.Context().Value(targetKey{}).(*url.URL))
@@ -111,7 +127,7 @@ func newClusterPublisher(cfg *config.Config, c *core, st *store.Store, opts host
 		},
 		ErrorLog: slog.NewLogLogger(opts.Logger.Handler(), slog.LevelDebug),
 	}
-	return p
+	return p, nil
 }
 
 type (
@@ -140,9 +156,12 @@ const followEvery = time.Second
 
 // Run takes the lease in turn with the other nodes and publishes while it
 // holds it, and follows the publisher's databases while it does not,
-// until ctx ends.
+// until ctx ends; its Checker checks jobs all along, whoever publishes.
 func (p *clusterPublisher) Run(ctx context.Context) error {
 	go p.follow(ctx)
+	checked := make(chan struct{})
+	go func() { p.checker.Run(ctx); close(checked) }()
+	defer func() { <-checked }() // a check under way ends before the store closes
 	for ctx.Err() == nil {
 		err := p.leases.RunInTurn(ctx, publisherLease, p.holder, publisherTTL, time.Second, p.publish)
 		if err != nil && ctx.Err() == nil {
@@ -194,6 +213,7 @@ func (p *clusterPublisher) publish(ctx context.Context, token uint64) error {
 	// An upload is acknowledged only while the hold lasts: a job recorded
 	// then is one the next holder finds when it takes over.
 	opts.Hold = ctx
+	opts.Queued = p.checker.Poke // this node checks its own uploads first
 	start := time.Now()
 	svc, err := hosted.New(p.cat, p.st, opts)
 	if err != nil {

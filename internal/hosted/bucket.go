@@ -23,6 +23,7 @@ type Bucket interface {
 	Put(ctx context.Context, key string, r io.Reader, meta store.ObjectMeta) error
 	PutIfAbsent(ctx context.Context, key string, r io.Reader, meta store.ObjectMeta) error
 	PutIfMatch(ctx context.Context, key string, r io.Reader, meta store.ObjectMeta, version string) (string, error)
+	Stat(ctx context.Context, key string) (store.ObjectMeta, error)
 	List(ctx context.Context, prefix string) ([]string, error)
 	Delete(ctx context.Context, key string) error
 }
@@ -121,51 +122,65 @@ func (s *Service) fetchOne(name string) error {
 	return f.Close()
 }
 
-// dropStaged deletes job id's uploads from the bucket, within ctx: a
-// finished job's within the hold (a publisher past its lease must not
-// take them from the next holder, which may run the job again), an
-// upload's that was not acknowledged whether the hold lasts or not. One
-// left behind costs space, not correctness.
+// dropStaged deletes job id's objects from the bucket (its uploads, the
+// claim and result of its check), within ctx: a finished job's within
+// the hold (a publisher past its lease must not take them from the next
+// holder, which may run the job again), an upload's that was not
+// acknowledged whether the hold lasts or not. One left behind costs
+// space, not correctness: the next holder's sweep takes it.
 func (s *Service) dropStaged(ctx context.Context, id string) {
 	ctx, cancel := context.WithTimeout(ctx, recordTimeout)
 	defer cancel()
-	for _, ext := range []string{".pkg", ".sig"} {
-		if err := s.bucket.Delete(ctx, bucketStaging+stagedName(id, ext)); err != nil {
-			s.log.Warn("delete a finished upload from the bucket", "job", id, "err", err)
+	for _, key := range jobObjects(id) {
+		if err := s.bucket.Delete(ctx, key); err != nil {
+			s.log.Warn("delete a finished job's object from the bucket", "key", key, "err", err)
 		}
 	}
 }
 
-// sweepStaged deletes the bucket's staged uploads of jobs not in keep
-// (those pending): one whose job was never recorded (its node died
-// between the two puts) or is over (it died before dropStaged). Run at
-// load, before this node acknowledges anything: the publisher before it
-// cannot record a job any more (its hold has ended), so a staged upload
-// without one is never going to have one. What it leaves costs space,
-// not correctness: the next holder's sweep takes it.
-func (s *Service) sweepStaged(keep map[string]bool) {
+// jobObjects are the keys of job id's objects in the bucket.
+func jobObjects(id string) []string {
+	return []string{bucketStaging + stagedName(id, ".pkg"), bucketStaging + stagedName(id, ".sig"), bucketClaims + id, bucketChecked + id}
+}
+
+// sweepStaged deletes the bucket's objects of jobs not in keep (those
+// pending): uploads whose job was never recorded (their node died
+// between the two puts), and uploads, claims and results of jobs that
+// are over (their node died before dropStaged). Run at load, before this
+// node acknowledges anything: the publisher before it cannot record a
+// job any more (its hold has ended), so an upload without one is never
+// going to have one. It returns the pending jobs whose upload is there.
+func (s *Service) sweepStaged(keep map[string]bool) map[string]bool {
 	ctx, cancel := context.WithTimeout(s.hold, recordTimeout)
 	defer cancel()
-	keys, err := s.bucket.List(ctx, bucketStaging)
-	if err != nil {
-		s.log.Warn("list the staged uploads in the bucket", "err", err)
-		return
-	}
+	staged := map[string]bool{}
 	n := 0
-	for _, key := range keys {
-		id, _, _ := strings.Cut(strings.TrimPrefix(key, bucketStaging), ".")
-		if keep[id] {
-			continue
+	for _, prefix := range []string{bucketStaging, bucketClaims, bucketChecked} {
+		keys, err := s.bucket.List(ctx, prefix)
+		if err != nil {
+			s.log.Warn("list the jobs' objects in the bucket", "prefix", prefix, "err", err)
+			return nil
 		}
-		if err := s.bucket.Delete(ctx, key); err != nil {
-			s.log.Warn("delete an upload without a pending job from the bucket", "key", key, "err", err)
-			return
+		for _, key := range keys {
+			name := strings.TrimPrefix(key, prefix)
+			id, _, _ := strings.Cut(name, ".")
+			if keep[id] {
+				if prefix == bucketStaging && name == stagedName(id, ".pkg") {
+					staged[id] = true
+				}
+				continue
+			}
+			if err := s.bucket.Delete(ctx, key); err != nil {
+				s.log.Warn("delete an object of no pending job from the bucket", "key", key, "err", err)
+				return nil
+			}
+			n++
 		}
-		n++
 	}
 	if n > 0 {
-		s.log.Info("deleted uploads without a pending job from the bucket", "objects", n)
+		s.log.Info("deleted objects of no pending job from the bucket", "objects", n)
 	}
+	return staged
 }
 
 // putTree puts the tree's rel, just committed, into the bucket at the same

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	stdsync "sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -67,17 +68,49 @@ func newEnvOpts(t testing.TB, dir string, cfg *config.Config, run bool, opts Opt
 	}
 	reg := prometheus.NewRegistry()
 	opts.Registerer = reg
-	svc, err := New(testCatalog(t, cfg, st), st, opts)
+	cat := testCatalog(t, cfg, st)
+	// With a bucket, a Checker over the same tree checks the jobs, as on
+	// a node of a cluster; poked as cmd/mirrord pokes it.
+	var checker *Checker
+	var svcp atomic.Pointer[Service]
+	if opts.Bucket != nil && run {
+		copts := opts
+		copts.Registerer = prometheus.NewRegistry()
+		copts.Checked = func() {
+			if s := svcp.Load(); s != nil {
+				s.Checked()
+			}
+		}
+		if opts.checkerBucket != nil {
+			copts.Bucket = opts.checkerBucket
+		}
+		c, err := NewChecker(cat, st, "node-"+filepath.Base(dir), copts)
+		if err != nil {
+			st.Close()
+			t.Fatal(err)
+		}
+		checker = c
+		opts.Queued = c.Poke
+	}
+	svc, err := New(cat, st, opts)
 	if err != nil {
 		st.Close()
 		t.Fatal(err)
 	}
+	svcp.Store(svc)
 	e := &env{t: t, dir: dir, cfg: cfg, st: st, svc: svc, reg: reg, stop: func() { st.Close() }}
 	if run {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
 		go func() { svc.Run(ctx); close(done) }()
-		e.stop = stdsync.OnceFunc(func() { cancel(); <-done; st.Close() })
+		checked := make(chan struct{})
+		go func() {
+			if checker != nil {
+				checker.Run(ctx)
+			}
+			close(checked)
+		}()
+		e.stop = stdsync.OnceFunc(func() { cancel(); <-done; <-checked; st.Close() })
 	} else {
 		e.stop = stdsync.OnceFunc(func() { st.Close() })
 	}

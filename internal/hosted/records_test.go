@@ -16,6 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/mirrord/mirrord/internal/alpm"
 	"github.com/mirrord/mirrord/internal/s3test"
 	"github.com/mirrord/mirrord/internal/store"
@@ -375,7 +378,7 @@ func TestFollowerTakesTheSharedDatabases(t *testing.T) {
 
 	// A publisher of token 1 over another tree builds a db of its own
 	// (without "second"): the manifest keeps the later token's.
-	stale := newEnvOpts(t, "", cfg, true, Options{records: &mapRecords{m: map[string][]byte{}}, Token: 1})
+	stale := newEnvOpts(t, "", cfg, false, Options{records: &mapRecords{m: map[string][]byte{}}, Token: 1})
 	stale.svc.bucket = bucket // shares, but its records are its own
 	if err := stale.svc.shareDB("archlinux/local/os/x86_64", "local"); !errors.Is(err, errFenced) {
 		t.Errorf("a share of token 1 over token 2's = %v; want errFenced", err)
@@ -404,11 +407,12 @@ func TestNothingWrittenOnceTheHoldEnds(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// b takes the job, and its read of the upload is held until the hold
-	// has ended: a publisher paused in the middle of a job.
+	// b's Checker checks the job; b's read of the upload, to commit it,
+	// is held until the hold has ended: a publisher paused in the middle
+	// of a job.
 	gate := &gatedBucket{Bucket: bucket, entered: make(chan struct{}), release: make(chan struct{})}
 	hold, end := context.WithCancelCause(context.Background())
-	b := newEnvOpts(t, "", cfg, true, Options{Bucket: gate, Hold: hold})
+	b := newEnvOpts(t, "", cfg, true, Options{Bucket: gate, Hold: hold, checkerBucket: bucket})
 	select {
 	case <-gate.entered:
 	case <-time.After(30 * time.Second):
@@ -594,5 +598,119 @@ func TestOrphanUploadsLeaveTheBucket(t *testing.T) {
 	}
 	if _, err := bucket.Stat(context.Background(), bucketStaging+stagedName(j.ID, ".pkg")); err != nil {
 		t.Errorf("the upload of a pending job after the next node's load: %v; want kept", err)
+	}
+}
+
+// In a cluster a job is checked by whichever node's Checker claims it
+// and committed by the publisher: here the publisher runs no Checker, and
+// another node, with a tree of its own, checks every job, a refusal
+// included. Each job's objects leave the bucket once it is over, and the
+// checking node keeps none of the uploads it fetched.
+func TestChecksOnAnotherNode(t *testing.T) {
+	bucket := fsBucket(t)
+	cfg := testConfig()
+	a := newEnvOpts(t, "", cfg, false, Options{Bucket: bucket})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { a.svc.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	st, err := store.Open(t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	reg := prometheus.NewRegistry()
+	b, err := NewChecker(testCatalog(t, cfg, st), st, "node-b", Options{Bucket: bucket, Registerer: reg, Checked: a.svc.Checked})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bdone := make(chan struct{})
+	go func() { b.Run(ctx); close(bdone) }()
+	t.Cleanup(func() { cancel(); <-bdone })
+
+	first, err := a.submit("local", pkg(t, "far", "2-1", "x86_64"), nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j := a.wait(first.ID); j.Status != Done || j.PublishedAt == nil {
+		t.Fatalf("job checked on another node = %s %s; want done and published", j.Status, j.Error)
+	}
+	older, err := a.submit("local", pkg(t, "far", "1-1", "x86_64"), nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j := a.wait(older.ID); j.Result != ResultRefused || !strings.Contains(j.Error, "not newer") {
+		t.Errorf("an older version checked on another node = %s %q; want refused as not newer", j.Result, j.Error)
+	}
+	a.idle()
+	if p := a.db("x86_64", "local.db")["far"]; p == nil || p.Version != "2-1" {
+		t.Errorf("the publisher's db has far as %+v; want 2-1", p)
+	}
+	if n := testutil.ToFloat64(b.checks.WithLabelValues(ResultDone)); n != 1 {
+		t.Errorf("node b checked %v jobs fine; want 1", n)
+	}
+	if n := testutil.ToFloat64(b.checks.WithLabelValues(ResultRefused)); n != 1 {
+		t.Errorf("node b refused %v jobs; want 1", n)
+	}
+	for _, id := range []string{first.ID, older.ID} {
+		for _, key := range jobObjects(id) {
+			if _, err := bucket.Stat(context.Background(), key); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("%s after its job: %v; want gone", key, err)
+			}
+		}
+	}
+	if left, err := st.ListStaged(); err != nil || len(left) != 0 {
+		t.Errorf("node b's staging after its checks = %v, %v; want empty", left, err)
+	}
+}
+
+// A claim is respected while it lasts and taken over once its holder let
+// it expire: a node that died mid-check delays its job, no more.
+func TestClaims(t *testing.T) {
+	bucket := fsBucket(t)
+	cfg := testConfig()
+	a := newEnvOpts(t, "", cfg, false, Options{Bucket: bucket})
+	j, err := a.submit("local", pkg(t, "claimed", "1-1", "x86_64"), nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	c, err := NewChecker(testCatalog(t, cfg, st), st, "node-c", Options{Bucket: bucket})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	putClaim := func(expires time.Time) {
+		t.Helper()
+		data, _ := json.Marshal(claim{Holder: "node-dead", Expires: expires})
+		if err := bucket.Put(ctx, bucketClaims+j.ID, bytes.NewReader(data), store.BytesMeta(data)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	putClaim(time.Now().Add(time.Minute))
+	c.check(ctx, j.ID)
+	if _, err := bucket.Stat(ctx, bucketChecked+j.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("a job claimed by another node was checked here (%v)", err)
+	}
+	putClaim(time.Now().Add(-claimSkew - time.Second))
+	c.check(ctx, j.ID)
+	res, err := a.svc.readResult(j.ID)
+	if err != nil || res.Result != ResultDone || res.Holder != "node-c" || res.Checked.Package.Name != "claimed" {
+		t.Fatalf("after the claim expired the result is %+v, %v; want node-c's check of claimed", res, err)
+	}
+	body, _, err := bucket.Get(ctx, bucketClaims+j.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cl claim
+	json.NewDecoder(body).Decode(&cl)
+	body.Close()
+	if cl.Holder != "node-c" {
+		t.Errorf("the claim after the takeover is %+v; want node-c's", cl)
 	}
 }

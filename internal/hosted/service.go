@@ -3,6 +3,7 @@ package hosted
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -47,9 +48,18 @@ type Options struct {
 	// Token is the publisher's lease token, with a Bucket: the databases
 	// it shares are refused once a publisher of a later token shared.
 	Token uint64
+	// Queued, with a Bucket, is told of each upload acknowledged: this
+	// node's Checker may take its job at once.
+	Queued func()
+	// Checked, for NewChecker, is told of each result it put: this
+	// node's publisher may commit it at once (Service.Checked).
+	Checked func()
 	// records, if set, keeps the publish state instead of the store's
 	// key-value API or the Bucket: tests.
 	records records
+	// checkerBucket, if set, is the bucket of the Checker the tests run
+	// beside a Service with a Bucket, instead of that one.
+	checkerBucket Bucket
 }
 
 // Service is the publish pipeline of every hosted repo. Its methods are
@@ -66,10 +76,13 @@ type Service struct {
 	metrics *metrics
 	trusted *pgp.Keyring // hosted.trusted_keys; nil: uploaded sigs are only checked for form
 
-	repos   map[string]*repo // "distro/repo" -> its actor; fixed after New
-	queue   chan Job         // acknowledged jobs for the workers
-	restart []Job            // jobs found pending at start, queued by Run
-	pending atomic.Int64     // jobs queued or running, in every repo
+	repos  map[string]*repo // "distro/repo" -> its actor; fixed after New
+	queue  chan Job         // acknowledged jobs for the workers; with a bucket, the Checkers take them
+	queued func()           // Options.Queued, or nil
+	// collectWake makes collect look for results at once (Checked).
+	collectWake chan struct{}
+	restart     []Job        // jobs found pending at start, queued by Run
+	pending     atomic.Int64 // jobs queued or running, in every repo
 
 	// jobs is every job recorded, by id: read at load, then kept with
 	// each write, so that reading a job (WaitJob, the API's listings)
@@ -85,6 +98,18 @@ type Service struct {
 // store, staging leftovers of uploads never acknowledged removed. Nothing
 // runs until Run.
 func New(cat *catalog.Catalog, st *store.Store, opts Options) (*Service, error) {
+	s, err := newService(cat, st, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.load(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// newService is a Service with its repos and keys, before load.
+func newService(cat *catalog.Catalog, st *store.Store, opts Options) (*Service, error) {
 	cfg := cat.Config()
 	if opts.QueueSize <= 0 {
 		opts.QueueSize = 4096
@@ -96,15 +121,17 @@ func New(cat *catalog.Catalog, st *store.Store, opts Options) (*Service, error) 
 		opts.Registerer = prometheus.NewRegistry()
 	}
 	s := &Service{
-		tun:   cfg.Hosted,
-		store: st,
-		rec:   st,
-		cat:   cat,
-		log:   opts.Logger,
-		repos: map[string]*repo{},
-		queue: make(chan Job, opts.QueueSize),
-		jobs:  map[string]Job{},
-		wake:  make(chan struct{}),
+		tun:         cfg.Hosted,
+		store:       st,
+		rec:         st,
+		cat:         cat,
+		log:         opts.Logger,
+		repos:       map[string]*repo{},
+		queue:       make(chan Job, opts.QueueSize),
+		jobs:        map[string]Job{},
+		collectWake: make(chan struct{}, 1),
+		queued:      opts.Queued,
+		wake:        make(chan struct{}),
 	}
 	for _, cr := range cat.Repos() {
 		if cr.Mode != config.ModeHosted {
@@ -132,9 +159,6 @@ func New(cat *catalog.Catalog, st *store.Store, opts Options) (*Service, error) 
 	}
 	s.metrics = newMetrics(opts.Registerer, s)
 	if err := s.loadKeys(cfg, opts.SigningPassphrase); err != nil {
-		return nil, err
-	}
-	if err := s.load(); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -282,7 +306,15 @@ func (s *Service) load() error {
 		}
 	}
 	if s.bucket != nil {
-		s.sweepStaged(keep)
+		if staged := s.sweepStaged(keep); staged != nil {
+			// A pending job without its upload in the bucket is never
+			// checked: it fails now rather than wait for ever.
+			for _, j := range s.restart {
+				if !staged[j.ID] {
+					s.end(s.repos[j.Distro+"/"+j.Repo], j, "", errors.New("its upload is not in the bucket"))
+				}
+			}
+		}
 	}
 	if len(s.restart) > 0 {
 		s.log.Info("resuming publish jobs", "jobs", len(s.restart))
@@ -309,9 +341,10 @@ func (s *Service) splitKey(key string) (*repo, string, string, bool) {
 	return r, parts[2], parts[3], r != nil
 }
 
-// Run starts the workers and the per-repo builders and returns when ctx
-// ends, after the workers finished their current job and every dirty
-// database was built. Jobs still queued then resume at the next start.
+// Run starts the workers (with a bucket: the commits of the Checkers'
+// results) and the per-repo builders and returns when ctx ends, after the
+// workers finished their current job and every dirty database was built.
+// Jobs still queued then resume at the next start.
 func (s *Service) Run(ctx context.Context) error {
 	actx, stopActors := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopActors()
@@ -319,19 +352,25 @@ func (s *Service) Run(ctx context.Context) error {
 	for _, r := range s.repos {
 		actors.Go(func() { r.run(actx) })
 	}
-	for range s.tun.Workers {
-		workers.Go(func() { s.work(ctx) })
-	}
 	workers.Go(func() { s.pruneJobs(ctx) })
-	workers.Go(func() {
-		for _, j := range s.restart {
-			select {
-			case s.queue <- j:
-			case <-ctx.Done():
-				return
-			}
+	if s.bucket != nil {
+		// The Checkers of every node check the jobs: this node commits
+		// what they found.
+		workers.Go(func() { s.collect(ctx) })
+	} else {
+		for range s.tun.Workers {
+			workers.Go(func() { s.work(ctx) })
 		}
-	})
+		workers.Go(func() {
+			for _, j := range s.restart {
+				select {
+				case s.queue <- j:
+				case <-ctx.Done():
+					return
+				}
+			}
+		})
+	}
 	<-ctx.Done()
 	workers.Wait()
 	stopActors()

@@ -148,12 +148,24 @@ func (u *Upload) Submit(force bool) (Job, error) {
 		u.s.forget(j.ID)
 		return Job{}, err
 	}
-	select {
-	case u.s.queue <- j:
-	default:
-		undo()
-		u.s.forget(j.ID)
-		return Job{}, ErrBusy
+	if u.s.bucket != nil {
+		// A Checker of any node takes the job from the bucket.
+		if u.s.pending.Load() > int64(cap(u.s.queue)) {
+			undo()
+			u.s.forget(j.ID)
+			return Job{}, ErrBusy
+		}
+		if u.s.queued != nil {
+			u.s.queued()
+		}
+	} else {
+		select {
+		case u.s.queue <- j:
+		default:
+			undo()
+			u.s.forget(j.ID)
+			return Job{}, ErrBusy
+		}
 	}
 	u.submitted = true
 	u.close()

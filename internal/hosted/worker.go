@@ -27,28 +27,26 @@ func (s *Service) work(ctx context.Context) {
 // run processes one job and records how it ended.
 func (s *Service) run(j Job) {
 	r := s.repos[j.Distro+"/"+j.Repo]
+	j.Status = Running
+	if err := s.putJob(j); err != nil {
+		s.log.Error("record job", "job", j.ID, "err", err)
+	}
+	rel, err := s.publish(r, &j)
+	s.end(r, j, rel, err)
+}
+
+// end records how job j of r ended (err nil: published as rel), and
+// removes its uploads.
+func (s *Service) end(r *repo, j Job, rel string, err error) {
 	defer func() {
 		r.pending.Add(-1)
 		s.pending.Add(-1)
 		r.poke()
 		s.notify()
 	}()
-	j.Status = Running
-	if err := s.putJob(j); err != nil {
-		s.log.Error("record job", "job", j.ID, "err", err)
-	}
-	rel, err := s.publish(r, &j)
 	j.Status, j.Result = Done, ResultDone
 	if err != nil {
-		j.Status, j.Error = Failed, err.Error()
-		switch {
-		case errors.Is(err, ErrOlderVersion):
-			j.Result = ResultRefused
-		case errors.Is(err, ErrInvalid):
-			j.Result = ResultInvalid
-		default:
-			j.Result = ResultError
-		}
+		j.Status, j.Error, j.Result = Failed, err.Error(), resultOf(err)
 	}
 	s.metrics.jobs.WithLabelValues(j.Result).Inc()
 	if err := s.putJob(j); err != nil {
@@ -67,6 +65,17 @@ func (s *Service) run(j Job) {
 	} else {
 		s.log.Info("published", "repo", r.key, "job", j.ID, "file", rel)
 	}
+}
+
+// resultOf is the Result* of a job that failed with err.
+func resultOf(err error) string {
+	switch {
+	case errors.Is(err, ErrOlderVersion):
+		return ResultRefused
+	case errors.Is(err, ErrInvalid):
+		return ResultInvalid
+	}
+	return ResultError
 }
 
 // publish checks the staged package of j and hands it to the repo's actor.
