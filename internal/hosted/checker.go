@@ -83,9 +83,10 @@ type Checker struct {
 	log     *slog.Logger
 	checks  *prometheus.CounterVec
 
-	mu       stdsync.Mutex
-	busy     map[string]bool // job ids this node's workers have
-	failures map[string]int  // job id -> checks here that failed for no fault of the upload
+	mu        stdsync.Mutex
+	busy      map[string]bool      // job ids this node's workers have
+	elsewhere map[string]time.Time // job id -> not to be looked at here before
+	failures  map[string]int       // job id -> checks here that failed for no fault of the upload
 }
 
 // checkAttempts is how many times a node checks a job that fails for no
@@ -110,7 +111,7 @@ func NewChecker(cat *catalog.Catalog, st *store.Store, holder string, opts Optio
 		return nil, err
 	}
 	c := &Checker{s: s, holder: holder, checked: opts.Checked, wake: make(chan struct{}, 1), log: s.log,
-		busy: map[string]bool{}, failures: map[string]int{},
+		busy: map[string]bool{}, elsewhere: map[string]time.Time{}, failures: map[string]int{},
 		checks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mirrord_publish_checks_total",
 			Help: "Publish jobs this node's workers checked (in a cluster, for the publisher to commit), by result.",
@@ -145,11 +146,13 @@ func (c *Checker) Run(ctx context.Context) {
 				case <-ctx.Done():
 					return
 				case id := <-jobs:
-					c.check(ctx, id)
+					worked := c.check(ctx, id)
 					c.mu.Lock()
 					delete(c.busy, id)
 					c.mu.Unlock()
-					c.Poke() // a worker is free: look again
+					if worked {
+						c.Poke() // a worker is free: look again at once
+					}
 				}
 			}
 		})
@@ -180,20 +183,23 @@ func (c *Checker) offer(ctx context.Context, jobs chan<- string) {
 		}
 		return
 	}
+	now := time.Now()
+	listed := map[string]bool{}
 	for _, key := range keys {
 		id, ok := strings.CutSuffix(strings.TrimPrefix(key, bucketStaging), ".pkg")
 		if !ok || !validJobID(id) {
 			continue
 		}
+		listed[id] = true
 		c.mu.Lock()
-		busy := c.busy[id]
+		skip := c.busy[id] || now.Before(c.elsewhere[id])
+		if !skip {
+			c.busy[id] = true
+		}
 		c.mu.Unlock()
-		if busy {
+		if skip {
 			continue
 		}
-		c.mu.Lock()
-		c.busy[id] = true
-		c.mu.Unlock()
 		select {
 		case jobs <- id:
 		default:
@@ -203,28 +209,38 @@ func (c *Checker) offer(ctx context.Context, jobs chan<- string) {
 			return // every worker is busy: other nodes' take the rest
 		}
 	}
+	c.mu.Lock()
+	for id := range c.elsewhere {
+		if !listed[id] {
+			delete(c.elsewhere, id) // over
+		}
+	}
+	c.mu.Unlock()
 }
 
 // check claims job id and, if this node has the claim, checks the job
-// and puts the result.
-func (c *Checker) check(ctx context.Context, id string) {
+// and puts the result; worked reports whether it did. A job another node
+// claimed is not looked at again here until that claim would expire.
+func (c *Checker) check(ctx context.Context, id string) (worked bool) {
 	b := c.s.bucket
 	if _, err := b.Stat(ctx, bucketChecked+id); err == nil {
-		return // checked, waiting for the publisher
+		c.later(id, claimTTL) // checked, waiting for the publisher
+		return false
 	}
-	version, ok, err := c.claim(ctx, id, "")
+	version, ok, until, err := c.claim(ctx, id, "")
 	if err != nil {
 		c.log.Warn("claim a publish job", "job", id, "err", err)
 	}
 	if !ok {
-		return
+		c.later(id, time.Until(until))
+		return false
 	}
 	val, err := c.s.rec.Get(jobPrefix + id)
 	if errors.Is(err, store.ErrNotFound) {
 		// Staged, not recorded yet (or never to be: the sweep at the next
-		// takeover deletes it): let it go for now.
+		// takeover deletes it): let it go until the next look.
 		c.unclaim(id, version)
-		return
+		return false
 	}
 	var j Job
 	if err == nil {
@@ -235,7 +251,7 @@ func (c *Checker) check(ctx context.Context, id string) {
 			c.log.Warn("read a publish job", "job", id, "err", err)
 		}
 		c.unclaim(id, version)
-		return
+		return false
 	}
 	cctx, stop := context.WithCancel(ctx)
 	renewed := make(chan struct{})
@@ -251,7 +267,7 @@ func (c *Checker) check(ctx context.Context, id string) {
 		if again {
 			c.log.Warn("check of a publish job failed: tried again", "job", id, "err", res.Error)
 			c.unclaim(id, version)
-			return
+			return true
 		}
 	}
 	c.mu.Lock()
@@ -268,13 +284,21 @@ func (c *Checker) check(ctx context.Context, id string) {
 	}
 	if err != nil {
 		c.log.Warn("put the result of a check", "job", id, "err", err)
-		return
+		return true
 	}
 	c.checks.WithLabelValues(res.Result).Inc()
 	c.log.Info("checked a publish job", "job", id, "repo", j.Distro+"/"+j.Repo, "result", res.Result)
 	if c.checked != nil {
 		c.checked()
 	}
+	return true
+}
+
+// later keeps job id from this node's workers for d.
+func (c *Checker) later(id string, d time.Duration) {
+	c.mu.Lock()
+	c.elsewhere[id] = time.Now().Add(d)
+	c.mu.Unlock()
 }
 
 // run checks j here: its upload from this node's staging if it is there
@@ -313,8 +337,9 @@ func (c *Checker) run(j Job) checkResult {
 
 // claim takes job id's claim for this node: a new one, or one whose
 // holder let it expire; with mine, the version of this node's own
-// (renewal). ok is false when another node holds it.
-func (c *Checker) claim(ctx context.Context, id, mine string) (version string, ok bool, err error) {
+// (renewal). ok is false when another node holds it, until then (zero
+// when unknown).
+func (c *Checker) claim(ctx context.Context, id, mine string) (version string, ok bool, until time.Time, err error) {
 	b := c.s.bucket
 	key := bucketClaims + id
 	data, _ := json.Marshal(claim{Holder: c.holder, Expires: time.Now().Add(claimTTL)})
@@ -326,30 +351,30 @@ func (c *Checker) claim(ctx context.Context, id, mine string) (version string, o
 		if err == nil {
 			m, err := b.Stat(ctx, key)
 			if err != nil {
-				return "", false, err
+				return "", false, time.Time{}, err
 			}
-			return m.Version, true, nil
+			return m.Version, true, time.Time{}, nil
 		}
 		if !errors.Is(err, store.ErrExists) {
-			return "", false, err
+			return "", false, time.Time{}, err
 		}
 		body, m, err := b.Get(ctx, key)
 		if err != nil {
-			return "", false, err
+			return "", false, time.Time{}, err
 		}
 		raw, err := io.ReadAll(io.LimitReader(body, 4<<10))
 		body.Close()
 		var cur claim
 		if err == nil && json.Unmarshal(raw, &cur) == nil && time.Now().Before(cur.Expires.Add(claimSkew)) {
-			return "", false, nil // another node checks it
+			return "", false, cur.Expires.Add(claimSkew), nil // another node checks it
 		}
 		mine = m.Version // expired, or unreadable: taken over
 	}
 	v, err := b.PutIfMatch(ctx, key, bytes.NewReader(data), meta, mine)
 	if errors.Is(err, store.ErrVersionMismatch) {
-		return "", false, nil
+		return "", false, time.Time{}, nil
 	}
-	return v, err == nil, err
+	return v, err == nil, time.Time{}, err
 }
 
 // renew keeps the claim of version until ctx ends.
@@ -362,7 +387,7 @@ func (c *Checker) renew(ctx context.Context, id, version string) {
 			return
 		case <-t.C:
 		}
-		v, ok, err := c.claim(ctx, id, version)
+		v, ok, _, err := c.claim(ctx, id, version)
 		if !ok {
 			if ctx.Err() == nil {
 				c.log.Warn("lost the claim of a publish job: another node may check it too", "job", id, "err", err)
