@@ -9,7 +9,10 @@
 // The publish state (index entries, dirty and retired-file marks, jobs)
 // goes through one small interface, records: the store's key-value API
 // on a single node; bucketRecords keeps it in a cluster's bucket, so that
-// another node can carry on publishing (not wired yet: docs/CLUSTER.md).
+// another node can carry on publishing (docs/CLUSTER.md). In a cluster
+// the checks of the jobs are not the publisher's workers' but every
+// node's Checker's, and the publisher commits their results (checker.go);
+// the Follower keeps the other nodes' copies of the databases it shares.
 //
 // It does not speak HTTP: internal/api maps its errors to statuses.
 package hosted
