@@ -153,6 +153,11 @@ func TestClusterHosted(t *testing.T) {
 		checks = append(checks, fmt.Sprint(n))
 	}
 	t.Logf("jobs checked by node: %s (node %d publishes)", strings.Join(checks, ", "), pub)
+	// The web page of the hosted repo, on a node that does not publish,
+	// is the publisher's: with its recent jobs.
+	if code, page, _ := c.nodes[(pub+1)%len(c.nodes)].get("/ui/repo/archlinux/myrepo"); code != 200 || !bytes.Contains(page, []byte("spread30")) || !bytes.Contains(page, []byte("job-done")) {
+		t.Errorf("the repo's page on a node that does not publish = %d, without the recent job of spread30", code)
+	}
 	if total != 31 {
 		t.Errorf("the nodes checked %v jobs (%s); want 31, each once", total, strings.Join(checks, ", "))
 	}

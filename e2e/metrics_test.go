@@ -47,8 +47,9 @@ distros:
 	os.WriteFile(secret, []byte("metrics-test-secret-0123456789\n"), 0o600)
 	node := "http://" + addr
 	// Its core a mirror repo: the lease metrics have a series once its
-	// first sync (at start) took the repo's lease.
-	cfg := strings.Replace(storageConfig(t, up, s3, ""), "core: {mode: proxy}", "core: {mode: mirror}", 1)
+	// first sync (at start) took the repo's lease; with a hosted repo, its
+	// Checker's.
+	cfg := strings.Replace(storageConfig(t, up, s3, hostedClusterExtra()), "core: {mode: proxy}", "core: {mode: mirror}\n      myrepo: {mode: hosted}", 1)
 	n := startDaemon(t, "", cfg+fmt.Sprintf("cluster: {advertise: %q, peers: [%q], secret_file: %s}\n", node, node, secret),
 		"--listen", addr)
 	eventually(t, 30*time.Second, "the cluster node's first sync under its lease", func() bool {

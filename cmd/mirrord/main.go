@@ -139,11 +139,11 @@ func serve(flags *pflag.FlagSet) error {
 	if c.bucket != nil && cfg.Storage.S3.Redirect {
 		popts.Redirect, popts.RedirectExpiry = c.bucket, cfg.Storage.S3.RedirectExpiry
 	}
-	var apiRoute http.Handler = apiH
+	var apiRoute, uiRoute http.Handler = apiH, ui
 	var gather prometheus.Gatherer = reg
 	if cpub != nil {
 		popts.HostedForward = cpub.forward
-		apiRoute = cpub.api(apiH)
+		apiRoute, uiRoute = cpub.forwarding(apiH), cpub.forwarding(ui)
 		gather = prometheus.Gatherers{reg, cpub}
 	}
 	tree, err := proxy.New(cat, st, popts)
@@ -157,7 +157,7 @@ func serve(flags *pflag.FlagSet) error {
 		peers = c.cluster.Handler(tree)
 		log.Info("cluster", "node", cfg.Cluster.Node, "advertise", cfg.Cluster.Advertise, "peers", c.cluster.Live())
 	}
-	mux := routes(promhttp.HandlerFor(gather, promhttp.HandlerOpts{Registry: reg}), ready, apiRoute, ui, tree, peers)
+	mux := routes(promhttp.HandlerFor(gather, promhttp.HandlerOpts{Registry: reg}), ready, apiRoute, uiRoute, tree, peers)
 	var access *accesslog.Logger
 	if cfg.Log.Access {
 		access = accesslog.New(os.Stderr, cfg.Log.Format)

@@ -290,9 +290,9 @@ func (p *clusterPublisher) publisher(ctx context.Context) (*url.URL, error) {
 	return url.Parse(at.URL)
 }
 
-// api wraps the API: a request about a hosted repo or a job goes to the
-// publisher unless this node is it.
-func (p *clusterPublisher) api(h http.Handler) http.Handler {
+// forwarding wraps the API or the web UI: a request about a hosted repo
+// or a job goes to the publisher unless this node is it.
+func (p *clusterPublisher) forwarding(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if p.publisherOnly(r.URL.Path) && p.forward(w, r) {
 			return
@@ -301,19 +301,27 @@ func (p *clusterPublisher) api(h http.Handler) http.Handler {
 	})
 }
 
-// publisherOnly reports whether an API path is answered from the publish
-// state: /api/v1/jobs/..., and /api/v1/repos/{distro}/{repo}/... of a
-// hosted repo (its packages come from the db the publisher builds).
+// publisherOnly reports whether an API or web UI path is answered from
+// the publish state: /api/v1/jobs/..., and of a hosted repo
+// /api/v1/repos/{distro}/{repo}/... (its packages come from the db the
+// publisher builds), and the pages /ui/repo/{distro}/{repo} (with its
+// recent jobs) and /ui/pkg/{distro}/{repo}/... (with the package's
+// signer).
 func (p *clusterPublisher) publisherOnly(path string) bool {
 	if strings.HasPrefix(path, "/api/v1/jobs/") {
 		return true
 	}
-	rest, ok := strings.CutPrefix(path, "/api/v1/repos/")
-	if !ok {
-		return false
+	var parts []string
+	if rest, ok := strings.CutPrefix(path, "/api/v1/repos/"); ok {
+		if parts = strings.SplitN(rest, "/", 3); len(parts) < 3 {
+			return false
+		}
+	} else if rest, ok := strings.CutPrefix(path, "/ui/repo/"); ok {
+		parts = strings.SplitN(rest, "/", 3)
+	} else if rest, ok := strings.CutPrefix(path, "/ui/pkg/"); ok {
+		parts = strings.SplitN(rest, "/", 3)
 	}
-	parts := strings.SplitN(rest, "/", 3)
-	if len(parts) < 3 {
+	if len(parts) < 2 {
 		return false
 	}
 	d, ok := p.cfg.Distros[parts[0]]
