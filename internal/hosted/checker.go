@@ -215,6 +215,11 @@ func (c *Checker) offer(ctx context.Context, jobs chan<- string) {
 			delete(c.elsewhere, id) // over
 		}
 	}
+	for id := range c.failures {
+		if !listed[id] {
+			delete(c.failures, id)
+		}
+	}
 	c.mu.Unlock()
 }
 
