@@ -26,6 +26,7 @@ type Bucket interface {
 	Stat(ctx context.Context, key string) (store.ObjectMeta, error)
 	List(ctx context.Context, prefix string) ([]string, error)
 	Delete(ctx context.Context, key string) error
+	Copy(ctx context.Context, src, dst string, meta store.ObjectMeta) error
 }
 
 // Keys in the bucket, beside the tree (a distro may not be named
@@ -209,6 +210,33 @@ func (s *Service) putTree(rel string) error {
 	}
 	s.store.MarkShared(rel)
 	return nil
+}
+
+// putPackage puts the package just committed at the tree's rel, job's
+// upload, into the bucket at the same path: a copy of the staged upload
+// inside the bucket (the same bytes: the tree's file was copied from it),
+// so that a large package is not sent to the bucket a second time while
+// the repo's actor waits; an upload if the copy fails.
+func (s *Service) putPackage(job, rel string) error {
+	m, err := s.store.Stat(rel)
+	if err != nil {
+		return err
+	}
+	if m.SHA256 != "" {
+		meta := store.ObjectMeta{Size: m.Size, SHA256: m.SHA256, LastModified: m.LastModified}
+		ctx, cancel := context.WithTimeout(s.hold, transferTimeout)
+		err = s.bucket.Copy(ctx, bucketStaging+stagedName(job, ".pkg"), rel, meta)
+		cancel()
+		if err == nil {
+			s.store.MarkShared(rel)
+			return nil
+		}
+		if err := held(s.hold); err != nil {
+			return err
+		}
+		s.log.Debug("copy the upload to its tree path in the bucket: uploaded instead", "file", rel, "err", err)
+	}
+	return s.putTree(rel)
 }
 
 // removeFile removes rel from the tree and from the bucket's, if any; a

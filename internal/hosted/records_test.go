@@ -299,7 +299,8 @@ func TestAcknowledgedUploadSurvivesTheNode(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	b := newEnvOpts(t, "", cfg, true, Options{Bucket: bucket})
+	rb := &recordingBucket{Bucket: bucket}
+	b := newEnvOpts(t, "", cfg, true, Options{Bucket: rb})
 	if got := b.wait(j.ID); got.Status != Done || got.PublishedAt == nil {
 		t.Fatalf("job %s on the next node = %s %s, published %v; want done and published", j.ID, got.Status, got.Error, got.PublishedAt)
 	}
@@ -315,6 +316,9 @@ func TestAcknowledgedUploadSurvivesTheNode(t *testing.T) {
 	body.Close()
 	if !bytes.Equal(got, data) || meta.SHA256 == "" {
 		t.Errorf("the bucket's %s: %d bytes, sha256 %q; want the upload's %d bytes, with its sha256", rel, len(got), meta.SHA256, len(data))
+	}
+	if slices.Contains(rb.putKeys(), rel) {
+		t.Errorf("%s was uploaded to the bucket again; want it copied from the staged upload there", rel)
 	}
 	if _, err := bucket.Stat(context.Background(), staged); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("the finished job's upload is still in the bucket (%v)", err)
@@ -713,4 +717,24 @@ func TestClaims(t *testing.T) {
 	if cl.Holder != "node-c" {
 		t.Errorf("the claim after the takeover is %+v; want node-c's", cl)
 	}
+}
+
+// recordingBucket notes the keys of its Puts.
+type recordingBucket struct {
+	Bucket
+	mu   stdsync.Mutex
+	puts []string
+}
+
+func (r *recordingBucket) Put(ctx context.Context, key string, body io.Reader, meta store.ObjectMeta) error {
+	r.mu.Lock()
+	r.puts = append(r.puts, key)
+	r.mu.Unlock()
+	return r.Bucket.Put(ctx, key, body, meta)
+}
+
+func (r *recordingBucket) putKeys() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.puts)
 }

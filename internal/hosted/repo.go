@@ -230,7 +230,7 @@ func (r *repo) commit(q *commitReq) error {
 		if r.s.bucket != nil {
 			// Every node serves the packages, from the bucket: there
 			// before the index (and so a db) names them.
-			if err := r.s.putTree(rel); err != nil {
+			if err := r.s.putPackage(q.job, rel); err != nil {
 				return err
 			}
 			if q.sigs[a] != nil {

@@ -25,8 +25,6 @@ import (
 // number of concurrent callers, and so does PutIfMatch among callers that
 // name the same version; List shows exactly what was put and not
 // deleted. Methods are safe for concurrent use.
-//
-// Nothing is wired to it yet: store.Store still writes the tree itself.
 type Objects interface {
 	// Get opens the whole object. The caller closes the reader.
 	Get(ctx context.Context, key string) (io.ReadCloser, ObjectMeta, error)
@@ -59,6 +57,11 @@ type Objects interface {
 	List(ctx context.Context, prefix string) ([]string, error)
 	// Delete removes the object; a key that holds none is not an error.
 	Delete(ctx context.Context, key string) error
+	// Copy stores the object at src under dst too, replacing any object
+	// there, with meta, which must be src's size and sha256 (an error
+	// otherwise, dst left as it was): on S3 the bytes do not leave the
+	// store. ErrNotFound if src holds nothing.
+	Copy(ctx context.Context, src, dst string, meta ObjectMeta) error
 }
 
 // Sentinels of Objects, besides ErrNotFound (Get, GetRange, Stat).

@@ -229,6 +229,21 @@ func (t *Tree) PutIfMatch(ctx context.Context, key string, r io.Reader, meta sto
 	return t.put(ctx, key, r, meta, ifMatch, version)
 }
 
+// Copy stores the object at src under dst too: a checked copy of its
+// file, committed as Put commits.
+func (t *Tree) Copy(ctx context.Context, src, dst string, meta store.ObjectMeta) error {
+	f, cur, err := t.open(ctx, src)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if cur.Size != meta.Size || cur.SHA256 != meta.SHA256 {
+		return fmt.Errorf("copy %s to %s: it is %d bytes, sha256 %q, not the %d, %q given", src, dst, cur.Size, cur.SHA256, meta.Size, meta.SHA256)
+	}
+	_, err = t.put(ctx, dst, f, meta, replace, "")
+	return err
+}
+
 // put writes a temp file, checks it, fsyncs it, and renames (or, if
 // absent, links) it into the tree, then fsyncs the folder. It returns
 // the version it stored.

@@ -36,6 +36,7 @@ func Run(t *testing.T, newObjects func(t *testing.T) store.Objects) {
 	t.Run("List", func(t *testing.T) { testList(t, newObjects(t)) })
 	t.Run("Range", func(t *testing.T) { testRange(t, newObjects(t)) })
 	t.Run("BadKeys", func(t *testing.T) { testBadKeys(t, newObjects(t)) })
+	t.Run("Copy", func(t *testing.T) { testCopy(t, newObjects(t)) })
 }
 
 // Winner checks the outcome of a race of conditional writes, what: errs
@@ -635,5 +636,43 @@ func testBadKeys(t *testing.T, o store.Objects) {
 	}
 	if keys, err := o.List(ctx, ""); err != nil || len(keys) != 0 {
 		t.Errorf("List after refused Puts = %q, %v, want nothing", keys, err)
+	}
+}
+
+// testCopy: a copy holds the source's bytes with the metadata given; one
+// whose metadata is not the source's, or of a source that is not there,
+// stores nothing.
+func testCopy(t *testing.T, o store.Objects) {
+	ctx := t.Context()
+	const src, dst = "_mirrord/hosted/staging/x.pkg", "archlinux/local/os/x86_64/x-1-1-x86_64.pkg.tar.zst"
+	b, m := body(7, 1<<16)
+	put(t, o, src, b, m)
+	bad := m
+	bad.SHA256 = strings.Repeat("0", 64)
+	if err := o.Copy(ctx, src, dst, bad); err == nil {
+		t.Error("Copy with another sha256 than the source's succeeded")
+	}
+	short := m
+	short.Size--
+	if err := o.Copy(ctx, src, dst, short); err == nil {
+		t.Error("Copy with another size than the source's succeeded")
+	}
+	if _, err := o.Stat(ctx, dst); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("after refused copies, Stat(dst) = %v; want ErrNotFound", err)
+	}
+	if err := o.Copy(ctx, "archlinux/none", dst, m); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Copy of a missing source = %v; want ErrNotFound", err)
+	}
+	want := m
+	want.LastModified = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	if err := o.Copy(ctx, src, dst, want); err != nil {
+		t.Fatal(err)
+	}
+	got, gm, err := get(ctx, o, dst)
+	if err != nil || !bytes.Equal(got, b) || !sameMeta(gm, want) {
+		t.Errorf("the copy = %d bytes, %+v, %v; want the source's %d bytes, %+v", len(got), gm, err, len(b), want)
+	}
+	if got, _, err := get(ctx, o, src); err != nil || !bytes.Equal(got, b) {
+		t.Errorf("the source after the copy: %d bytes, %v; want it unchanged", len(got), err)
 	}
 }

@@ -28,7 +28,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Requests to the S3 storage by operation and result (ok, not_found, exists, error).",
 		}, []string{"op", "result"}),
 	}
-	for _, op := range []string{"get", "stat", "put", "list", "delete", "presign"} {
+	for _, op := range []string{"get", "stat", "put", "list", "delete", "copy", "presign"} {
 		m.seconds.WithLabelValues(op)
 		for _, r := range []string{"ok", "not_found", "exists", "error"} {
 			m.requests.WithLabelValues(op, r)

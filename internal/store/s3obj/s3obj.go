@@ -222,6 +222,59 @@ func (b *Bucket) PutIfMatch(ctx context.Context, key string, r io.Reader, meta s
 	return b.put(ctx, key, r, meta, ifMatch, version)
 }
 
+// Copy stores the object at src under dst too, by a copy inside the
+// store (CopyObject, one request, at most 5 GiB), with meta's metadata:
+// src's size and sha256 are checked first, and the copy is of that
+// version only (x-amz-copy-source-if-match), so a src replaced meanwhile
+// fails the copy rather than be copied with the wrong metadata.
+func (b *Bucket) Copy(ctx context.Context, src, dst string, meta store.ObjectMeta) (err error) {
+	defer b.metrics.observe("copy", time.Now(), &err)
+	from, err := b.name(src)
+	if err != nil {
+		return err
+	}
+	to, err := b.name(dst)
+	if err != nil {
+		return err
+	}
+	if err := store.CheckMeta(dst, meta); err != nil {
+		return err
+	}
+	if meta.Size > maxConditional {
+		return fmt.Errorf("copy %s to %s: %d bytes, over the %d of one copy", src, dst, meta.Size, int64(maxConditional))
+	}
+	info, err := b.core.StatObject(ctx, b.bucket, from, minio.StatObjectOptions{})
+	if err != nil {
+		return b.fail("copy", src, err)
+	}
+	cur, err := objectMeta(src, info)
+	if err != nil {
+		return err
+	}
+	if cur.Size != meta.Size || cur.SHA256 != meta.SHA256 {
+		return fmt.Errorf("copy %s to %s: it is %d bytes, sha256 %q, not the %d, %q given", src, dst, cur.Size, cur.SHA256, meta.Size, meta.SHA256)
+	}
+	_, err = b.core.Client.CopyObject(ctx,
+		minio.CopyDestOptions{Bucket: b.bucket, Object: to, UserMetadata: userMetadata(meta), ReplaceMetadata: true},
+		minio.CopySrcOptions{Bucket: b.bucket, Object: from, MatchETag: info.ETag})
+	if err != nil {
+		return b.fail("copy", dst, err)
+	}
+	return nil
+}
+
+// userMetadata is what an object's metadata carries of meta.
+func userMetadata(meta store.ObjectMeta) map[string]string {
+	user := map[string]string{metaSHA256: meta.SHA256}
+	if meta.ETag != "" {
+		user[metaETag] = meta.ETag
+	}
+	if !meta.LastModified.IsZero() {
+		user[metaLastModified] = meta.LastModified.UTC().Format(time.RFC3339Nano)
+	}
+	return user
+}
+
 // How put commits an object.
 type condition int
 
@@ -244,15 +297,8 @@ func (b *Bucket) put(ctx context.Context, key string, r io.Reader, meta store.Ob
 	if how == ifMatch && version == "" {
 		return "", fmt.Errorf("put %s if version \"\": %w", key, store.ErrVersionMismatch)
 	}
-	user := map[string]string{metaSHA256: meta.SHA256}
-	if meta.ETag != "" {
-		user[metaETag] = meta.ETag
-	}
-	if !meta.LastModified.IsZero() {
-		user[metaLastModified] = meta.LastModified.UTC().Format(time.RFC3339Nano)
-	}
 	opts := minio.PutObjectOptions{
-		UserMetadata: user,
+		UserMetadata: userMetadata(meta),
 		ContentType:  "application/octet-stream",
 		PartSize:     b.partSize,
 	}
