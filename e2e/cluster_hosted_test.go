@@ -23,7 +23,7 @@ import (
 // every node, as any node may take a write).
 func hostedClusterExtra() string {
 	sum := sha256.Sum256([]byte(hostedToken))
-	return fmt.Sprintf(`hosted: {workers: 4, debounce: 300ms, max_delay: 10s, retention: 1h}
+	return fmt.Sprintf(`hosted: {workers: 4, debounce: 1s, max_delay: 10s, retention: 1h}
 api:
   tokens:
     - {name: ci, sha256: %s, repos: [archlinux/myrepo]}`, hex.EncodeToString(sum[:]))
@@ -210,14 +210,35 @@ func TestClusterHosted(t *testing.T) {
 		}
 	}
 
-	// The publisher acknowledges more uploads and dies at once: the next
-	// holder of the lease finds their jobs and bytes in the bucket.
+	// The publisher acknowledges more uploads and dies in the middle of
+	// publishing them: once it committed one (its job done, the package
+	// in the index) and before the debounced build put it in the served
+	// db. The next holder of the lease finds the jobs, the index and the
+	// bytes in the bucket.
 	files = files[:0]
 	for i := range 6 {
 		files = append(files, build(fmt.Sprintf("late%d", i)))
 	}
 	ids = uploadAll(files, func(int) *daemon { return c.nodes[pub] })
+	// (With hosted.debounce 1s the kill lands in that window unless the
+	// machine stalls for a second; the checks below hold either way.)
+	unpublished := 0
+	committed := func() bool {
+		done := 0
+		unpublished = 0
+		for _, id := range ids {
+			if ok, state := jobDone(c.nodes[pub], id); strings.HasPrefix(state, "done") {
+				done++
+				if !ok {
+					unpublished++
+				}
+			}
+		}
+		return done > 0
+	}
+	eventually(t, 30*time.Second, "a late job committed", committed)
 	c.nodes[pub].Kill()
+	t.Logf("killed the publisher with %d of the late jobs committed and not yet in the served db", unpublished)
 	dead := pub
 	c.nodes[dead] = nil
 	// Until another node takes over, the others serve the databases they
