@@ -158,6 +158,9 @@ func TestClusterHosted(t *testing.T) {
 	if code, page, _ := c.nodes[(pub+1)%len(c.nodes)].get("/ui/repo/archlinux/myrepo"); code != 200 || !bytes.Contains(page, []byte("spread30")) || !bytes.Contains(page, []byte("job-done")) {
 		t.Errorf("the repo's page on a node that does not publish = %d, without the recent job of spread30", code)
 	}
+	if code, page, _ := c.nodes[(pub+2)%len(c.nodes)].get("/"); code != 200 || !bytes.Contains(page, []byte("job-done")) {
+		t.Errorf("the home page on a node that does not publish = %d, without the publisher's recent jobs", code)
+	}
 	if total != 31 {
 		t.Errorf("the nodes checked %v jobs (%s); want 31, each once", total, strings.Join(checks, ", "))
 	}

@@ -13,6 +13,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	stdsync "sync"
 	"sync/atomic"
@@ -302,13 +303,13 @@ func (p *clusterPublisher) forwarding(h http.Handler) http.Handler {
 }
 
 // publisherOnly reports whether an API or web UI path is answered from
-// the publish state: /api/v1/jobs/..., and of a hosted repo
+// the publish state: /api/v1/jobs[/...], and of a hosted repo
 // /api/v1/repos/{distro}/{repo}/... (its packages come from the db the
 // publisher builds), and the pages /ui/repo/{distro}/{repo} (with its
 // recent jobs) and /ui/pkg/{distro}/{repo}/... (with the package's
 // signer).
 func (p *clusterPublisher) publisherOnly(path string) bool {
-	if strings.HasPrefix(path, "/api/v1/jobs/") {
+	if path == "/api/v1/jobs" || strings.HasPrefix(path, "/api/v1/jobs/") {
 		return true
 	}
 	var parts []string
@@ -364,12 +365,41 @@ func (p *clusterPublisher) Job(id string) (hosted.Job, error) {
 	return hosted.Job{}, errNotPublisher
 }
 
+// Jobs are the running Service's; on another node, the publisher's, by
+// its API (the web UI's home page lists them on every node).
 func (p *clusterPublisher) Jobs(distro, repo string, limit int) ([]hosted.Job, error) {
 	if s := p.svc.Load(); s != nil {
 		return s.Jobs(distro, repo, limit)
 	}
-	return nil, nil
+	ctx, cancel := context.WithTimeout(context.Background(), jobsTimeout)
+	defer cancel()
+	target, err := p.publisher(ctx)
+	if err != nil {
+		return nil, err
+	}
+	q := url.Values{"distro": {distro}, "repo": {repo}, "limit": {strconv.Itoa(min(limit, 100))}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target.JoinPath("/api/v1/jobs").String()+"?"+q.Encode(), nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set(forwardedHeader, p.cfg.Cluster.Node)
+	resp, err := p.proxy.Transport.RoundTrip(req)
+	if err != nil {
+		return nil, fmt.Errorf("the publisher's jobs: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("the publisher's jobs: %s", resp.Status)
+	}
+	var out struct{ Jobs []hosted.Job }
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(&out); err != nil {
+		return nil, fmt.Errorf("the publisher's jobs: %w", err)
+	}
+	return out.Jobs, nil
 }
+
+// jobsTimeout bounds the read of the publisher's jobs for a page.
+const jobsTimeout = 2 * time.Second
 
 func (p *clusterPublisher) WaitJob(ctx context.Context, id string) (hosted.Job, error) {
 	if s := p.svc.Load(); s != nil {

@@ -113,6 +113,7 @@ func New(cat *catalog.Catalog, tree Tree, opts Options) *Handler {
 	m.HandleFunc("GET /api/v1/repos/{distro}/{repo}/key", h.key)
 	m.HandleFunc("POST /api/v1/repos/{distro}/{repo}/packages", h.upload)
 	m.HandleFunc("DELETE /api/v1/repos/{distro}/{repo}/{arch}/packages/{name}", h.deletePackage)
+	m.HandleFunc("GET /api/v1/jobs", h.jobs)
 	m.HandleFunc("GET /api/v1/jobs/{id}", h.job)
 	m.HandleFunc("POST /api/v1/sync/{distro}", h.sync)
 	m.HandleFunc("POST /api/v1/sync/{distro}/{repo}", h.sync)

@@ -229,6 +229,23 @@ func TestPublishAndRead(t *testing.T) {
 		t.Errorf("package tool1 = %d %v, want its depends", code, p)
 	}
 
+	// The jobs, newest first: the multipart upload, then the tools.
+	code, jobs, _ := e.do("GET", "/api/v1/jobs?distro=archlinux&repo=local&limit=3", "", nil, "")
+	if l, _ := jobs["jobs"].([]any); code != 200 || len(l) != 3 || l[0].(map[string]any)["upload"] != "signed-1-1-any.pkg.tar.zst" || l[0].(map[string]any)["status"] != "done" {
+		t.Errorf("jobs?limit=3 = %d %v; want 3, the signed upload first", code, jobs)
+	}
+	if _, jobs, _ = e.do("GET", "/api/v1/jobs", "", nil, ""); len(jobs["jobs"].([]any)) != 8 {
+		t.Errorf("jobs = %v; want the 8", jobs)
+	}
+	if _, jobs, _ = e.do("GET", "/api/v1/jobs?repo=other", "", nil, ""); len(jobs["jobs"].([]any)) != 0 {
+		t.Errorf("jobs of another repo = %v; want none", jobs)
+	}
+	for _, bad := range []string{"0", "101", "x"} {
+		if code, _, _ := e.do("GET", "/api/v1/jobs?limit="+bad, "", nil, ""); code != 400 {
+			t.Errorf("jobs?limit=%s = %d; want 400", bad, code)
+		}
+	}
+
 	code, repos, _ := e.do("GET", "/api/v1/repos", "", nil, "")
 	raw, _ := json.Marshal(repos)
 	if code != 200 || !strings.Contains(string(raw), `{"arch":"x86_64","db":true,"packages":8}`) || !strings.Contains(string(raw), `"mode":"proxy"`) {

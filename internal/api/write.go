@@ -219,11 +219,46 @@ func (h *Handler) job(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
+	writeJSON(w, http.StatusOK, newJobView(j))
+}
+
+// newJobView is j as the API shows it: a failed job with the HTTP status
+// its reason maps to.
+func newJobView(j hosted.Job) jobView {
 	v := jobView{Job: j}
-	if jerr := j.Err(); jerr != nil {
-		v.Code = status(jerr)
+	if err := j.Err(); err != nil {
+		v.Code = status(err)
 	}
-	writeJSON(w, http.StatusOK, v)
+	return v
+}
+
+// maxJobs bounds a listing of jobs.
+const maxJobs = 100
+
+// jobs lists the latest publish jobs, newest first: ?distro= and ?repo=
+// narrow it, ?limit= (default 20, at most maxJobs) bounds it. Finished
+// jobs are kept for hosted.retention.
+func (h *Handler) jobs(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	limit := 20
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxJobs {
+			h.fail(w, r, errorf(http.StatusBadRequest, "limit must be a number from 1 to "+strconv.Itoa(maxJobs)))
+			return
+		}
+		limit = n
+	}
+	list, err := h.Jobs(q.Get("distro"), q.Get("repo"), limit)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	views := make([]jobView, 0, len(list))
+	for _, j := range list {
+		views = append(views, newJobView(j))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"jobs": views})
 }
 
 func (h *Handler) sync(w http.ResponseWriter, r *http.Request) {
