@@ -399,7 +399,7 @@ func (p *clusterPublisher) Jobs(distro, repo string, limit int) ([]hosted.Job, e
 }
 
 // jobsTimeout bounds the read of the publisher's jobs for a page.
-const jobsTimeout = 2 * time.Second
+const jobsTimeout = 5 * time.Second
 
 func (p *clusterPublisher) WaitJob(ctx context.Context, id string) (hosted.Job, error) {
 	if s := p.svc.Load(); s != nil {

@@ -114,7 +114,7 @@ func NewChecker(cat *catalog.Catalog, st *store.Store, holder string, opts Optio
 		busy: map[string]bool{}, elsewhere: map[string]time.Time{}, failures: map[string]int{},
 		checks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mirrord_publish_checks_total",
-			Help: "Publish jobs this node's workers checked (in a cluster, for the publisher to commit), by result.",
+			Help: "Publish jobs this node's workers checked (in a cluster, for the publisher to commit: the results it put), by result.",
 		}, []string{"result"})}
 	for _, r := range results {
 		c.checks.WithLabelValues(r)
@@ -283,9 +283,12 @@ func (c *Checker) check(ctx context.Context, id string) (worked bool) {
 		pctx, cancel := context.WithTimeout(context.Background(), transferTimeout)
 		err = b.PutIfAbsent(pctx, bucketChecked+id, bytes.NewReader(data), store.BytesMeta(data))
 		cancel()
-		if errors.Is(err, store.ErrExists) {
-			err = nil // another node's check, after a claim that expired: the same result
-		}
+	}
+	if errors.Is(err, store.ErrExists) {
+		// Another node's check, after this one's claim expired: its
+		// result, the same, is the one committed.
+		c.log.Info("checked a publish job another node checked first", "job", id)
+		return true
 	}
 	if err != nil {
 		c.log.Warn("put the result of a check", "job", id, "err", err)
