@@ -18,6 +18,10 @@
 #   FAST_PATH=false scripts/bench-proxy.sh mirrord with server.fast_path false
 #   ACCESS_LOG=true scripts/bench-proxy.sh mirrord with its access log on (to a file), as
 #                                          by default; off otherwise, as nginx's is
+#   PIN=1 scripts/bench-proxy.sh           the hit runs with the load generator on CPU 0 and the
+#                                          servers on CPU 1 (wrk -t1, one nginx worker,
+#                                          GOMAXPROCS=1): each server's own cost, without
+#                                          the load generator's threads sharing its cores
 #
 # Everything listens on 127.0.0.1, on ports BASE_PORT..BASE_PORT+5.
 # Needs nginx, wrk, curl and jq.
@@ -29,6 +33,7 @@ HIT_CONNS=${HIT_CONNS:-64}
 ROUNDS=${ROUNDS:-2}
 FAST_PATH=${FAST_PATH:-true}
 ACCESS_LOG=${ACCESS_LOG:-false}
+PIN=${PIN:-0}
 BASE_PORT=${BASE_PORT:-18480}
 p_up=$BASE_PORT              # upstream, unthrottled: fills mirrord's cache for the hit runs
 p_slow=$((BASE_PORT + 1))    # upstream at 20 MB/s per response
@@ -107,7 +112,7 @@ start_mirrord() { # port upstream-port name; sets mirrord_pid
 		      core: {mode: proxy}
 		      testing: {mode: proxy}
 	EOF
-	"$mirrord" serve --config "$work/$3/mirrord.yaml" --data-dir "$work/$3/data" \
+	GOMAXPROCS=$mirrord_procs $srv_pin "$mirrord" serve --config "$work/$3/mirrord.yaml" --data-dir "$work/$3/data" \
 		--listen "127.0.0.1:$1" 2>"$work/$3/mirrord.log" &
 	mirrord_pid=$!
 	pids+=($mirrord_pid)
@@ -129,7 +134,7 @@ start_nginx() {
 	cat >"$n/nginx.conf" <<-EOF
 		$user
 		daemon off;
-		worker_processes 2;
+		worker_processes $nginx_workers;
 		pid $n/nginx.pid;
 		error_log $n/error.log warn;
 		events { worker_connections 4096; }
@@ -166,7 +171,7 @@ start_nginx() {
 		  }
 		}
 	EOF
-	nginx -p "$n" -c "$n/nginx.conf" -e "$n/error.log" &
+	$srv_pin nginx -p "$n" -c "$n/nginx.conf" -e "$n/error.log" &
 	nginx_pid=$!
 	pids+=($nginx_pid)
 }
@@ -185,6 +190,16 @@ cpu_ticks() {
 vmhwm_reset() { echo 5 >"/proc/$1/clear_refs"; }
 vmhwm() { awk '/^VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
 
+# PIN=1: the servers on CPU 1, the load generator on CPU 0. The cold and
+# memory runs are pinned too (their mirrord is started the same way).
+srv_pin="" wrk_pin="" wrk_threads=2 nginx_workers=2 mirrord_procs=""
+if [[ $PIN == 1 ]]; then
+	if [[ $(nproc) -lt 2 ]]; then
+		echo "bench-proxy: PIN=1 needs 2 CPUs" >&2
+		exit 1
+	fi
+	srv_pin="taskset -c 1" wrk_pin="taskset -c 0" wrk_threads=1 nginx_workers=1 mirrord_procs=1
+fi
 log "start servers"
 start_upstream "$p_up" 0
 start_upstream "$p_slow" 20MB
@@ -256,7 +271,7 @@ wrk_run() {
 		;;
 	esac
 	t0=$(cpu_ticks "$@")
-	wrk -t2 -c"$conns" -d"${HIT_SECONDS}s" --latency "${args[@]}" >"$work/wrk.out"
+	$wrk_pin wrk -t"$wrk_threads" -c"$conns" -d"${HIT_SECONDS}s" --latency "${args[@]}" >"$work/wrk.out"
 	t1=$(cpu_ticks "$@")
 	awk -v ticks=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" '/^WRK/ {
 		printf "%.1f %.1f %.3f %.3f %d %.1f\n", $2 / ($4 / 1e6), $3 / 1e6 / ($4 / 1e6), $6, $7, $5, ticks / hz * 1e6 / $2
@@ -336,7 +351,7 @@ hitrow() { # workload label
 
 cat <<EOF
 
-bench-proxy: $(nproc) cores, $(date -u +%Y-%m-%d), HIT_SECONDS=$HIT_SECONDS, ROUNDS=$ROUNDS, server.fast_path=$FAST_PATH, log.access=$ACCESS_LOG
+bench-proxy: $(nproc) cores, $(date -u +%Y-%m-%d), HIT_SECONDS=$HIT_SECONDS, ROUNDS=$ROUNDS, server.fast_path=$FAST_PATH, log.access=$ACCESS_LOG, PIN=$PIN
 
 1. cache hits (best of $ROUNDS)   req/s               ratio  p99 ms            ratio  CPU us/req     errors
                             mirrord     nginx  >= 1.0  mirrord   nginx  <= 1.5  mirrord  nginx  m/n
