@@ -131,6 +131,13 @@ func TestSharedStorage(t *testing.T) {
 	if code, _, _ := b.get("/archlinux/core/os/x86_64/core.db"); code != 200 {
 		t.Fatalf("core.db = %d", code)
 	}
+	// A miss is committed just after its client has the last byte: until
+	// then the node has no db to check by, and only the copy's own
+	// metadata (which the bad copy's matches) to go on.
+	eventually(t, 10*time.Second, "core.db in the node's tree", func() bool {
+		_, err := os.Stat(filepath.Join(b.DataDir, "tree/archlinux/core/os/x86_64/core.db"))
+		return err == nil
+	})
 	if code, body, _ := b.get("/archlinux/core/os/x86_64/" + other); code != 200 || !bytes.Equal(body, otherWant) {
 		t.Errorf("with a bad copy in the bucket: %d, %d bytes (the bad copy's: %v); want 200 and upstream's %d", code, len(body), bytes.Equal(body, bad), len(otherWant))
 	}
