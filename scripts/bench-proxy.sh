@@ -217,6 +217,11 @@ urls=$(for i in $(seq -w 0 199); do printf 'http://127.0.0.1:%s%s/small%s-1.0-1-
 urls+="http://127.0.0.1:$p_hit$path/big-1.0-1-x86_64.pkg.tar.zst,http://127.0.0.1:$p_hit$path/core.db,"
 urls+="http://127.0.0.1:$p_hit/archlinux/testing/os/x86_64/testing.db"
 "$load" get --url "$urls" --clients 4 --requests 203 >/dev/null
+# Every file once: a file left out would be a miss inside a hit run.
+if [[ $(curl -sf "http://127.0.0.1:$p_up/_count" | jq .requests) != 203 ]]; then
+	echo "bench-proxy: filling mirrord's cache took $(curl -sf "http://127.0.0.1:$p_up/_count" | jq .requests) upstream requests, want 203" >&2
+	exit 1
+fi
 "$load" get --url "$urls" --clients 4 --requests 203 --json >"$work/fill2.json" # all hits now
 if [[ $(jq .errors "$work/fill2.json") != 0 ]]; then
 	echo "bench-proxy: errors filling mirrord's cache: $(jq -r .first_error "$work/fill2.json")" >&2

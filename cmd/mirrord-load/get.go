@@ -142,6 +142,12 @@ func (l *Load) Run(ctx context.Context) (*Report, error) {
 	}
 	var left atomic.Int64 // requests not yet started, when Requests > 0
 	left.Store(int64(l.Requests))
+	// The clients take the URLs in turn from one rotation, so that
+	// --requests N over N URLs fetches each once whatever --clients is.
+	// (Each client going round the list on its own from a start of its
+	// own fetched the first N/clients URLs only, and left the rest of a
+	// "filled" cache cold.)
+	var next atomic.Int64
 	stats := make([]clientStats, l.Clients)
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -149,13 +155,11 @@ func (l *Load) Run(ctx context.Context) (*Report, error) {
 		wg.Go(func() {
 			cs := &stats[i]
 			buf := make([]byte, 32<<10)
-			for k := 0; ctx.Err() == nil; k++ {
+			for ctx.Err() == nil {
 				if l.Requests > 0 && left.Add(-1) < 0 {
 					return
 				}
-				// Client i starts at URL i, so that clients spread over
-				// the URLs from the first request on.
-				fetch(ctx, client, l.URLs[(i+k)%len(l.URLs)], buf, cs)
+				fetch(ctx, client, l.URLs[(next.Add(1)-1)%int64(len(l.URLs))], buf, cs)
 			}
 		})
 	}

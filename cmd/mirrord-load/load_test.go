@@ -1,11 +1,13 @@
 package main
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -120,5 +122,35 @@ func TestUpstreamPacesAndCounts(t *testing.T) {
 	resp.Body.Close()
 	if st, _ := readUpstreamStats(ts.URL + "/_count"); st.Requests != 0 || st.Bytes != 0 || !st.FirstByte.IsZero() {
 		t.Errorf("stats after reset = %+v, want zero", st)
+	}
+}
+
+// TestEveryURLOnce: as many requests as URLs fetch each URL once, however
+// many clients share them (as bench-proxy.sh's cache fill needs).
+func TestEveryURLOnce(t *testing.T) {
+	var mu sync.Mutex
+	got := map[string]int{}
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		got[r.URL.Path]++
+		mu.Unlock()
+		w.Write([]byte("ok"))
+	}))
+	defer ts.Close()
+	var urls []string
+	for i := range 23 {
+		urls = append(urls, fmt.Sprintf("%s/f%d", ts.URL, i))
+	}
+	l := Load{URLs: urls, Clients: 4, Requests: len(urls)}
+	rep, err := l.Run(t.Context())
+	if err != nil || rep.Errors != 0 {
+		t.Fatalf("Run = %+v, %v", rep, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for i := range urls {
+		if n := got[fmt.Sprintf("/f%d", i)]; n != 1 {
+			t.Errorf("/f%d fetched %d times, want 1", i, n)
+		}
 	}
 }
