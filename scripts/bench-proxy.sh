@@ -218,8 +218,9 @@ urls+="http://127.0.0.1:$p_hit$path/big-1.0-1-x86_64.pkg.tar.zst,http://127.0.0.
 urls+="http://127.0.0.1:$p_hit/archlinux/testing/os/x86_64/testing.db"
 "$load" get --url "$urls" --clients 4 --requests 203 >/dev/null
 # Every file once: a file left out would be a miss inside a hit run.
-if [[ $(curl -sf "http://127.0.0.1:$p_up/_count" | jq .requests) != 203 ]]; then
-	echo "bench-proxy: filling mirrord's cache took $(curl -sf "http://127.0.0.1:$p_up/_count" | jq .requests) upstream requests, want 203" >&2
+fetched=$(curl -sf "http://127.0.0.1:$p_up/_count" | jq .requests)
+if [[ $fetched != 203 ]]; then
+	echo "bench-proxy: filling mirrord's cache took $fetched upstream requests, want 203" >&2
 	exit 1
 fi
 "$load" get --url "$urls" --clients 4 --requests 203 --json >"$work/fill2.json" # all hits now
