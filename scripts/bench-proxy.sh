@@ -18,6 +18,9 @@
 #   FAST_PATH=false scripts/bench-proxy.sh mirrord with server.fast_path false
 #   ACCESS_LOG=true scripts/bench-proxy.sh mirrord with its access log on (to a file), as
 #                                          by default; off otherwise, as nginx's is
+#   HITS_ONLY=1 scripts/bench-proxy.sh     the hit runs only (part 1), about 2 minutes
+#   WORKLOADS="db304 tinydb" scripts/bench-proxy.sh
+#                                          those hit workloads only (of tinydb db db304 pkg big)
 #   PIN=1 scripts/bench-proxy.sh           the hit runs with the load generator on CPU 0 and the
 #                                          servers on CPU 1 (wrk -t1, one nginx worker,
 #                                          GOMAXPROCS=1): each server's own cost, without
@@ -34,6 +37,8 @@ ROUNDS=${ROUNDS:-2}
 FAST_PATH=${FAST_PATH:-true}
 ACCESS_LOG=${ACCESS_LOG:-false}
 PIN=${PIN:-0}
+HITS_ONLY=${HITS_ONLY:-0}
+WORKLOADS=${WORKLOADS:-tinydb db db304 pkg big}
 BASE_PORT=${BASE_PORT:-18480}
 p_up=$BASE_PORT              # upstream, unthrottled: fills mirrord's cache for the hit runs
 p_slow=$((BASE_PORT + 1))    # upstream at 20 MB/s per response
@@ -285,7 +290,7 @@ wrk_run() {
 	printf '%-7s %-8s %s\n' "$w" "$name" "$(tail -1 "$work/$name.$w")" >&2
 }
 
-workloads="tinydb db db304 pkg big"
+workloads=$WORKLOADS
 log "hits ($workloads): wrk -t2 -c$HIT_CONNS (-c4 for big) --latency, ${HIT_SECONDS}s per run, alternating, best of $ROUNDS"
 echo "        server   req/s MB/s p50ms p99ms errors cpu-us/req" >&2
 for _ in $(seq 1 "$ROUNDS"); do
@@ -297,6 +302,43 @@ for _ in $(seq 1 "$ROUNDS"); do
 	done
 done
 best() { sort -k1,1 -g -r "$work/$1" | head -1; } # the run with the most req/s
+
+# --- summary functions ----------------------------------------------------
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
+j() { jq -r "$2" "$work/$1"; }
+mem() { awk -v n="$1" '$1 == n { print $2 }' "$work/mem.txt"; }
+memrow() { # name label
+	printf '   %-22s %8s MB   %s\n' "$2" "$(mem "$1")" \
+		"$(j "$1.mem.json" '"\(.requests) complete, \(.incomplete) cut off, \(.errors) errors"') (limit $(awk -v n="$1" '$1 == n { print $3 }' "$work/mem.txt"))"
+}
+hitrow() { # workload label
+	[[ -s $work/mirrord.$1 ]] || return 0 # not in WORKLOADS
+	local m_rps m_mbs m_p50 m_p99 m_err m_cpu n_rps n_mbs n_p50 n_p99 n_err n_cpu
+	read -r m_rps m_mbs m_p50 m_p99 m_err m_cpu < <(best "mirrord.$1")
+	read -r n_rps n_mbs n_p50 n_p99 n_err n_cpu < <(best "nginx.$1")
+	printf '   %-22s %9.0f %9.0f %6s   %7.2f %7.2f %6s   %6.1f %6.1f   %s/%s\n' "$2" "$m_rps" "$n_rps" "$(ratio "$m_rps" "$n_rps")" \
+		"$m_p99" "$n_p99" "$(ratio "$m_p99" "$n_p99")" "$m_cpu" "$n_cpu" "$m_err" "$n_err"
+}
+
+hit_summary() {
+	cat <<EOF
+
+bench-proxy: $(nproc) cores, $(date -u +%Y-%m-%d), HIT_SECONDS=$HIT_SECONDS, ROUNDS=$ROUNDS, server.fast_path=$FAST_PATH, log.access=$ACCESS_LOG, PIN=$PIN
+
+1. cache hits (best of $ROUNDS)   req/s               ratio  p99 ms            ratio  CPU us/req     errors
+                            mirrord     nginx  >= 1.0  mirrord   nginx  <= 1.5  mirrord  nginx  m/n
+$(hitrow tinydb "db 2.6 KB")
+$(hitrow db "core.db 128 KiB")
+$(hitrow db304 "core.db, 304 (IMS)")
+$(hitrow pkg "package 33 KiB x 200")
+$(hitrow big "package 100 MiB, -c4")
+$(if [[ -s $work/mirrord.big ]]; then echo "   100 MiB, MB/s: mirrord $(best mirrord.big | awk '{ print $2 }'), nginx $(best nginx.big | awk '{ print $2 }')"; fi)
+EOF
+}
+if [[ $HITS_ONLY == 1 ]]; then
+	hit_summary
+	exit 0
+fi
 
 # --- 2. cold coalescing ---------------------------------------------------
 log "cold coalescing: 50 clients, one 100 MB file, upstream at 20 MB/s"
@@ -340,33 +382,8 @@ mem_run mem20-1.0-1-x86_64.pkg.tar.zst 20s hot20
 mem_run mem100-1.0-1-x86_64.pkg.tar.zst 30s hot100
 
 # --- summary --------------------------------------------------------------
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
-j() { jq -r "$2" "$work/$1"; }
-mem() { awk -v n="$1" '$1 == n { print $2 }' "$work/mem.txt"; }
-memrow() { # name label
-	printf '   %-22s %8s MB   %s\n' "$2" "$(mem "$1")" \
-		"$(j "$1.mem.json" '"\(.requests) complete, \(.incomplete) cut off, \(.errors) errors"') (limit $(awk -v n="$1" '$1 == n { print $3 }' "$work/mem.txt"))"
-}
-hitrow() { # workload label
-	local m_rps m_mbs m_p50 m_p99 m_err m_cpu n_rps n_mbs n_p50 n_p99 n_err n_cpu
-	read -r m_rps m_mbs m_p50 m_p99 m_err m_cpu < <(best "mirrord.$1")
-	read -r n_rps n_mbs n_p50 n_p99 n_err n_cpu < <(best "nginx.$1")
-	printf '   %-22s %9.0f %9.0f %6s   %7.2f %7.2f %6s   %6.1f %6.1f   %s/%s\n' "$2" "$m_rps" "$n_rps" "$(ratio "$m_rps" "$n_rps")" \
-		"$m_p99" "$n_p99" "$(ratio "$m_p99" "$n_p99")" "$m_cpu" "$n_cpu" "$m_err" "$n_err"
-}
-
+hit_summary
 cat <<EOF
-
-bench-proxy: $(nproc) cores, $(date -u +%Y-%m-%d), HIT_SECONDS=$HIT_SECONDS, ROUNDS=$ROUNDS, server.fast_path=$FAST_PATH, log.access=$ACCESS_LOG, PIN=$PIN
-
-1. cache hits (best of $ROUNDS)   req/s               ratio  p99 ms            ratio  CPU us/req     errors
-                            mirrord     nginx  >= 1.0  mirrord   nginx  <= 1.5  mirrord  nginx  m/n
-$(hitrow tinydb "db 2.6 KB")
-$(hitrow db "core.db 128 KiB")
-$(hitrow db304 "core.db, 304 (IMS)")
-$(hitrow pkg "package 33 KiB x 200")
-$(hitrow big "package 100 MiB, -c4")
-   100 MiB, MB/s: mirrord $(best mirrord.big | awk '{ print $2 }'), nginx $(best nginx.big | awk '{ print $2 }')
 
 2. cold coalescing, 50 clients, 100 MB at 20 MB/s
                                   mirrord        nginx   goal (mirrord)
