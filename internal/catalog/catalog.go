@@ -3,6 +3,7 @@ package catalog
 import (
 	"log/slog"
 	"slices"
+	"strings"
 	stdsync "sync"
 	"sync/atomic"
 
@@ -20,8 +21,8 @@ type Catalog struct {
 	router *Router
 	store  *store.Store
 	log    *slog.Logger
-	repos  map[string]*Repo       // "distro/repo" -> repo
-	keys   []string               // keys of repos, sorted
+	repos  map[repoName]*Repo     // by distro and name: a lookup per request, no key to build
+	sorted []*Repo                // the repos, by Key
 	bases  map[string]*mirrorList // distro -> the mirrors of its base files (lastupdate, lastsync)
 	lists  []*mirrorList          // every mirror list, the repos' and the bases'
 
@@ -32,6 +33,9 @@ type Catalog struct {
 	// committed (DBChanged); never nil after New.
 	changed atomic.Pointer[chan struct{}]
 }
+
+// repoName is a repo's distro and name, a key of Catalog.repos.
+type repoName struct{ distro, repo string }
 
 // Repo is one configured repo.
 type Repo struct {
@@ -76,7 +80,7 @@ func New(cfg *config.Config, st *store.Store, opts Options) (*Catalog, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	c := &Catalog{cfg: cfg, router: newRouter(cfg), store: st, log: opts.Logger,
-		repos: map[string]*Repo{}, bases: map[string]*mirrorList{}}
+		repos: map[repoName]*Repo{}, bases: map[string]*mirrorList{}}
 	first := make(chan struct{})
 	c.changed.Store(&first)
 	for dn, d := range cfg.Distros {
@@ -90,8 +94,8 @@ func New(cfg *config.Config, st *store.Store, opts Options) (*Catalog, error) {
 				}
 				r.mirrors = ml
 			}
-			c.repos[r.Key] = r
-			c.keys = append(c.keys, r.Key)
+			c.repos[repoName{dn, rn}] = r
+			c.sorted = append(c.sorted, r)
 		}
 		if opts.Upstream != nil && (len(d.Upstreams) > 0 || d.UpstreamsFile != "") {
 			ml, err := c.newMirrorList(opts.Upstream, dn, d.Upstreams, d.UpstreamsFile, cfg.ProxyFor(dn), false)
@@ -101,7 +105,7 @@ func New(cfg *config.Config, st *store.Store, opts Options) (*Catalog, error) {
 			c.bases[dn] = ml
 		}
 	}
-	slices.Sort(c.keys)
+	slices.SortFunc(c.sorted, func(a, b *Repo) int { return strings.Compare(a.Key, b.Key) })
 	return c, nil
 }
 
@@ -117,11 +121,7 @@ func (c *Catalog) Folder(path string) (Folder, bool) { return c.router.Folder(pa
 
 // Repos returns every configured repo, by key.
 func (c *Catalog) Repos() []*Repo {
-	out := make([]*Repo, len(c.keys))
-	for i, k := range c.keys {
-		out[i] = c.repos[k]
-	}
-	return out
+	return slices.Clone(c.sorted)
 }
 
 // Mirrors is where t comes from upstream: its repo's mirror set, or for
@@ -134,7 +134,7 @@ func (c *Catalog) Mirrors(t Target) *upstream.MirrorSet {
 		}
 		return nil
 	}
-	if r, ok := c.repos[t.Distro+"/"+t.Repo]; ok {
+	if r, ok := c.repos[repoName{t.Distro, t.Repo}]; ok {
 		return r.Mirrors()
 	}
 	return nil

@@ -17,6 +17,14 @@ func (r *Request) NotModified(mod time.Time) (notModified, ok bool) {
 	if len(r.IfModifiedSince) == 0 || mod.IsZero() || mod.Equal(time.Unix(0, 0)) {
 		return false, true // net/http ignores a condition on a zero time
 	}
+	if len(r.IfModifiedSince) == len(http1123) {
+		// A cache sends back the Last-Modified it was given: the same
+		// bytes mean the same second, which is no later than mod's.
+		var buf [len(http1123)]byte
+		if string(AppendDate(buf[:0], mod)) == string(r.IfModifiedSince) {
+			return true, true
+		}
+	}
 	t, ok := parseIMFFixdate(r.IfModifiedSince)
 	if !ok {
 		return false, false

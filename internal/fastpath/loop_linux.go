@@ -319,7 +319,7 @@ func (p *poller) serve(c *lconn, data []byte) {
 		req, ok := parseHead(data[:n])
 		var resp Response
 		if ok {
-			p.req = Request{Path: string(req.path), IfModifiedSince: req.ims, IfNoneMatch: req.inm}
+			p.req = Request{Path: string(req.path), IfModifiedSince: req.ims, IfNoneMatch: req.inm, Now: p.now}
 			p.out, resp, ok = p.s.Hit(p.out[:statusRoom], &p.req)
 			if ok && p.s.AccessLog != nil {
 				c.entry = accesslog.Entry{Remote: c.remote, Method: http.MethodGet, Path: p.req.Path, UserAgent: req.ua, Result: "hit"}

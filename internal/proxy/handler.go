@@ -184,7 +184,10 @@ func (h *Handler) revalidates(t catalog.Target, mutable bool) bool {
 
 // fresh reports whether a file that revalidates, last checked as m says,
 // is young enough (cache.db_max_age) to be served without asking upstream.
-func (h *Handler) fresh(m store.Meta) bool { return time.Since(m.FetchedAt) < h.cache.DBMaxAge }
+// now is the time of the request.
+func (h *Handler) fresh(m store.Meta, now time.Time) bool {
+	return now.Sub(m.FetchedAt) < h.cache.DBMaxAge
+}
 
 // AppendHit is ServeHTTP for the fast path (internal/fastpath), which
 // calls it for a GET with no Range and at most If-Modified-Since and
@@ -209,19 +212,23 @@ func (h *Handler) AppendHit(dst []byte, req *fastpath.Request) (head []byte, res
 		return dst, resp, false // ServeHTTP's, which forwards
 	}
 	mustBeFresh := h.revalidates(t, mutable)
-	data, f, m, ok := h.store.Hit(t.Rel)
+	now := req.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	data, f, m, ok := h.store.Hit(t.Rel, now)
 	if !ok && mutable && !mustBeFresh {
 		// A hosted repo's {repo}.db is a link to {repo}.db.tar.gz: serve
 		// the target, as opening the link does on net/http's path.
 		if target, isLink := h.store.Readlink(t.Rel); isLink {
-			data, f, m, ok = h.store.Hit(target)
+			data, f, m, ok = h.store.Hit(target, now)
 		}
 	}
 	if !ok {
 		return dst, resp, false
 	}
 	notModified, ok := req.NotModified(m.LastModified)
-	if !ok || mustBeFresh && !h.fresh(m) || h.redirects(mutable, m) {
+	if !ok || mustBeFresh && !h.fresh(m, now) || h.redirects(mutable, m) {
 		// A date only net/http reads, a database serveMutable
 		// revalidates first, or a redirect to the shared storage.
 		if f != nil {
@@ -284,7 +291,7 @@ func plainPathOK(path string) bool {
 // A file the index does not hold (a hosted repo's {repo}.db link) is
 // opened for the request.
 func (h *Handler) serveHit(w http.ResponseWriter, r *http.Request, t catalog.Target, result string) bool {
-	data, sf, m, ok := h.store.Hit(t.Rel)
+	data, sf, m, ok := h.store.Hit(t.Rel, time.Now())
 	if !ok {
 		return h.serveOpened(w, r, t, result)
 	}
@@ -365,7 +372,7 @@ var conditionalHeaders = []string{"Range", "If-Modified-Since", "If-None-Match",
 func (h *Handler) serveMutable(w http.ResponseWriter, r *http.Request, t catalog.Target, ms *upstream.MirrorSet) {
 	meta, err := h.store.Stat(t.Rel)
 	cached := err == nil
-	if cached && h.fresh(meta) {
+	if cached && h.fresh(meta, time.Now()) {
 		h.serveHit(w, r, t, resultHit)
 		return
 	}

@@ -21,8 +21,9 @@ type content struct {
 // from memory costs no open, stat, sendfile or close, which roughly
 // doubles the rate of small hits); else the file held open (see
 // SharedFile). One index lookup for all of it: this is the fast path's
-// (internal/fastpath). ok is false when rel is not in the tree.
-func (s *Store) Hit(rel string) (data []byte, f *SharedFile, m Meta, ok bool) {
+// (internal/fastpath). now is the time of the request, the file's last
+// use. ok is false when rel is not in the tree.
+func (s *Store) Hit(rel string, now time.Time) (data []byte, f *SharedFile, m Meta, ok bool) {
 	e := s.lookup(rel)
 	if e == nil {
 		return nil, nil, Meta{}, false
@@ -36,7 +37,7 @@ func (s *Store) Hit(rel string) (data []byte, f *SharedFile, m Meta, ok bool) {
 			return nil, nil, Meta{}, false
 		}
 	}
-	e.lastAccess.Store(time.Now().UnixNano())
+	e.lastAccess.Store(now.UnixNano())
 	return data, f, *mp, true
 }
 

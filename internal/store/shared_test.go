@@ -7,6 +7,7 @@ import (
 	stdsync "sync"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // readShared reads a SharedFile whole, as sendfile would: by offset,
@@ -98,7 +99,7 @@ func TestHeldFileRace(t *testing.T) {
 					return
 				default:
 				}
-				data, f, m, ok := s.Hit("a/f")
+				data, f, m, ok := s.Hit("a/f", time.Now())
 				if !ok {
 					continue // between remove and write
 				}
@@ -125,14 +126,14 @@ func TestHeldFileRace(t *testing.T) {
 
 // held is Hit's open file: with no memory budget, every hit is one.
 func held(s *Store, rel string) (*SharedFile, Meta, bool) {
-	_, f, m, ok := s.Hit(rel)
+	_, f, m, ok := s.Hit(rel, time.Now())
 	return f, m, ok && f != nil
 }
 
 // inMemory is Hit's answer from memory, false when it answers with an
 // open file instead (released here).
 func inMemory(s *Store, rel string) ([]byte, Meta, bool) {
-	data, f, m, ok := s.Hit(rel)
+	data, f, m, ok := s.Hit(rel, time.Now())
 	if f != nil {
 		f.Release()
 		return nil, Meta{}, false
