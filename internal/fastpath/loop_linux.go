@@ -350,8 +350,12 @@ func (p *poller) serve(c *lconn, data []byte) {
 	p.idle(c)
 }
 
-// maxPaths bounds the paths a loop interns: the hot files of a tree.
-const maxPaths = 4096
+// maxPaths and maxPathLen bound the paths a loop interns, to about
+// 1 MiB: the hot files of a tree, whose paths are under 200 bytes.
+const (
+	maxPaths   = 4096
+	maxPathLen = 256
+)
 
 // path returns b as a string, the same string for the same path while
 // it stays interned. Hit may keep a Target's strings (a prefetcher notes
@@ -361,6 +365,9 @@ const maxPaths = 4096
 func (p *poller) path(b []byte) string {
 	if s, ok := p.paths[string(b)]; ok { // looked up without allocating
 		return s
+	}
+	if len(b) > maxPathLen {
+		return string(b)
 	}
 	if len(p.paths) >= maxPaths {
 		clear(p.paths) // the hot ones come back at once
