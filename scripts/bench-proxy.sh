@@ -21,6 +21,10 @@
 #   HITS_ONLY=1 scripts/bench-proxy.sh     the hit runs only (part 1), about 2 minutes
 #   WORKLOADS="db304 tinydb" scripts/bench-proxy.sh
 #                                          those hit workloads only (of tinydb db db304 pkg big)
+#   NGINX_REUSEPORT=1 scripts/bench-proxy.sh
+#                                          nginx's static server with listen ... reuseport: the
+#                                          kernel spreads connections over its workers evenly;
+#                                          without it one worker often takes most of them
 #   PIN=1 scripts/bench-proxy.sh           the hit runs with the load generator on CPU 0 and the
 #                                          servers on CPU 1 (wrk -t1, one nginx worker,
 #                                          GOMAXPROCS=1): each server's own cost, without
@@ -38,6 +42,7 @@ FAST_PATH=${FAST_PATH:-true}
 ACCESS_LOG=${ACCESS_LOG:-false}
 PIN=${PIN:-0}
 HITS_ONLY=${HITS_ONLY:-0}
+NGINX_REUSEPORT=${NGINX_REUSEPORT:-0}
 WORKLOADS=${WORKLOADS:-tinydb db db304 pkg big}
 BASE_PORT=${BASE_PORT:-18480}
 p_up=$BASE_PORT              # upstream, unthrottled: fills mirrord's cache for the hit runs
@@ -133,7 +138,8 @@ wait_http() { # url
 }
 
 start_nginx() {
-	local n=$work/nginx user=""
+	local n=$work/nginx user="" nginx_listen=""
+	if [[ $NGINX_REUSEPORT == 1 ]]; then nginx_listen=" reuseport"; fi
 	mkdir -p "$n/cache" "$n/tmp"
 	if [[ $EUID -eq 0 ]]; then user="user root;"; fi
 	cat >"$n/nginx.conf" <<-EOF
@@ -157,7 +163,7 @@ start_nginx() {
 		  scgi_temp_path $n/tmp/scgi;
 		  proxy_cache_path $n/cache levels=1:2 keys_zone=cold:10m max_size=10g inactive=1h use_temp_path=off;
 		  server {
-		    listen 127.0.0.1:$p_nginx;
+		    listen 127.0.0.1:$p_nginx$nginx_listen;
 		    root $work/src;
 		  }
 		  server {
@@ -323,7 +329,7 @@ hitrow() { # workload label
 hit_summary() {
 	cat <<EOF
 
-bench-proxy: $(nproc) cores, $(date -u +%Y-%m-%d), HIT_SECONDS=$HIT_SECONDS, ROUNDS=$ROUNDS, server.fast_path=$FAST_PATH, log.access=$ACCESS_LOG, PIN=$PIN
+bench-proxy: $(nproc) cores, $(date -u +%Y-%m-%d), HIT_SECONDS=$HIT_SECONDS, ROUNDS=$ROUNDS, server.fast_path=$FAST_PATH, log.access=$ACCESS_LOG, PIN=$PIN, NGINX_REUSEPORT=$NGINX_REUSEPORT
 
 1. cache hits (best of $ROUNDS)   req/s               ratio  p99 ms            ratio  CPU us/req     errors
                             mirrord     nginx  >= 1.0  mirrord   nginx  <= 1.5  mirrord  nginx  m/n
