@@ -21,6 +21,8 @@
 #   HITS_ONLY=1 scripts/bench-proxy.sh     the hit runs only (part 1), about 2 minutes
 #   WORKLOADS="db304 tinydb" scripts/bench-proxy.sh
 #                                          those hit workloads only (of tinydb db db304 pkg big)
+#   MIRRORD_BIN=/tmp/mirrord-old scripts/bench-proxy.sh
+#                                          that mirrord binary instead of the tree's (to compare builds)
 #   NGINX_REUSEPORT=1 scripts/bench-proxy.sh
 #                                          nginx's static server with listen ... reuseport: the
 #                                          kernel spreads connections over its workers evenly;
@@ -79,7 +81,7 @@ log "build"
 mkdir -p "$root/bin"
 (cd "$root" && CGO_ENABLED=0 go build -trimpath -o bin/mirrord ./cmd/mirrord &&
 	CGO_ENABLED=0 go build -trimpath -o bin/mirrord-load ./cmd/mirrord-load)
-mirrord=$root/bin/mirrord
+mirrord=${MIRRORD_BIN:-$root/bin/mirrord}
 load=$root/bin/mirrord-load
 
 # --- the tree -------------------------------------------------------------
