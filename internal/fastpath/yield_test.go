@@ -5,8 +5,6 @@ package fastpath
 import (
 	"bytes"
 	"io"
-	"net"
-	"net/http"
 	"testing"
 	"time"
 )
@@ -15,46 +13,9 @@ import (
 // without waiting lets the kernel run another thread (see yieldAfter),
 // and one that waits between requests does not.
 func TestBusyLoopYields(t *testing.T) {
-	body := []byte("a small database")
-	s := &Server{
-		Hit: func(dst []byte, req *Request) ([]byte, Response, bool) {
-			return append(dst, "Content-Length: 16\r\n"...), Response{Data: body}, true
-		},
-		Fallback: &http.Server{},
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- s.Serve(ln) }()
-	t.Cleanup(func() {
-		s.Shutdown(t.Context())
-		<-served
-	})
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
 	req := []byte("GET /archlinux/core/os/x86_64/core.db HTTP/1.1\r\nHost: mirror\r\n\r\n")
-
-	// Every response has the same length: only the Date's value differs.
-	if _, err := c.Write(req); err != nil {
-		t.Fatal(err)
-	}
-	buf := make([]byte, 4096)
-	n := 0
-	for {
-		m, err := c.Read(buf[n:])
-		if err != nil {
-			t.Fatal(err)
-		}
-		n += m
-		if i := bytes.Index(buf[:n], []byte("\r\n\r\n")); i >= 0 && n >= i+4+len(body) {
-			break
-		}
-	}
+	c, n := smallHits(t, req)
+	buf := make([]byte, n)
 
 	// Requests a millisecond apart: the loop waits before each.
 	before := yields.Load()
@@ -85,7 +46,7 @@ func TestBusyLoopYields(t *testing.T) {
 	if err := <-wrote; err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.HasSuffix(all, body) {
+	if !bytes.HasSuffix(all, smallBody) {
 		t.Fatalf("last response %q", all[len(all)-n:])
 	}
 	if yields.Load() == before {
