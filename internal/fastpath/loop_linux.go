@@ -186,6 +186,7 @@ func (p *poller) pokeLocked() {
 func (p *poller) run() {
 	defer p.exit()
 	p.now = time.Now()
+	p.busy = p.now
 	p.nextScan = p.now.Add(scanEvery)
 	for {
 		n, err := p.wait()
@@ -198,7 +199,8 @@ func (p *poller) run() {
 			p.busy = p.now
 		} else if p.now.Sub(p.busy) >= yieldAfter {
 			schedYield()
-			p.busy = time.Now()
+			p.now = time.Now() // the threads it let run may have taken a while
+			p.busy = p.now
 		}
 		for i := range n {
 			ev := &p.events[i]
