@@ -331,7 +331,7 @@ hitrow() { # workload label
 hit_summary() {
 	cat <<EOF
 
-bench-proxy: $(nproc) cores, $(date -u +%Y-%m-%d), HIT_SECONDS=$HIT_SECONDS, ROUNDS=$ROUNDS, server.fast_path=$FAST_PATH, log.access=$ACCESS_LOG, PIN=$PIN, NGINX_REUSEPORT=$NGINX_REUSEPORT
+bench-proxy: $(nproc) cores, $(date -u +%Y-%m-%d), HIT_SECONDS=$HIT_SECONDS, ROUNDS=$ROUNDS, server.fast_path=$FAST_PATH, log.access=$ACCESS_LOG, PIN=$PIN, NGINX_REUSEPORT=$NGINX_REUSEPORT${MIRRORD_BIN:+, MIRRORD_BIN=$MIRRORD_BIN}
 
 1. cache hits (best of $ROUNDS)   req/s               ratio  p99 ms            ratio  CPU us/req     errors
                             mirrord     nginx  >= 1.0  mirrord   nginx  <= 1.5  mirrord  nginx  m/n

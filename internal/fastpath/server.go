@@ -27,10 +27,11 @@ type Request struct {
 	Path            string // an absolute path, with no query or escape
 	IfModifiedSince []byte // the header's value, trimmed; empty if absent
 	IfNoneMatch     []byte // the header's value, trimmed; empty if absent
-	// Now is when the event loop last woke, at most one batch of its
-	// ready connections ago: the time of the request for what a hit
-	// needs one for (a database's age, the file's last use), without a
-	// clock read each. Zero: the handler reads the clock.
+	// Now is when the event loop last woke (or came back from a yield),
+	// at most one batch of its ready connections ago: the time of the
+	// request for what a hit needs one for (a database's age, the
+	// file's last use), without a clock read each. Zero: the handler
+	// reads the clock.
 	Now time.Time
 }
 
